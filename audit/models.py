@@ -1,0 +1,81 @@
+from django.db import models
+
+
+class AppendOnlyError(Exception):
+    """Raised when code tries to change or delete an audit row."""
+
+
+class AppendOnlyModel(models.Model):
+    """Rows are written once (by the chain writer) and never changed or deleted.
+
+    The database refuses it too (triggers, see migrations); this is the ORM's
+    own refusal so that a mistake fails at the line that made it.
+    """
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if not self._state.adding:
+            raise AppendOnlyError(f"{type(self).__name__} rows are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AppendOnlyError(f"{type(self).__name__} rows are append-only")
+
+
+class AuditRecord(AppendOnlyModel):
+    """One record of the hash chain. `body` is the canonical JSON of the whole
+    record (record_hash included); the other columns are copies of its fields,
+    kept for indexed queries, and `audit verify` checks that they agree."""
+
+    seq = models.BigIntegerField(primary_key=True)
+    record_hash = models.CharField(max_length=64, unique=True)  # serves: exact search by hash
+    prev_hash = models.CharField(max_length=64)
+    event_type = models.CharField(max_length=32)
+    ts_utc = models.DateTimeField()
+    trace_id = models.CharField(max_length=36, db_index=True)  # serves: audit trace, /admin/audit/traces
+    decision = models.CharField(max_length=8, null=True)
+    status = models.CharField(max_length=8, null=True)
+    action = models.CharField(max_length=64, null=True)
+    reason_code = models.CharField(max_length=64, null=True)  # the first reason code
+    actor_kind = models.CharField(max_length=16, null=True)
+    actor_id = models.CharField(max_length=64, null=True)
+    body = models.TextField()
+
+    class Meta:
+        ordering = ["-seq"]
+        indexes = [
+            # serves: summary/stats over a time window, by type (audit summary)
+            models.Index(fields=["ts_utc", "event_type"], name="audit_ts_type"),
+            # serves: deny breakdown by reason code over a window
+            models.Index(fields=["event_type", "decision", "ts_utc"], name="audit_type_decision_ts"),
+            # serves: completeness (PENDING without terminal) and action outcomes
+            models.Index(fields=["event_type", "status", "ts_utc"], name="audit_type_status_ts"),
+            # serves: events filtered by reason code
+            models.Index(fields=["reason_code", "seq"], name="audit_reason_seq"),
+            # serves: events filtered by actor
+            models.Index(fields=["actor_id", "seq"], name="audit_actor_seq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.event_type} {self.trace_id}"
+
+
+class Checkpoint(AppendOnlyModel):
+    """A signed C2SP tlog-checkpoint over the first `tree_size` records.
+
+    `frontier` is the Merkle compact range at that size, so the next
+    checkpoint only hashes the records added since."""
+
+    tree_size = models.BigIntegerField(unique=True)
+    root_hash = models.CharField(max_length=64)
+    note = models.TextField()
+    frontier = models.JSONField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-tree_size"]
+
+    def __str__(self) -> str:
+        return f"checkpoint @{self.tree_size}"

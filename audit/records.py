@@ -1,0 +1,85 @@
+"""The audit record format (SPEC §6, docs/AUDIT_LOG_SPEC.md).
+
+Every record, decision or action, has the same keys; the ones that do not
+apply are null. A record's hash covers all of them, `prev_hash` included.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from veritta_site.canonical import canonical_json, sha256_hex
+
+GENESIS_HASH = "0" * 64
+
+RECORD_FIELDS: tuple[str, ...] = (
+    # chain
+    "seq",
+    "prev_hash",
+    "record_hash",
+    # what and when
+    "event_type",  # decision_audit | action_audit
+    "ts_utc",
+    "trace_id",
+    "parent_trace",  # the W3C traceparent, when the caller sent one
+    "endpoint",  # e.g. "POST /process"
+    # who
+    "actor",  # {"kind", "id"}: never a secret
+    "client",  # keyed digest of the client address, never the address
+    # input
+    "input_digest",
+    "digest_kind",  # json | raw | empty | unread | disabled
+    # policy
+    "profile_id",
+    "profile_hash",
+    # decision records
+    "decision",  # ALLOW | DENY
+    "gate",  # the gate that decided a DENY; "ALL" when every gate allowed
+    "matched_rules",
+    "http_status",
+    # action records
+    "action",
+    "action_version",
+    "executor_id",
+    "executor_version",
+    "status",  # PENDING | SUCCESS | FAILED | BLOCKED
+    "output_digest",
+    "duration_us",
+    # why
+    "reason_codes",
+    "evidence",
+)
+
+DECISION = "decision_audit"
+ACTION = "action_audit"
+TERMINAL_STATUSES = ("SUCCESS", "FAILED", "BLOCKED")
+
+
+def new_record(**fields: Any) -> dict[str, Any]:
+    """A record draft with every key present; the chain writer fills seq and hashes."""
+    unknown = set(fields) - set(RECORD_FIELDS)
+    if unknown:
+        raise KeyError(f"not audit record fields: {sorted(unknown)}")
+    record: dict[str, Any] = dict.fromkeys(RECORD_FIELDS)
+    record.update(matched_rules=[], reason_codes=[], evidence={})
+    record.update(fields)
+    return record
+
+
+def record_hash(record: dict[str, Any]) -> str:
+    """sha256 of the canonical record without its record_hash key."""
+    return sha256_hex(canonical_json({k: v for k, v in record.items() if k != "record_hash"}))
+
+
+def seal(record: dict[str, Any], *, seq: int, prev_hash: str) -> bytes:
+    """Give a draft its place in the chain; returns the canonical body stored."""
+    record["seq"] = seq
+    record["prev_hash"] = prev_hash
+    record["record_hash"] = None
+    record["record_hash"] = record_hash(record)
+    return canonical_json(record)
+
+
+def parse_body(body: str | bytes) -> dict[str, Any]:
+    return json.loads(body)

@@ -1,0 +1,61 @@
+"""Reads of the audit trail. Everything streams in `seq` order by keyset
+pagination, so memory stays flat whatever the size of the log."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from django.db import connection
+
+from audit.models import AuditRecord, Checkpoint
+
+_COLUMNS = (
+    "seq, record_hash, prev_hash, event_type, trace_id, decision, status, action,"
+    " reason_code, actor_kind, actor_id, body"
+)
+_NAMES = [c.strip() for c in _COLUMNS.split(",")]
+
+
+def audit_rows_stream(*, after: int = 0, upto: int | None = None, batch: int = 5000) -> Iterator[dict[str, Any]]:
+    """Every record row (columns + body) with seq in (after, upto], in seq order."""
+    while True:
+        sql = f"SELECT {_COLUMNS} FROM audit_auditrecord WHERE seq > %s"
+        params: list[Any] = [after]
+        if upto is not None:
+            sql += " AND seq <= %s"
+            params.append(upto)
+        sql += " ORDER BY seq LIMIT %s"
+        params.append(batch)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        if not rows:
+            return
+        for row in rows:
+            yield dict(zip(_NAMES, row, strict=True))
+        after = rows[-1][0]
+
+
+def audit_bodies_between(*, since: datetime | None, until: datetime | None) -> Iterator[str]:
+    """Record bodies in seq order, limited by time (for `audit export`)."""
+    qs = AuditRecord.objects.order_by("seq")
+    if since is not None:
+        qs = qs.filter(ts_utc__gte=since)
+    if until is not None:
+        qs = qs.filter(ts_utc__lt=until)
+    yield from qs.values_list("body", flat=True).iterator(chunk_size=5000)
+
+
+def audit_head_seq() -> int:
+    row = AuditRecord.objects.order_by("-seq").values_list("seq", flat=True).first()
+    return int(row or 0)
+
+
+def audit_records_for_trace(*, trace_id: str) -> list[AuditRecord]:
+    return list(AuditRecord.objects.filter(trace_id=trace_id).order_by("seq"))
+
+
+def checkpoint_latest() -> Checkpoint | None:
+    return Checkpoint.objects.order_by("-tree_size").first()

@@ -1,0 +1,136 @@
+"""Writes of the audit trail: the decision and action records of a request.
+
+A RequestContext is made once per governed request; every record of that
+request is built from it, so trace id, input digest, actor and profile are
+the same values in all of them (seed 002 gaps 3 and 4).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest
+
+from audit.chain import AuditSinkError, Receipt, chain_append
+from audit.records import ACTION, DECISION, new_record
+from veritta_site.errors import VerittaError
+
+ANONYMOUS = {"kind": "anonymous", "id": None}
+
+
+def client_digest(address: str | None) -> str | None:
+    """A keyed digest of the client address: correlates without storing it."""
+    if not address:
+        return None
+    mac = hmac.new(settings.SECRET_KEY.encode(), address.encode(), hashlib.sha256).hexdigest()
+    return "ip_" + mac[:16]
+
+
+@dataclass
+class RequestContext:
+    trace_id: str
+    endpoint: str
+    profile_id: str
+    profile_hash: str
+    parent_trace: str | None = None
+    client: str | None = None
+    client_address: str | None = None  # in memory only, for per-address limits
+    actor: dict[str, Any] = field(default_factory=lambda: dict(ANONYMOUS))
+    input_digest: str | None = None
+    digest_kind: str = "unread"
+    matched_rules: list[str] = field(default_factory=list)
+    action_fields: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def for_request(cls, request: HttpRequest, *, endpoint: str, profile_id: str, profile_hash: str) -> RequestContext:
+        address = request.META.get("REMOTE_ADDR")
+        return cls(
+            trace_id=request.trace_id,  # type: ignore[attr-defined]
+            parent_trace=getattr(request, "traceparent", None),
+            endpoint=endpoint,
+            profile_id=profile_id,
+            profile_hash=profile_hash,
+            client=client_digest(address),
+            client_address=address,
+        )
+
+    def _common(self) -> dict[str, Any]:
+        return {
+            "trace_id": self.trace_id,
+            "parent_trace": self.parent_trace,
+            "endpoint": self.endpoint,
+            "actor": self.actor,
+            "client": self.client,
+            "input_digest": self.input_digest,
+            "digest_kind": self.digest_kind,
+            "profile_id": self.profile_id,
+            "profile_hash": self.profile_hash,
+        }
+
+    def decision_record(self, *, decision: str, gate: str, http_status: int, error: VerittaError | None) -> dict[str, Any]:
+        return new_record(
+            event_type=DECISION,
+            decision=decision,
+            gate=gate,
+            http_status=http_status,
+            matched_rules=list(self.matched_rules),
+            reason_codes=[error.code] if error else [],
+            evidence=dict(error.evidence) if error else {},
+            action=self.action_fields.get("action"),
+            **self._common(),
+        )
+
+    def action_record(self, *, status: str, error: VerittaError | None = None, **extra: Any) -> dict[str, Any]:
+        """Every action record has the same fields (seed 002 gap 8)."""
+        codes = [error.code] if error else (["EXECUTION_ATTEMPT"] if status == "PENDING" else [])
+        return new_record(
+            event_type=ACTION,
+            status=status,
+            reason_codes=codes,
+            evidence=dict(error.evidence) if error else {},
+            **self.action_fields,
+            **extra,
+            **self._common(),
+        )
+
+
+def sink_failure(exc: AuditSinkError) -> VerittaError:
+    return VerittaError("AUDIT_SINK_FAILED", evidence={"exc_class": str(exc)})
+
+
+def audit_deny(ctx: RequestContext, *, gate: str, error: VerittaError, blocked: bool = False) -> Receipt:
+    """Record a denial (and the BLOCKED action, for registry denials).
+
+    Raises VerittaError(AUDIT_SINK_FAILED) if it cannot be written: the
+    request is then refused with 503 rather than with an unrecorded denial.
+    """
+    records = [ctx.decision_record(decision="DENY", gate=gate, http_status=error.status, error=error)]
+    if blocked:
+        records.append(ctx.action_record(status="BLOCKED", error=error))
+    try:
+        return chain_append(records)[-1]
+    except AuditSinkError as exc:
+        raise sink_failure(exc) from exc
+
+
+def audit_allow(ctx: RequestContext, *, pending: bool, http_status: int = 200) -> Receipt:
+    """Record ALLOW, and with it the PENDING action record, in one transaction:
+    both are committed before the executor may run (seed 002 gaps 2 and 5)."""
+    records = [ctx.decision_record(decision="ALLOW", gate="ALL", http_status=http_status, error=None)]
+    if pending:
+        records.append(ctx.action_record(status="PENDING"))
+    try:
+        return chain_append(records)[-1]
+    except AuditSinkError as exc:
+        raise sink_failure(exc) from exc
+
+
+def audit_action_end(ctx: RequestContext, *, status: str, error: VerittaError | None = None, **extra: Any) -> Receipt:
+    try:
+        return chain_append([ctx.action_record(status=status, error=error, **extra)])[0]
+    except AuditSinkError as exc:
+        raise sink_failure(exc) from exc

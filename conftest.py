@@ -1,0 +1,149 @@
+"""Named fixtures shared by the whole suite."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from tests.settings import TEST_ENV
+from tests.support.appserver import AppServer
+
+API_KEY = TEST_ENV["VERITTA_BETA_API_KEY"]
+ADMIN_KEY = TEST_ENV["VERITTA_ADMIN_API_KEY"]
+
+
+@pytest.fixture
+def audit_log(settings: Any, tmp_path: Path) -> Path:
+    """A fresh JSONL mirror and checkpoint dir for this test."""
+    settings.VERITTA_AUDIT_LOG_PATH = tmp_path / "audit.log"
+    settings.VERITTA_AUDIT_CHECKPOINT_DIR = tmp_path / "checkpoints"
+    return settings.VERITTA_AUDIT_LOG_PATH
+
+
+@pytest.fixture
+def loaded_profiles(db: None) -> None:
+    from governance.selectors import profile_cache_clear
+    from governance.services import profiles_load
+
+    profiles_load()
+    profile_cache_clear()
+
+
+@pytest.fixture
+def api(loaded_profiles: None, audit_log: Path) -> ApiClient:
+    """The Django test client, speaking JSON to a migrated, loaded database."""
+    return ApiClient()
+
+
+class ApiClient(Client):
+    def process(self, payload: Any, *, key: str | None = API_KEY, raw: bytes | None = None, **headers: Any) -> Any:
+        content_type = headers.pop("content_type", "application/json")
+        extra = {"HTTP_X_API_KEY": key} if key is not None else {}
+        extra.update(headers)
+        data = raw if raw is not None else json.dumps(payload)
+        return self.post("/process", data=data, content_type=content_type, **extra)
+
+
+@pytest.fixture
+def audit_records(db: None) -> Callable[..., list[dict[str, Any]]]:
+    """The audit records (parsed bodies) in seq order, optionally for one trace."""
+    from audit.models import AuditRecord
+
+    def read(trace_id: str | None = None) -> list[dict[str, Any]]:
+        qs = AuditRecord.objects.order_by("seq")
+        if trace_id:
+            qs = qs.filter(trace_id=trace_id)
+        return [json.loads(body) for body in qs.values_list("body", flat=True)]
+
+    return read
+
+
+@pytest.fixture(scope="module")
+def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
+    """A real gunicorn server (2 workers) on its own fresh database."""
+    server = AppServer(tmp_path_factory.mktemp("app"), workers=2).prepare().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def start_app_server(tmp_path: Path) -> Iterator[Callable[..., AppServer]]:
+    """Factory for servers with their own settings; all are stopped after the test."""
+    started: list[AppServer] = []
+
+    def start(*, workers: int = 2, env: dict[str, str] | None = None, prepare: bool = True, **kw: Any) -> AppServer:
+        server = AppServer(tmp_path / f"srv{len(started)}", workers=workers, env=env, **kw)
+        started.append(server)
+        if prepare:
+            server.prepare()
+        return server.start()
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+TEST_PROFILES_DIR = Path(__file__).resolve().parent / "tests" / "profiles"
+
+
+@pytest.fixture
+def test_profiles(settings: Any, db: None, audit_log: Path) -> Iterator[None]:
+    """The test profile set and the test executors (slow, exploding, ...)."""
+    from governance.registry import executor_registry
+    from governance.selectors import profile_cache_clear
+    from governance.services import profiles_load
+    from tests.executors import TEST_EXECUTORS
+
+    settings.VERITTA_PROFILES_DIR = TEST_PROFILES_DIR
+    settings.VERITTA_EXECUTORS = [*settings.VERITTA_EXECUTORS, *TEST_EXECUTORS.split(",")]
+    settings.VERITTA_EXECUTOR_TIMEOUT_S = 0.5
+    executor_registry.cache_clear()
+    profile_cache_clear()
+    profiles_load()
+    yield
+    executor_registry.cache_clear()
+    profile_cache_clear()
+
+
+def assert_envelope_codes_catalogued(status: int, content_type: str, body: bytes) -> None:
+    """Every error response must be the envelope with catalogued codes only."""
+    from veritta_site.errors import CATALOGUE
+
+    if status < 400:
+        return
+    assert content_type.startswith("application/json"), f"error {status} is not JSON: {body[:200]!r}"
+    envelope = json.loads(body)
+    assert set(envelope) == {"status_code", "reason_codes", "trace_id", "message", "details"}, envelope
+    assert envelope["status_code"] == status
+    assert envelope["reason_codes"], "reason_codes must not be empty"
+    unknown = [c for c in envelope["reason_codes"] if c not in CATALOGUE or CATALOGUE[c].status == 0]
+    assert not unknown, f"response carries codes outside the catalogue: {unknown}"
+
+
+@pytest.fixture(autouse=True)
+def _every_response_uses_catalogued_codes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Applied to every test: the test client and requests both check each answer."""
+    import requests
+
+    original_client = Client.request
+    original_session = requests.Session.request
+
+    def client_request(self: Client, **request: Any) -> Any:
+        response = original_client(self, **request)
+        if not getattr(response, "streaming", False):
+            assert_envelope_codes_catalogued(response.status_code, response.get("Content-Type", ""), response.content)
+        return response
+
+    def session_request(self: requests.Session, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        response = original_session(self, method, url, *args, **kwargs)
+        if "127.0.0.1" in url and not kwargs.get("stream"):
+            assert_envelope_codes_catalogued(response.status_code, response.headers.get("Content-Type", ""), response.content)
+        return response
+
+    monkeypatch.setattr(Client, "request", client_request)
+    monkeypatch.setattr(requests.Session, "request", session_request)

@@ -1,0 +1,80 @@
+"""HTTP views of the governance app: thin, they call the pipeline."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from governance.pipeline import process_request
+from veritta_site.schema import ERROR_RESPONSES, ErrorEnvelopeSerializer
+
+
+class ProcessApi(APIView):
+    """Run an action through the gates, the executor and the audit trail."""
+
+    authentication_classes: list[type] = []
+    permission_classes: list[type] = []
+    # The pipeline reads and parses the body itself, within the size limit.
+    parser_classes: list[type] = []
+
+    class InputSerializer(serializers.Serializer):
+        action = serializers.CharField(max_length=64, help_text="An action the active policy profile allows.")
+        action_version = serializers.CharField(required=False, help_text="Semantic version the executor must satisfy.")
+        event_type = serializers.CharField(required=False, max_length=64)
+        text = serializers.CharField(required=False, max_length=4096, help_text="Input of the `process` action.")
+        operation = serializers.ChoiceField(
+            required=False, choices=["normalize", "upper", "lower", "reverse", "stats"]
+        )
+
+    class OutputSerializer(serializers.Serializer):
+        status_code = serializers.IntegerField()
+        trace_id = serializers.UUIDField()
+        result = inline_serializer(
+            "ProcessResult",
+            {
+                "action": serializers.CharField(),
+                "status": serializers.CharField(),
+                "executor_id": serializers.CharField(),
+                "executor_version": serializers.CharField(),
+                "output": serializers.DictField(),
+            },
+        )
+        audit = inline_serializer(
+            "AuditReceipt", {"seq": serializers.IntegerField(), "record_hash": serializers.CharField()}
+        )
+
+    @extend_schema(
+        operation_id="process",
+        request=InputSerializer,
+        responses={200: OutputSerializer, **ERROR_RESPONSES},
+        parameters=[
+            OpenApiParameter("X-API-Key", str, OpenApiParameter.HEADER, required=False),
+            OpenApiParameter("X-Trace-ID", str, OpenApiParameter.HEADER, required=False),
+            OpenApiParameter("traceparent", str, OpenApiParameter.HEADER, required=False),
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        outcome = process_request(request._request)
+        return Response(outcome.body, status=outcome.status, headers=outcome.headers)
+
+
+class HealthApi(APIView):
+    """Liveness only: says the process answers, nothing about its internals."""
+
+    authentication_classes: list[type] = []
+    permission_classes: list[type] = []
+
+    @extend_schema(
+        operation_id="health",
+        responses={
+            200: inline_serializer("Health", {"status": serializers.CharField(), "ts_utc": serializers.DateTimeField()}),
+            405: OpenApiResponse(ErrorEnvelopeSerializer),
+        },
+    )
+    def get(self, request: Request) -> Response:
+        return Response({"status": "ok", "ts_utc": datetime.now(UTC).isoformat()})

@@ -1,0 +1,158 @@
+"""The /process pipeline: gates in SPEC §4 order, then the audited execution.
+
+    P0 size -> G0 credential -> G2 API key -> P2 payload -> profile -> registry
+      -> ALLOW + PENDING (one transaction) -> execute under timeout -> terminal record
+
+Any gate that raises something other than a VerittaError denies with
+GATE_EXCEPTION and the exception's class in the evidence (seed 002 gap 10):
+a gate is never skipped and never allows by accident.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.http import HttpRequest
+
+from audit.chain import Receipt
+from audit.services import RequestContext, audit_action_end, audit_allow, audit_deny
+from governance import gates
+from governance.executors import ActionRequest, Executor
+from governance.selectors import profile_active
+from veritta_site.canonical import digest_of
+from veritta_site.errors import VerittaError, envelope
+
+logger = logging.getLogger("veritta.pipeline")
+
+T = TypeVar("T")
+
+# Executors run in worker threads so that a slow one can be abandoned at its
+# deadline. A thread that overruns keeps its slot until it returns; when all
+# slots are busy, new work waits in the queue and times out like any other.
+_executor_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="veritta-executor")
+
+
+@dataclass
+class Outcome:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Denied(Exception):
+    def __init__(self, gate: str, error: VerittaError) -> None:
+        self.gate, self.error = gate, error
+        super().__init__(gate, error.code)
+
+
+def run_gate(gate: str, check: Callable[..., T], *args: Any) -> T:
+    try:
+        return check(*args)
+    except VerittaError as error:
+        raise Denied(gate, error) from error
+    except Exception as exc:  # noqa: BLE001 - a failing gate denies, whatever failed
+        logger.exception("gate raised", extra={"gate": gate})
+        raise Denied(gate, VerittaError("GATE_EXCEPTION", evidence={"gate": gate, "exc_class": type(exc).__name__})) from exc
+
+
+def error_outcome(trace_id: str, error: VerittaError) -> Outcome:
+    body = envelope(error.status, [error.code], trace_id, error.message, error.details)
+    return Outcome(error.status, body, dict(error.headers))
+
+
+def _context(request: HttpRequest) -> RequestContext:
+    try:
+        profile = profile_active(settings.VERITTA_POLICY_PROFILE)
+        profile_id, profile_hash = profile.profile_id, profile.sha256
+    except LookupError:
+        # Still recorded, with a hash that names the missing profile: never empty.
+        profile_id, profile_hash = settings.VERITTA_POLICY_PROFILE, "0" * 64
+    return RequestContext.for_request(request, endpoint="POST /process", profile_id=profile_id, profile_hash=profile_hash)
+
+
+def process_request(request: HttpRequest) -> Outcome:
+    ctx = _context(request)
+    matched = ctx.matched_rules
+    try:
+        try:
+            body = run_gate("P0", gates.read_body_within_limit, request)
+            matched.append("P0:size_within_limit")
+            parsed = gates.parse_input(body)
+            ctx.input_digest, ctx.digest_kind = parsed.digest, parsed.digest_kind
+            run_gate("G0", gates.credential_present, request)
+            matched.append("G0:credential_present")
+            ctx.actor = run_gate("G2", gates.api_key_valid, request)
+            matched.append("G2:api_key_valid")
+            payload = run_gate("P2", gates.payload_valid, request, parsed)
+            matched.append("P2:payload_valid")
+            profile = run_gate("profile", profile_active, settings.VERITTA_POLICY_PROFILE)
+            rule = run_gate("profile", gates.profile_allows, payload, profile, matched)
+            ctx.action_fields = {"action": payload["action"]}
+            executor = run_gate("registry", gates.executor_for, payload, rule, matched)
+        except Denied as denied:
+            audit_deny(ctx, gate=denied.gate, error=denied.error, blocked=denied.gate == "registry")
+            return error_outcome(ctx.trace_id, denied.error)
+        ctx.action_fields.update(
+            action_version=payload.get("action_version"),  # validated by the registry gate
+            executor_id=executor.executor_id,
+            executor_version=executor.version,
+        )
+        audit_allow(ctx, pending=True)
+        return _execute(ctx, executor, payload)
+    except VerittaError as error:  # the audit sink failed: nothing ran without its record
+        return error_outcome(ctx.trace_id, error)
+
+
+def _execute(ctx: RequestContext, executor: Executor, payload: dict[str, Any]) -> Outcome:
+    timeout = settings.VERITTA_EXECUTOR_TIMEOUT_S
+    started = time.monotonic()
+    request = ActionRequest(
+        action=payload["action"],
+        payload=MappingProxyType(dict(payload)),  # read-only: executors cannot mutate the input
+        trace_id=ctx.trace_id,
+        deadline=started + timeout,
+    )
+    future = _executor_pool.submit(executor.execute, request)
+    try:
+        output = future.result(timeout=timeout)
+        output_digest = digest_of(output) if isinstance(output, dict) else None
+        if output_digest is None:
+            raise TypeError("executor output is not a JSON object")
+    except FutureTimeout:
+        future.cancel()
+        error = VerittaError("EXECUTOR_TIMEOUT", evidence={"timeout_s": str(timeout)})
+        audit_action_end(ctx, status="FAILED", error=error, duration_us=_elapsed_us(started))
+        return error_outcome(ctx.trace_id, error)
+    except Exception as exc:  # noqa: BLE001 - any executor failure is a FAILED record
+        error = VerittaError("EXECUTOR_FAILED", evidence={"exc_class": type(exc).__name__})
+        audit_action_end(ctx, status="FAILED", error=error, duration_us=_elapsed_us(started))
+        return error_outcome(ctx.trace_id, error)
+    receipt = audit_action_end(ctx, status="SUCCESS", output_digest=output_digest, duration_us=_elapsed_us(started))
+    return Outcome(200, _success_body(ctx, output, receipt))
+
+
+def _elapsed_us(started: float) -> int:
+    return int((time.monotonic() - started) * 1_000_000)
+
+
+def _success_body(ctx: RequestContext, output: dict[str, Any], receipt: Receipt) -> dict[str, Any]:
+    return {
+        "status_code": 200,
+        "trace_id": ctx.trace_id,
+        "result": {
+            "action": ctx.action_fields["action"],
+            "status": "SUCCESS",
+            "executor_id": ctx.action_fields["executor_id"],
+            "executor_version": ctx.action_fields["executor_version"],
+            "output": output,
+        },
+        "audit": receipt.as_dict(),
+    }

@@ -1,0 +1,36 @@
+"""The executor registry, built once per process from settings.VERITTA_EXECUTORS."""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
+
+from governance.executors import Executor
+
+SEMVER_RE = re.compile(r"^(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})$")
+
+
+def parse_semver(value: object) -> tuple[int, int, int] | None:
+    if not isinstance(value, str):
+        return None
+    match = SEMVER_RE.match(value)
+    return (int(match[1]), int(match[2]), int(match[3])) if match else None
+
+
+@cache
+def executor_registry() -> dict[str, Executor]:
+    registry: dict[str, Executor] = {}
+    for path in settings.VERITTA_EXECUTORS:
+        cls = import_string(path)
+        if not (isinstance(cls, type) and issubclass(cls, Executor)):
+            raise ImproperlyConfigured(f"{path} is not an Executor subclass")
+        if parse_semver(cls.version) is None:
+            raise ImproperlyConfigured(f"{path}: version {cls.version!r} is not semver")
+        if cls.executor_id in registry:
+            raise ImproperlyConfigured(f"executor id {cls.executor_id!r} registered twice")
+        registry[cls.executor_id] = cls()
+    return registry

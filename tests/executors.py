@@ -1,0 +1,55 @@
+"""Executors that exist only to drive the pipeline's failure paths in tests."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from governance.executors import ActionRequest, Executor
+
+
+class SlowExecutor(Executor):
+    executor_id = "slow_v1"
+    version = "1.0.0"
+    actions = frozenset({"slow"})
+
+    def execute(self, request: ActionRequest) -> dict[str, Any]:
+        # Sleeps far past any test timeout, but stops once its deadline passes
+        # so abandoned threads do not pile up.
+        while request.time_left() > -1:
+            time.sleep(0.05)
+        return {"late": True}
+
+
+class ExplodingExecutor(Executor):
+    executor_id = "explode_v1"
+    version = "1.0.0"
+    actions = frozenset({"explode"})
+
+    def execute(self, request: ActionRequest) -> dict[str, Any]:
+        raise RuntimeError("executor blew up")
+
+
+class BadOutputExecutor(Executor):
+    executor_id = "bad_output_v1"
+    version = "1.0.0"
+    actions = frozenset({"bad_output"})
+
+    def execute(self, request: ActionRequest) -> dict[str, Any]:
+        return ["not", "an", "object"]  # type: ignore[return-value]
+
+
+TEST_EXECUTORS = ",".join(
+    f"tests.executors.{name}" for name in ("SlowExecutor", "ExplodingExecutor", "BadOutputExecutor", "PlainExecutor")
+)
+
+
+class PlainExecutor(Executor):
+    """Handles the actions whose profile rules ask for more than it has."""
+
+    executor_id = "plain_v1"
+    version = "1.2.0"
+    actions = frozenset({"needs_v2", "needs_capability", "counted"})
+
+    def execute(self, request: ActionRequest) -> dict[str, Any]:
+        return {"ran": True}

@@ -1,0 +1,121 @@
+"""A real Verittà app server for tests: gunicorn, several worker processes,
+its own fresh database (a SQLite file, or a new database on the PostgreSQL
+cluster the suite runs against), migrated and loaded the way an operator
+does it, with the production settings module."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import requests
+
+from tests.support.servers import free_port, wait_for_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def fresh_database_url(tmp: Path) -> str:
+    """A new, empty database of the kind this test run uses."""
+    outer = os.environ.get("DATABASE_URL", "")
+    if outer.startswith(("postgres://", "postgresql://")):
+        name = f"vt_{uuid.uuid4().hex[:12]}"
+        base, _, _ = outer.rpartition("/")
+        with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return f"{base}/{name}"
+    return f"sqlite:///{tmp / 'veritta.sqlite3'}"
+
+
+def server_env(tmp: Path, database_url: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    from tests.settings import TEST_ENV
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VERITTA_", "DJANGO_", "PYTEST_"))}
+    env.update(TEST_ENV)
+    env.update(
+        DJANGO_SETTINGS_MODULE="veritta_site.settings",
+        VERITTA_ENV_FILE="",
+        VERITTA_PROFILES_FINGERPRINT=os.environ["VERITTA_PROFILES_FINGERPRINT"],
+        DATABASE_URL=database_url,
+        VERITTA_AUDIT_LOG_PATH=str(tmp / "audit.log"),
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra or {})
+    return env
+
+
+def manage(env: Mapping[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=dict(env), capture_output=True, text=True, check=check, timeout=300
+    )
+
+
+class AppServer:
+    def __init__(
+        self, tmp: Path, *, workers: int = 2, env: Mapping[str, str] | None = None, database_url: str | None = None
+    ) -> None:
+        tmp.mkdir(parents=True, exist_ok=True)
+        self.tmp = tmp
+        self.workers = workers
+        self.database_url = database_url or fresh_database_url(tmp)
+        self.env = server_env(tmp, self.database_url, env)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = tmp / f"gunicorn-{self.port}.log"
+
+    def prepare(self) -> AppServer:
+        manage(self.env, "migrate", "--no-input", "-v0")
+        manage(self.env, "governance", "load-profiles")
+        return self
+
+    def start(self) -> AppServer:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [
+                sys.executable, "-m", "gunicorn", "veritta_site.wsgi:application",
+                "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers),
+                "--timeout", "60", "--graceful-timeout", "5",
+            ],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            wait_for_port("127.0.0.1", self.port, timeout=30)
+        except Exception:  # noqa: BLE001 - any failure to start: stop and show the log
+            self.stop()
+            raise RuntimeError(f"gunicorn did not start:\n{self.log()}") from None
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def worker_pids(self) -> list[int]:
+        assert self.process is not None
+        out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout
+        return [int(p) for p in out.split()]
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return manage(self.env, *args, check=check)
+
+    def post(self, path: str, **kwargs: Any) -> requests.Response:
+        return requests.post(self.url + path, timeout=30, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return requests.get(self.url + path, timeout=30, **kwargs)

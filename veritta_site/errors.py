@@ -1,0 +1,189 @@
+"""The one catalogue of reason codes, the typed error that carries them, and the
+one place that renders the error envelope (SPEC §5) for every path.
+
+`docs/ERROR_ENVELOPE.md` and the OpenAPI document are rendered from CATALOGUE;
+a test fails if any response carries a code that is not in it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from django.http import Http404, HttpRequest, JsonResponse
+from rest_framework import exceptions as drf_exceptions
+from rest_framework.response import Response
+
+logger = logging.getLogger("veritta.errors")
+
+
+@dataclass(frozen=True)
+class Reason:
+    status: int
+    message: str
+    where: str
+
+
+CATALOGUE: dict[str, Reason] = {
+    # P0
+    "PAYLOAD_TOO_LARGE": Reason(413, "Request body exceeds the configured maximum size", "P0 size"),
+    # G0 / G2
+    "MISSING_API_KEY": Reason(403, "Missing required header: X-API-Key", "G0 credential"),
+    "GATE_DENIED_INVALID_API_KEY": Reason(403, "Invalid API key", "G2 API key"),
+    # G4
+    "SESSION_INVALID": Reason(403, "Session is not valid", "G4 session"),
+    "SESSION_REVOKED": Reason(403, "Session has been revoked", "G4 session"),
+    "SESSION_EXPIRED": Reason(403, "Session has expired", "G4 session"),
+    # G10
+    "RATE_LIMIT_EXCEEDED": Reason(429, "Rate limit exceeded", "G10 rate limit"),
+    "RATE_LIMIT_UNAVAILABLE": Reason(503, "Rate limit store unavailable; request refused", "G10 rate limit"),
+    # P2
+    "INVALID_JSON": Reason(400, "Request body is not a valid JSON object", "P2 payload"),
+    "VALIDATION_ERROR": Reason(400, "Request validation failed", "P2 payload"),
+    "UNSUPPORTED_MEDIA_TYPE": Reason(415, "Unsupported Content-Type; send application/json", "P2 payload"),
+    # profile
+    "PROFILE_ACTION_MISMATCH": Reason(403, "Action not allowed by the active policy profile", "profile"),
+    "UNKNOWN_FIELDS_PRESENT": Reason(403, "Payload has fields the policy profile does not allow", "profile"),
+    "ADMIN_SIGNAL_FORBIDDEN": Reason(403, "Payload carries a forbidden privilege field", "profile"),
+    "EXTERNAL_FIELDS_NOT_ALLOWED": Reason(403, "Payload carries external-target fields", "profile"),
+    "LIMIT_EXCEEDED": Reason(403, "Payload exceeds a policy profile limit", "profile"),
+    # registry
+    "UNKNOWN_ACTION": Reason(422, "No registered executor handles this action", "registry"),
+    "EXECUTOR_NOT_FOUND": Reason(422, "The executor named by the profile is not registered", "registry"),
+    "ACTION_VERSION_INVALID": Reason(400, "action_version must be a semantic version (MAJOR.MINOR.PATCH)", "registry"),
+    "EXECUTOR_VERSION_MISMATCH": Reason(409, "Executor version does not satisfy the required version", "registry"),
+    "CAPABILITY_MISMATCH": Reason(409, "Executor lacks a capability the profile requires", "registry"),
+    # execute / audit
+    "EXECUTOR_TIMEOUT": Reason(504, "Executor exceeded its time limit", "execute"),
+    "EXECUTOR_FAILED": Reason(500, "Executor failed", "execute"),
+    "AUDIT_SINK_FAILED": Reason(503, "Audit record could not be written durably; nothing was executed", "audit"),
+    # any gate
+    "GATE_EXCEPTION": Reason(500, "A gate failed to decide; request denied", "any gate"),
+    "SERVER_MISCONFIGURED": Reason(500, "A required setting is missing; request denied", "any gate"),
+    # admin API
+    "ADMIN_KEY_MISSING": Reason(403, "Missing required header: X-ADMIN-KEY", "admin G0"),
+    "ADMIN_KEY_INVALID": Reason(403, "Invalid admin key", "admin G2"),
+    # generic HTTP
+    "FORBIDDEN": Reason(403, "Forbidden", "routing"),
+    "NOT_FOUND": Reason(404, "Not found", "routing"),
+    "METHOD_NOT_ALLOWED": Reason(405, "Method not allowed", "routing"),
+    "NOT_ACCEPTABLE": Reason(406, "Not acceptable", "routing"),
+    "BAD_REQUEST": Reason(400, "Bad request", "routing"),
+    "INTERNAL_ERROR": Reason(500, "Internal error", "any"),
+    # audit-only marker: carried by PENDING action records, never by a response
+    "EXECUTION_ATTEMPT": Reason(0, "Marker on the PENDING record written before an executor runs", "audit"),
+}
+
+
+class VerittaError(Exception):
+    """An application error with a stable reason code from CATALOGUE.
+
+    `evidence` names what failed (fields, limits) and goes to the audit record;
+    `details` is what the client may see. Neither ever holds a payload value.
+    """
+
+    def __init__(
+        self,
+        code: str,
+        *,
+        evidence: dict[str, Any] | None = None,
+        details: dict[str, Any] | None = None,
+        message: str | None = None,
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        if code not in CATALOGUE:
+            # A code outside the catalogue is a programming error: fail loudly in
+            # tests, but still deny (the caller renders INTERNAL_ERROR).
+            raise KeyError(f"reason code not in catalogue: {code}")
+        reason = CATALOGUE[code]
+        self.code = code
+        self.status = status or reason.status
+        self.message = message or reason.message
+        self.evidence = evidence or {}
+        self.details = details or {}
+        self.headers = headers or {}
+        super().__init__(code)
+
+
+def envelope(status: int, codes: list[str], trace_id: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {
+        "status_code": status,
+        "reason_codes": codes,
+        "trace_id": trace_id,
+        "message": message,
+        "details": details if details else None,
+    }
+
+
+def error_response(request: HttpRequest, error: VerittaError) -> JsonResponse:
+    trace_id = getattr(request, "trace_id", "")
+    body = envelope(error.status, [error.code], trace_id, error.message, error.details)
+    response = JsonResponse(body, status=error.status)
+    for name, value in error.headers.items():
+        response[name] = value
+    return response
+
+
+def _code_for_drf(exc: drf_exceptions.APIException) -> str:
+    if isinstance(exc, drf_exceptions.NotFound):
+        return "NOT_FOUND"
+    if isinstance(exc, drf_exceptions.MethodNotAllowed):
+        return "METHOD_NOT_ALLOWED"
+    if isinstance(exc, drf_exceptions.NotAcceptable):
+        return "NOT_ACCEPTABLE"
+    if isinstance(exc, drf_exceptions.UnsupportedMediaType):
+        return "UNSUPPORTED_MEDIA_TYPE"
+    if isinstance(exc, drf_exceptions.ParseError):
+        return "INVALID_JSON"
+    if isinstance(exc, drf_exceptions.ValidationError):
+        return "VALIDATION_ERROR"
+    if isinstance(exc, drf_exceptions.Throttled):
+        return "RATE_LIMIT_EXCEEDED"
+    return "BAD_REQUEST" if exc.status_code < 500 else "INTERNAL_ERROR"
+
+
+def _validation_fields(detail: Any) -> dict[str, Any] | None:
+    # Field names and DRF's error codes only: never the rejected values.
+    if isinstance(detail, dict):
+        return {"fields": sorted(str(k) for k in detail)}
+    return None
+
+
+def drf_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
+    """DRF's EXCEPTION_HANDLER: every API error leaves in the envelope."""
+    request = context.get("request")
+    trace_id = getattr(request, "trace_id", "") if request is not None else ""
+    if isinstance(exc, VerittaError):
+        body = envelope(exc.status, [exc.code], trace_id, exc.message, exc.details)
+        return Response(body, status=exc.status, headers=exc.headers)
+    if isinstance(exc, drf_exceptions.APIException):
+        code = _code_for_drf(exc)
+        status = exc.status_code
+        details = _validation_fields(exc.detail) if code == "VALIDATION_ERROR" else None
+        message = CATALOGUE[code].message
+        return Response(envelope(status, [code], trace_id, message, details), status=status)
+    if isinstance(exc, Http404):
+        return Response(envelope(404, ["NOT_FOUND"], trace_id, CATALOGUE["NOT_FOUND"].message), status=404)
+    logger.exception("uncaught exception in API view", extra={"exc_class": type(exc).__name__})
+    body = envelope(500, ["INTERNAL_ERROR"], trace_id, CATALOGUE["INTERNAL_ERROR"].message)
+    return Response(body, status=500)
+
+
+def _plain(request: HttpRequest, code: str) -> JsonResponse:
+    reason = CATALOGUE[code]
+    body = envelope(reason.status, [code], getattr(request, "trace_id", ""), reason.message)
+    return JsonResponse(body, status=reason.status)
+
+
+def handler400(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return _plain(request, "BAD_REQUEST")
+
+
+def handler404(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return _plain(request, "NOT_FOUND")
+
+
+def handler500(request: HttpRequest) -> JsonResponse:
+    return _plain(request, "INTERNAL_ERROR")

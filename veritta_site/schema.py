@@ -1,0 +1,25 @@
+"""OpenAPI pieces shared by every API view: the error envelope and the
+catalogue of reason codes it may carry."""
+
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework import serializers
+
+from veritta_site.errors import CATALOGUE
+
+RESPONSE_CODES = sorted(code for code, reason in CATALOGUE.items() if reason.status)
+
+
+class ErrorEnvelopeSerializer(serializers.Serializer):
+    status_code = serializers.IntegerField()
+    reason_codes = serializers.ListField(
+        child=serializers.ChoiceField(choices=RESPONSE_CODES), min_length=1, help_text="Codes from docs/ERROR_ENVELOPE.md."
+    )
+    trace_id = serializers.CharField()
+    message = serializers.CharField()
+    details = serializers.DictField(allow_null=True)
+
+
+ERROR_RESPONSES = {
+    status: OpenApiResponse(ErrorEnvelopeSerializer, description="Error envelope")
+    for status in sorted({reason.status for reason in CATALOGUE.values() if reason.status})
+}

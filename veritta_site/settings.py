@@ -1,0 +1,189 @@
+"""Settings for Verittà, read from the environment (and a local `.env`) with django-environ.
+
+Required values are read as empty strings here and refused by system checks
+(`veritta_site/checks.py`), so `manage.py check` and every server start fail with
+a message that names the missing variable instead of a bare KeyError.
+"""
+
+import os
+from pathlib import Path
+
+import environ
+from django.core.management.utils import get_random_secret_key
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+# A development `.env` (written by scripts/run) is read when present; real
+# environment variables always win over it. VERITTA_ENV_FILE="" reads none.
+ENV_FILE = os.environ.get("VERITTA_ENV_FILE", str(BASE_DIR / ".env"))
+if ENV_FILE and Path(ENV_FILE).is_file():
+    environ.Env.read_env(ENV_FILE, overwrite=False)
+
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+SECURE = env.bool("DJANGO_SECURE", default=not DEBUG)
+
+# Production must set DJANGO_SECRET_KEY (a system check says so); development
+# gets a fresh random key per process, which only invalidates console logins.
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="") or get_random_secret_key()
+SECRET_KEY_FROM_ENV = bool(env.str("DJANGO_SECRET_KEY", default=""))
+
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "governance",
+    "audit",
+    "sessions_app",
+]
+
+MIDDLEWARE = [
+    # First, so that every response (errors included) carries the trace id.
+    "veritta_site.middleware.TraceIdMiddleware",
+    "veritta_site.middleware.ErrorEnvelopeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "veritta_site.urls"
+WSGI_APPLICATION = "veritta_site.wsgi.application"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'veritta.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = {
+        # Every transaction takes the write lock at BEGIN: the audit chain head
+        # is read under that lock, so concurrent writers can never fork it.
+        "transaction_mode": "IMMEDIATE",
+        # Seconds a writer waits for the lock before the audit sink fails closed.
+        "timeout": env.float("VERITTA_SQLITE_LOCK_TIMEOUT_S", default=5.0),
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;",
+    }
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+
+# --- HTTPS and cookies: on unless DJANGO_SECURE=false (plain HTTP on loopback) ---
+SECURE_SSL_REDIRECT = SECURE
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if SECURE else None
+SESSION_COOKIE_SECURE = SECURE
+CSRF_COOKIE_SECURE = SECURE
+SECURE_HSTS_SECONDS = 31536000 if SECURE else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE
+SECURE_HSTS_PRELOAD = SECURE
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+# --- Django REST framework: no implicit authentication; gates do it ---
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": [],
+    "UNAUTHENTICATED_USER": None,
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "veritta_site.errors.drf_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Verittà governed runtime API",
+    "DESCRIPTION": "Every action is authorized by fail-closed gates, run by a versioned executor "
+    "and written to a tamper-evident audit trail. Errors use one envelope; see docs/ERROR_ENVELOPE.md.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- Verittà (SPEC §2) ---
+VERITTA_BETA_API_KEY = env.str("VERITTA_BETA_API_KEY", default="")
+VERITTA_PROFILES_FINGERPRINT = env.str("VERITTA_PROFILES_FINGERPRINT", default="")
+VERITTA_ADMIN_API_KEY = env.str("VERITTA_ADMIN_API_KEY", default="")
+VERITTA_AUDIT_SIGNING_KEY = env.str("VERITTA_AUDIT_SIGNING_KEY", default="")
+VERITTA_AUDIT_LOG_PATH = Path(env.str("VERITTA_AUDIT_LOG_PATH", default=str(BASE_DIR / "audit.log")))
+VERITTA_AUDIT_CHECKPOINT_DIR = Path(
+    env.str("VERITTA_AUDIT_CHECKPOINT_DIR", default="") or VERITTA_AUDIT_LOG_PATH.parent / "checkpoints"
+)
+VERITTA_AUDIT_CHECKPOINT_EVERY = env.int("VERITTA_AUDIT_CHECKPOINT_EVERY", default=1000)
+VERITTA_AUDIT_ORIGIN = env.str("VERITTA_AUDIT_ORIGIN", default="veritta.local/audit")
+VERITTA_AUDIT_DIGEST_ENABLED = env.bool("VERITTA_AUDIT_DIGEST_ENABLED", default=True)
+VERITTA_MAX_PAYLOAD_SIZE = env.int("VERITTA_MAX_PAYLOAD_SIZE", default=8192)
+VERITTA_EXECUTOR_TIMEOUT_S = env.float("VERITTA_EXECUTOR_TIMEOUT_S", default=10.0)
+VERITTA_RATE_LIMIT_KEY_PER_MIN = env.int("VERITTA_RATE_LIMIT_KEY_PER_MIN", default=1000)
+VERITTA_RATE_LIMIT_SESSION_PER_MIN = env.int("VERITTA_RATE_LIMIT_SESSION_PER_MIN", default=100)
+VERITTA_ADMIN_RATE_LIMIT_PER_MIN = env.int("VERITTA_ADMIN_RATE_LIMIT_PER_MIN", default=100)
+VERITTA_RATE_LIMIT_ADDRESS_PER_MIN = env.int("VERITTA_RATE_LIMIT_ADDRESS_PER_MIN", default=6000)
+VERITTA_RATE_LIMIT_URL = env.str("VERITTA_RATE_LIMIT_URL", default="")
+VERITTA_CORS_ORIGINS = env.list("VERITTA_CORS_ORIGINS", default=[])
+VERITTA_ALERT_WEBHOOK_URL = env.str("VERITTA_ALERT_WEBHOOK_URL", default="")
+
+# Policy profiles shipped in the repo, and the one /process enforces.
+VERITTA_PROFILES_DIR = Path(env.str("VERITTA_PROFILES_DIR", default=str(BASE_DIR / "governance" / "profiles")))
+VERITTA_POLICY_PROFILE = env.str("VERITTA_POLICY_PROFILE", default="default")
+
+# Executors, by dotted path: add your own here (or in VERITTA_EXTRA_EXECUTORS)
+# without touching the pipeline.
+VERITTA_EXECUTORS = [
+    "governance.executors.NoopExecutor",
+    "governance.executors.TextProcessExecutor",
+    *env.list("VERITTA_EXTRA_EXECUTORS", default=[]),
+]
+
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "veritta_site.logging.JsonFormatter"}},
+    "filters": {"trace": {"()": "veritta_site.logging.TraceIdFilter"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["trace"]},
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        # Django logs the request line of 4xx/5xx answers; it holds no body,
+        # but keep it at WARNING so 404 probes don't flood the log.
+        "django.request": {"level": "ERROR"},
+    },
+}

@@ -1,0 +1,16 @@
+"""WSGI entry point. Fails closed: before serving, the process runs every
+system check plus the start-up-only ones (migrations applied, profiles
+loaded and matching the fingerprint lock, audit triggers in place) and
+refuses to start, naming the problem, if any fails."""
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "veritta_site.settings")
+
+application = get_wsgi_application()
+
+from veritta_site.startup import assert_ready_to_serve  # noqa: E402
+
+assert_ready_to_serve()
