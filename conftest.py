@@ -147,3 +147,23 @@ def _every_response_uses_catalogued_codes(monkeypatch: pytest.MonkeyPatch) -> No
 
     monkeypatch.setattr(Client, "request", client_request)
     monkeypatch.setattr(requests.Session, "request", session_request)
+
+
+def env_for_test_profiles() -> dict[str, str]:
+    """Server settings for the test profile set and test executors."""
+    from governance.profiles import shipped_fingerprint
+    from tests.executors import TEST_EXECUTORS
+
+    return {
+        "VERITTA_PROFILES_DIR": str(TEST_PROFILES_DIR),
+        "VERITTA_PROFILES_FINGERPRINT": shipped_fingerprint(TEST_PROFILES_DIR),
+        "VERITTA_EXTRA_EXECUTORS": TEST_EXECUTORS,
+        "VERITTA_EXECUTOR_TIMEOUT_S": "0.5",
+    }
+
+
+@pytest.fixture(scope="module")
+def app_server_with_test_profiles(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
+    server = AppServer(tmp_path_factory.mktemp("app"), workers=2, env=env_for_test_profiles()).prepare().start()
+    yield server
+    server.stop()

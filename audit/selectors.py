@@ -3,13 +3,25 @@ pagination, so memory stays flat whatever the size of the log."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
 
 from audit.models import AuditRecord, Checkpoint
+from audit.triggers import missing_or_disabled
+from audit.verify import (
+    ChainVerifier,
+    Problem,
+    Report,
+    external_checkpoints,
+    external_hashes,
+    in_flight_cutoff,
+    read_checkpoint_note,
+)
 
 _COLUMNS = (
     "seq, record_hash, prev_hash, event_type, trace_id, decision, status, action,"
@@ -59,3 +71,44 @@ def audit_records_for_trace(*, trace_id: str) -> list[AuditRecord]:
 
 def checkpoint_latest() -> Checkpoint | None:
     return Checkpoint.objects.order_by("-tree_size").first()
+
+
+def audit_verify(
+    *,
+    vkey: str | None = None,
+    checkpoint_dir: Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Report:
+    """Verify the whole chain in the database against its checkpoints, both
+    those stored in the database and those written outside it."""
+    vkey = vkey or _configured_vkey()
+    directory = checkpoint_dir or Path(settings.VERITTA_AUDIT_CHECKPOINT_DIR)
+    sources = [(f"database checkpoint {size}", note) for size, note in Checkpoint.objects.values_list("tree_size", "note")]
+    sources += external_checkpoints(directory)
+    checkpoints, problems = [], []
+    for source, note in sources:
+        result = read_checkpoint_note(note, source, vkey)
+        (problems if isinstance(result, Problem) else checkpoints).append(result)
+    verifier = ChainVerifier(
+        checkpoints=checkpoints,
+        hashes=external_hashes(directory),
+        in_flight_after=in_flight_cutoff(settings.VERITTA_EXECUTOR_TIMEOUT_S),
+    )
+    verifier.report.problems.extend(problems)
+    verifier.report.signatures_checked = bool(vkey)
+    verifier.report.warnings += [f"append-only trigger {p}" for p in missing_or_disabled(connection)]
+    total = audit_head_seq()
+    for row in audit_rows_stream():
+        verifier.feed(row.pop("body"), row)
+        if progress is not None and verifier.report.records % 10000 == 0:
+            progress(verifier.report.records, total)
+    return verifier.finish()
+
+
+def _configured_vkey() -> str | None:
+    from audit.checkpoints import SigningKeyError, public_vkey
+
+    try:
+        return public_vkey()
+    except SigningKeyError:
+        return None

@@ -51,6 +51,7 @@ class Report:
     in_flight: int = 0
     signatures_checked: bool = False
     problems: list[Problem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -66,6 +67,7 @@ class Report:
             "signatures_checked": self.signatures_checked,
             "in_flight": self.in_flight,
             "problems": [p.as_dict() for p in self.problems],
+            "warnings": self.warnings,
         }
 
 
@@ -96,21 +98,17 @@ def external_checkpoints(directory: Path) -> list[tuple[str, str]]:
 
 
 def external_hashes(directory: Path) -> Iterator[tuple[int, str]]:
-    """(seq, record_hash) pairs from the `.hashes` files, in seq order."""
+    """(seq, record_hash) pairs from the `.hashes` files, in seq order.
+
+    The file of checkpoint size S holds the hashes of the records it added,
+    ending with seq S."""
     if not directory.is_dir():
         return
-    previous = 0
     for path in sorted(directory.glob("*.hashes")):
-        size = int(path.stem)
-        with path.open(encoding="utf-8") as handle:
-            lines = [line.strip() for line in handle]
-        start = size - len(lines) + 1
-        if start <= previous:
-            start = previous + 1
-            lines = lines[-(size - previous) :] if size > previous else []
+        lines = path.read_text(encoding="utf-8").split()
+        start = int(path.stem) - len(lines) + 1
         for offset, value in enumerate(lines):
             yield start + offset, value
-        previous = max(previous, size)
 
 
 class ChainVerifier:
@@ -148,31 +146,22 @@ class ChainVerifier:
             self._next_hash = nxt
         return self._next_hash[1] if self._next_hash[0] == seq else None
 
-    def feed(self, seq: int, body: str, columns: dict[str, Any] | None = None) -> None:
+    def feed(self, body: str, columns: dict[str, Any] | None = None) -> None:
+        """Check one record. `columns` are the database's copies of its fields
+        (with `seq`); an export has none, and its seq is read from the body."""
         report = self.report
         report.records += 1
-        if report.first_seq is None:
-            report.first_seq = seq
-            self._expected_seq = seq
-            # A log read from its start is checked link by link from genesis and
-            # against the Merkle roots; an export from the middle cannot be.
-            if seq == 1:
-                self._prev_hash = GENESIS_HASH
-                self._tree = CompactRange()
-        report.last_seq = seq
-        assert self._expected_seq is not None
-        if seq > self._expected_seq:
-            self.problem(self._expected_seq, "gap", f"records {self._expected_seq}..{seq - 1} are missing")
-            self._tree = None  # roots after a gap cannot match; the gap is the finding
-        elif seq < self._expected_seq:
-            self.problem(seq, "content", "record out of order or duplicated")
-        self._expected_seq = seq + 1
-
         try:
             record = json.loads(body)
             stored_hash = record["record_hash"]
             computed = record_hash(record)
         except (ValueError, TypeError, KeyError, AttributeError):
+            record, stored_hash, computed = None, None, None
+        seq = columns["seq"] if columns is not None else (record or {}).get("seq")
+        if not isinstance(seq, int):
+            seq = (report.last_seq or 0) + 1
+        self._check_position(seq)
+        if record is None:
             self.problem(seq, "content", "record body is not a valid audit record")
             self._prev_hash = None
             return
@@ -200,6 +189,25 @@ class ChainVerifier:
 
         self._check_completeness(seq, record)
         self._check_roots(seq, stored_hash)
+
+    def _check_position(self, seq: int) -> None:
+        report = self.report
+        if report.first_seq is None:
+            report.first_seq = seq
+            self._expected_seq = seq
+            # A log read from its start is checked link by link from genesis and
+            # against the Merkle roots; an export from the middle cannot be.
+            if seq == 1:
+                self._prev_hash = GENESIS_HASH
+                self._tree = CompactRange()
+        report.last_seq = seq
+        assert self._expected_seq is not None
+        if seq > self._expected_seq:
+            self.problem(self._expected_seq, "gap", f"records {self._expected_seq}..{seq - 1} are missing")
+            self._tree = None  # roots after a gap cannot match; the gap is the finding
+        elif seq < self._expected_seq:
+            self.problem(seq, "content", "record out of order or duplicated")
+        self._expected_seq = seq + 1
 
     def _check_completeness(self, seq: int, record: dict[str, Any]) -> None:
         if record.get("event_type") != "action_audit":

@@ -39,9 +39,6 @@ class BadOutputExecutor(Executor):
         return ["not", "an", "object"]  # type: ignore[return-value]
 
 
-TEST_EXECUTORS = ",".join(
-    f"tests.executors.{name}" for name in ("SlowExecutor", "ExplodingExecutor", "BadOutputExecutor", "PlainExecutor")
-)
 
 
 class PlainExecutor(Executor):
@@ -53,3 +50,40 @@ class PlainExecutor(Executor):
 
     def execute(self, request: ActionRequest) -> dict[str, Any]:
         return {"ran": True}
+
+
+class CountingExecutor(Executor):
+    """Counts its runs, so a test can prove it did not run."""
+
+    executor_id = "counting_v1"
+    version = "1.0.0"
+    actions = frozenset({"count_me"})
+    runs = 0
+
+    def execute(self, request: ActionRequest) -> dict[str, Any]:
+        type(self).runs += 1
+        return {"runs": type(self).runs}
+
+
+class PendingWitnessExecutor(Executor):
+    """Looks for its own PENDING record from a fresh database connection: it
+    sees it only if the record was committed before the executor started."""
+
+    executor_id = "witness_v1"
+    version = "1.0.0"
+    actions = frozenset({"witness"})
+
+    def execute(self, request: ActionRequest) -> dict[str, Any]:
+        from django.db import connection
+
+        from audit.models import AuditRecord
+
+        try:
+            seen = AuditRecord.objects.filter(trace_id=request.trace_id, status="PENDING").exists()
+        finally:
+            connection.close()  # this thread's own connection
+        return {"pending_seen": seen}
+
+TEST_EXECUTORS = ",".join(
+    f"tests.executors.{name}" for name in ("SlowExecutor", "ExplodingExecutor", "BadOutputExecutor", "PlainExecutor", "CountingExecutor", "PendingWitnessExecutor")
+)
