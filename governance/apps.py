@@ -7,3 +7,4 @@ class GovernanceConfig(AppConfig):
 
     def ready(self) -> None:
         from governance import checks  # noqa: F401  (registers system checks)
+        from veritta_site import checks as site_checks  # noqa: F401  (required settings)

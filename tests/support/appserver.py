@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -88,10 +89,26 @@ class AppServer:
         )  # fmt: skip
         try:
             wait_for_port("127.0.0.1", self.port, timeout=30)
+            self._wait_until_serving()
         except Exception:  # noqa: BLE001 - any failure to start: stop and show the log
             self.stop()
             raise RuntimeError(f"gunicorn did not start:\n{self.log()}") from None
         return self
+
+    def _wait_until_serving(self, timeout: float = 30) -> None:
+        """The master binds the port before its workers boot: wait for an answer."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError("gunicorn exited")
+            try:
+                if requests.get(self.url + "/health", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("gunicorn did not answer /health")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
