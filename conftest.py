@@ -167,3 +167,46 @@ def app_server_with_test_profiles(tmp_path_factory: pytest.TempPathFactory) -> I
     server = AppServer(tmp_path_factory.mktemp("app"), workers=2, env=env_for_test_profiles()).prepare().start()
     yield server
     server.stop()
+
+
+# --- sessions and the admin API (tests/sessions, tests/admin_api) --------------------
+
+
+def bearer(session: dict[str, Any], *, token: str | None = None, user_id: str | None = None, session_id: str | None = None) -> dict[str, str]:
+    """Test-client headers that present a session (G4), optionally altered."""
+    return {
+        "HTTP_AUTHORIZATION": f"Bearer {token or session['token']}",
+        "HTTP_X_VERITTA_USER_ID": user_id or session["user_id"],
+        "HTTP_X_VERITTA_SESSION_ID": session_id or session["session_id"],
+    }
+
+
+@pytest.fixture
+def open_session(api: ApiClient) -> Callable[..., dict[str, Any]]:
+    """Open a real session through POST /sessions; returns its JSON answer."""
+
+    def open_(user_id: str = "u_12345", *, key: str = API_KEY, **fields: Any) -> dict[str, Any]:
+        body = json.dumps({"user_id": user_id, **fields})
+        response = api.post("/sessions", data=body, content_type="application/json", HTTP_X_API_KEY=key)
+        assert response.status_code == 201, response.content
+        return response.json()
+
+    return open_
+
+
+class AdminClient(Client):
+    """The Django test client, sending X-ADMIN-KEY (unless key=None)."""
+
+    def admin_get(self, path: str, *, key: str | None = ADMIN_KEY, **params: Any) -> Any:
+        extra = {"HTTP_X_ADMIN_KEY": key} if key is not None else {}
+        return self.get(path, data=params, **extra)
+
+    def admin_post(self, path: str, payload: Any, *, key: str | None = ADMIN_KEY, **extra: Any) -> Any:
+        if key is not None:
+            extra["HTTP_X_ADMIN_KEY"] = key
+        return self.post(path, data=json.dumps(payload), content_type="application/json", **extra)
+
+
+@pytest.fixture
+def admin(loaded_profiles: None, audit_log: Path) -> AdminClient:
+    return AdminClient()

@@ -117,7 +117,7 @@ def parse_input(body: bytes) -> ParsedInput:
     return ParsedInput(payload, None, sha256_hex(canonical) if enabled else None, "json" if enabled else "disabled")
 
 
-# --- G0 / G2: credentials ---------------------------------------------------
+# --- G0 / G2 / G4: credentials --------------------------------------------------
 
 
 def credential_present(request: HttpRequest) -> None:
@@ -126,14 +126,73 @@ def credential_present(request: HttpRequest) -> None:
 
 
 def api_key_valid(request: HttpRequest) -> dict[str, Any]:
-    """Returns the actor of a valid key. Bootstrap key: constant-time compare."""
+    """Returns the actor of a valid key: the bootstrap key (constant-time
+    compare) or an active stored `vk_…` key (sessions_app, by prefix and digest)."""
+    from sessions_app.selectors import api_key_authenticate
+
     configured = settings.VERITTA_BETA_API_KEY
     if not configured:
         raise VerittaError("SERVER_MISCONFIGURED", evidence={"setting": "VERITTA_BETA_API_KEY"})
     presented = request.META.get("HTTP_X_API_KEY", "")
-    if hmac.compare_digest(presented.encode(), configured.encode()):
+    if hmac.compare_digest(presented.encode("utf-8", "surrogatepass"), configured.encode()):
         return {"kind": "api_key", "id": "bootstrap"}
+    stored = api_key_authenticate(presented=presented)
+    if stored is not None:
+        return {"kind": "api_key", "id": stored.prefix}
     raise VerittaError("GATE_DENIED_INVALID_API_KEY", evidence={"header": "X-API-Key"})
+
+
+def session_valid(request: HttpRequest) -> dict[str, Any]:
+    """G4: `Authorization: Bearer vs_…` with X-VERITTA-USER-ID and
+    X-VERITTA-SESSION-ID. Returns the session actor."""
+    from sessions_app.selectors import session_authenticate
+    from sessions_app.services import session_touch
+
+    scheme, _, token = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise VerittaError("SESSION_INVALID", evidence={"cause": "not_bearer", "header": "Authorization"})
+    for header in ("X-VERITTA-USER-ID", "X-VERITTA-SESSION-ID"):
+        if not request.META.get("HTTP_" + header.replace("-", "_")):
+            raise VerittaError("SESSION_INVALID", evidence={"cause": "missing_header", "header": header})
+    session = session_authenticate(
+        session_id=request.META["HTTP_X_VERITTA_SESSION_ID"],
+        user_id=request.META["HTTP_X_VERITTA_USER_ID"],
+        token=token,
+    )
+    session_touch(session=session)
+    return {"kind": "session", "id": session.session_id}
+
+
+# --- G10: rate limits -------------------------------------------------------------
+
+
+def within_limits(*, key_actor: dict[str, Any] | None, session_actor: dict[str, Any] | None, client: str | None) -> dict[str, str]:
+    """Per key, per session and per client address; returns the RateLimit headers
+    of the tightest limit. Raises RATE_LIMIT_EXCEEDED / RATE_LIMIT_UNAVAILABLE."""
+    from sessions_app.ratelimit import limits_enforce, tightest
+
+    checks = []
+    if key_actor is not None:
+        checks.append(("key", str(key_actor["id"]), settings.VERITTA_RATE_LIMIT_KEY_PER_MIN))
+    if session_actor is not None:
+        checks.append(("session", str(session_actor["id"]), settings.VERITTA_RATE_LIMIT_SESSION_PER_MIN))
+    checks.append(("address", client or "unknown", settings.VERITTA_RATE_LIMIT_ADDRESS_PER_MIN))
+    return tightest(limits_enforce(checks=checks))
+
+
+def address_within_limit_after_failure(*, client: str | None) -> None:
+    """A failed credential counts against its client address too, so that key
+    and token guessing is throttled. Raises RATE_LIMIT_EXCEEDED when the address
+    is over its limit; if the store is down the credential denial stands."""
+    from sessions_app.ratelimit import limits_enforce
+
+    try:
+        limits_enforce(checks=[("address", client or "unknown", settings.VERITTA_RATE_LIMIT_ADDRESS_PER_MIN)])
+    except VerittaError as error:
+        if error.code == "RATE_LIMIT_EXCEEDED":
+            raise
+        # RATE_LIMIT_UNAVAILABLE: the request is denied anyway, by its credential.
 
 
 # --- P2: the payload --------------------------------------------------------

@@ -1,7 +1,13 @@
 """The /process pipeline: gates in SPEC §4 order, then the audited execution.
 
-    P0 size -> G0 credential -> G2 API key -> P2 payload -> profile -> registry
-      -> ALLOW + PENDING (one transaction) -> execute under timeout -> terminal record
+    P0 size -> G0 credential -> G2 API key -> G4 session -> G10 rate limits -> P2 payload
+      -> profile -> registry -> ALLOW + PENDING (one transaction) -> execute under timeout
+      -> terminal record
+
+G2 runs when X-API-Key is sent, G4 when Authorization is sent (G0 makes sure one
+of them is), so every request passes at least one credential gate. A request
+denied by G0/G2/G4 also counts against its client address limit (G10), and is
+answered 429 instead once that address is over its limit.
 
 Any gate that raises something other than a VerittaError denies with
 GATE_EXCEPTION and the exception's class in the evidence (seed 002 gap 10):
@@ -53,9 +59,9 @@ class Denied(Exception):
         super().__init__(gate, error.code)
 
 
-def run_gate(gate: str, check: Callable[..., T], *args: Any) -> T:
+def run_gate(gate: str, check: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     try:
-        return check(*args)
+        return check(*args, **kwargs)
     except VerittaError as error:
         raise Denied(gate, error) from error
     except Exception as exc:  # noqa: BLE001 - a failing gate denies, whatever failed
@@ -87,10 +93,27 @@ def process_request(request: HttpRequest) -> Outcome:
             matched.append("P0:size_within_limit")
             parsed = gates.parse_input(body)
             ctx.input_digest, ctx.digest_kind = parsed.digest, parsed.digest_kind
-            run_gate("G0", gates.credential_present, request)
-            matched.append("G0:credential_present")
-            ctx.actor = run_gate("G2", gates.api_key_valid, request)
-            matched.append("G2:api_key_valid")
+            key_actor = session_actor = None
+            try:
+                run_gate("G0", gates.credential_present, request)
+                matched.append("G0:credential_present")
+                if request.META.get("HTTP_X_API_KEY"):
+                    ctx.actor = key_actor = run_gate("G2", gates.api_key_valid, request)
+                    matched.append("G2:api_key_valid")
+                if request.META.get("HTTP_AUTHORIZATION"):
+                    ctx.actor = session_actor = run_gate("G4", gates.session_valid, request)
+                    matched.append("G4:session_valid")
+            except Denied as denied:
+                try:
+                    run_gate("G10", gates.address_within_limit_after_failure, client=ctx.client)
+                except Denied as throttled:
+                    throttled.error.evidence["credential_denied"] = {"gate": denied.gate, "code": denied.error.code}
+                    raise throttled from denied
+                raise
+            limit_headers = run_gate(
+                "G10", gates.within_limits, key_actor=key_actor, session_actor=session_actor, client=ctx.client
+            )
+            matched.append("G10:within_limits")
             payload = run_gate("P2", gates.payload_valid, request, parsed)
             matched.append("P2:payload_valid")
             profile = run_gate("profile", profile_active, settings.VERITTA_POLICY_PROFILE)
@@ -106,7 +129,9 @@ def process_request(request: HttpRequest) -> Outcome:
             executor_version=executor.version,
         )
         audit_allow(ctx, pending=True)
-        return _execute(ctx, executor, payload)
+        outcome = _execute(ctx, executor, payload)
+        outcome.headers = {**limit_headers, **outcome.headers}
+        return outcome
     except VerittaError as error:  # the audit sink failed: nothing ran without its record
         return error_outcome(ctx.trace_id, error)
 

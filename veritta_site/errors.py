@@ -64,6 +64,7 @@ CATALOGUE: dict[str, Reason] = {
     # admin API
     "ADMIN_KEY_MISSING": Reason(403, "Missing required header: X-ADMIN-KEY", "admin G0"),
     "ADMIN_KEY_INVALID": Reason(403, "Invalid admin key", "admin G2"),
+    "SERVICE_DEGRADED": Reason(503, "A dependency of the service is failing; see details", "admin health"),
     # generic HTTP
     "FORBIDDEN": Reason(403, "Forbidden", "routing"),
     "NOT_FOUND": Reason(404, "Not found", "routing"),
@@ -74,6 +75,13 @@ CATALOGUE: dict[str, Reason] = {
     # audit-only marker: carried by PENDING action records, never by a response
     "EXECUTION_ATTEMPT": Reason(0, "Marker on the PENDING record written before an executor runs", "audit"),
 }
+
+
+def catalogue_markdown() -> str:
+    """The catalogue as the table in docs/ERROR_ENVELOPE.md (a test keeps them equal)."""
+    rows = ["| code | HTTP | where | message |", "|---|---|---|---|"]
+    rows += [f"| `{code}` | {r.status or '—'} | {r.where} | {r.message} |" for code, r in CATALOGUE.items()]
+    return "\n".join(rows)
 
 
 class VerittaError(Exception):

@@ -4,6 +4,8 @@ from drf_spectacular.views import SpectacularAPIView
 
 urlpatterns = [
     path("", include("governance.urls")),
+    path("", include("sessions_app.urls")),
+    path("", include("audit.urls")),
     path("console/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
 ]

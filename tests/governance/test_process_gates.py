@@ -71,7 +71,7 @@ def test_input_digest_is_sha256_of_canonical_json(api, audit_records):
 def test_matched_rules_list_every_rule_that_passed(api, audit_records):
     body = api.process(README_PROCESS).json()
     rules = audit_records(body["trace_id"])[0]["matched_rules"]
-    assert rules[:4] == ["P0:size_within_limit", "G0:credential_present", "G2:api_key_valid", "P2:payload_valid"]
+    assert rules[:5] == ["P0:size_within_limit", "G0:credential_present", "G2:api_key_valid", "G10:within_limits", "P2:payload_valid"]
     assert "profile:action_allowed" in rules and "registry:capabilities" in rules
 
 

@@ -1,0 +1,219 @@
+"""HTTP views of the sessions app: POST /sessions and the session and health
+operations of the admin API. Thin: the gates are in sessions_app.flows, the
+rules in services and selectors."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from audit.mirror import mirror
+from audit.selectors import audit_head_seq
+from audit.services import RequestContext
+from governance.pipeline import Outcome
+from sessions_app.flows import ADMIN_ACTOR, admin_request, session_open_request, validated
+from sessions_app.models import Session
+from sessions_app.selectors import session_get
+from sessions_app.services import session_revoke
+from veritta_site.errors import CATALOGUE, VerittaError, envelope
+from veritta_site.schema import ERROR_RESPONSES
+
+USER_ID_RE = r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,63}$"
+SESSION_ID_RE = r"^[A-Za-z0-9_-]{1,40}$"
+
+ADMIN_KEY_HEADER = OpenApiParameter("X-ADMIN-KEY", str, OpenApiParameter.HEADER, required=True)
+TRACE_HEADER = OpenApiParameter("X-Trace-ID", str, OpenApiParameter.HEADER, required=False)
+
+
+def respond(outcome: Outcome) -> Response:
+    return Response(outcome.body, status=outcome.status, headers=outcome.headers)
+
+
+def no_parameters(data: Any) -> dict[str, Any]:
+    return {}
+
+
+class GovernedApi(APIView):
+    """No DRF authentication, permissions or parsers: the gates of sessions_app.flows
+    check credentials, and the body is read by them within the size limit."""
+
+    authentication_classes: list[type] = []
+    permission_classes: list[type] = []
+    parser_classes: list[type] = []
+
+
+def session_state(session: Session) -> str:
+    if session.revoked_at is not None:
+        return "revoked"
+    if session.expires_at <= datetime.now(UTC):
+        return "expired"
+    return "active"
+
+
+class SessionCreateApi(GovernedApi):
+    """Open a session for a user. The bearer token is in this answer only."""
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "SessionCreateInput"
+
+        user_id = serializers.RegexField(USER_ID_RE, max_length=64, help_text="Your user's id, e.g. u_12345.")
+        ttl_s = serializers.IntegerField(
+            required=False, min_value=60, help_text="Lifetime in seconds (default VERITTA_SESSION_TTL_S, at most VERITTA_SESSION_TTL_MAX_S)."
+        )
+
+        def validate_ttl_s(self, value: int) -> int:
+            if value > settings.VERITTA_SESSION_TTL_MAX_S:
+                raise serializers.ValidationError("too long")
+            return value
+
+    class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "SessionCreateOutput"
+
+        session_id = serializers.CharField()
+        user_id = serializers.CharField()
+        token = serializers.CharField(help_text="`vs_…`: send as `Authorization: Bearer`. Shown once, stored only as a hash.")
+        created_at = serializers.DateTimeField()
+        expires_at = serializers.DateTimeField()
+        trace_id = serializers.UUIDField()
+
+    @extend_schema(
+        operation_id="sessions_create",
+        request={"application/json": InputSerializer},
+        responses={201: OutputSerializer, **ERROR_RESPONSES},
+        parameters=[OpenApiParameter("X-API-Key", str, OpenApiParameter.HEADER, required=True), TRACE_HEADER],
+    )
+    def post(self, request: Request) -> Response:
+        return respond(session_open_request(request._request, input_serializer=self.InputSerializer))
+
+
+class SessionOutputSerializer(serializers.Serializer):
+    session_id = serializers.CharField()
+    user_id = serializers.CharField()
+    state = serializers.ChoiceField(choices=["active", "revoked", "expired"])
+    created_at = serializers.DateTimeField()
+    created_by = serializers.CharField(help_text="Id of the API key that opened it.")
+    expires_at = serializers.DateTimeField()
+    last_seen_at = serializers.DateTimeField(allow_null=True)
+    revoked_at = serializers.DateTimeField(allow_null=True)
+    revoked_by = serializers.CharField(allow_blank=True)
+    revoked_reason = serializers.CharField(allow_blank=True)
+
+
+class SessionRevokeApi(GovernedApi):
+    """Revoke a session. Idempotent: a revoked session answers `already_revoked`."""
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "SessionRevokeInput"
+
+        session_id = serializers.RegexField(SESSION_ID_RE, max_length=40)
+        reason = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
+
+    class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "SessionRevokeOutput"
+
+        session_id = serializers.CharField()
+        status = serializers.ChoiceField(choices=["revoked", "already_revoked"])
+        revoked_at = serializers.DateTimeField()
+        trace_id = serializers.UUIDField()
+
+    @extend_schema(
+        operation_id="admin_sessions_revoke",
+        request={"application/json": InputSerializer},
+        responses={200: OutputSerializer, **ERROR_RESPONSES},
+        parameters=[ADMIN_KEY_HEADER, TRACE_HEADER],
+    )
+    def post(self, request: Request) -> Response:
+        def perform(ctx: RequestContext, data: dict[str, Any]) -> Outcome:
+            result = session_revoke(session_id=data["session_id"], actor=dict(ADMIN_ACTOR), reason=data["reason"], ctx=ctx)
+            body = {
+                "session_id": result.session_id,
+                "status": result.status,
+                "revoked_at": result.revoked_at.isoformat(),
+                "trace_id": ctx.trace_id,
+            }
+            return Outcome(200, body)
+
+        return respond(
+            admin_request(
+                request._request,
+                endpoint="POST /admin/sessions/revoke",
+                parse=lambda data: validated(self.InputSerializer, data if data is not None else {}),
+                perform=perform,
+                records_own_decision=True,
+            )
+        )
+
+
+class SessionDetailApi(GovernedApi):
+    """A session's metadata: never its token or the token's hash."""
+
+    OutputSerializer = SessionOutputSerializer
+
+    @extend_schema(
+        operation_id="admin_sessions_detail",
+        responses={200: SessionOutputSerializer, **ERROR_RESPONSES},
+        parameters=[ADMIN_KEY_HEADER, TRACE_HEADER],
+    )
+    def get(self, request: Request, session_id: str) -> Response:
+        def perform(ctx: RequestContext, data: dict[str, Any]) -> Outcome:
+            session = session_get(session_id=session_id[:40])
+            if session is None:
+                raise VerittaError("NOT_FOUND", evidence={"object": "session"})
+            fields = {name: getattr(session, name) for name in SessionOutputSerializer().fields if name != "state"}
+            return Outcome(200, SessionOutputSerializer({**fields, "state": session_state(session)}).data)
+
+        return respond(
+            admin_request(request._request, endpoint="GET /admin/sessions/{session_id}", parse=no_parameters, perform=perform)
+        )
+
+
+class AdminHealthApi(GovernedApi):
+    """Readiness for operators: the database is queried and the audit sink checked."""
+
+    class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "AdminHealthOutput"
+
+        status = serializers.ChoiceField(choices=["ok", "degraded"])
+        db = serializers.CharField(help_text="ok | unavailable: the database answered a query")
+        audit_sink = serializers.CharField(help_text="ok | unavailable: the JSONL audit mirror is writable")
+        ts_utc = serializers.DateTimeField()
+
+    @extend_schema(
+        operation_id="admin_health",
+        responses={200: OutputSerializer, **ERROR_RESPONSES},
+        parameters=[ADMIN_KEY_HEADER, TRACE_HEADER],
+        description="503 SERVICE_DEGRADED (the same four fields in `details`) when a check fails.",
+    )
+    def get(self, request: Request) -> Response:
+        def perform(ctx: RequestContext, data: dict[str, Any]) -> Outcome:
+            report = {"status": "ok", "db": "ok", "audit_sink": "ok", "ts_utc": datetime.now(UTC).isoformat()}
+            try:
+                audit_head_seq()
+            except DatabaseError:
+                report["db"] = "unavailable"
+            try:
+                mirror().check_writable()
+            except OSError:
+                report["audit_sink"] = "unavailable"
+            if report["db"] == "ok" and report["audit_sink"] == "ok":
+                return Outcome(200, report)
+            report["status"] = "degraded"
+            reason = CATALOGUE["SERVICE_DEGRADED"]
+            return Outcome(503, envelope(503, ["SERVICE_DEGRADED"], ctx.trace_id, reason.message, report))
+
+        return respond(
+            admin_request(request._request, endpoint="GET /admin/health", parse=no_parameters, perform=perform, reports_sink=True)
+        )

@@ -1,0 +1,191 @@
+"""The gate chains of the endpoints this app serves, built from the same
+pieces as /process (governance.pipeline): run_gate, Denied, audited denials.
+
+    POST /sessions:  P0 size -> G0 X-API-Key -> G2 API key -> G10 limits -> P2 body
+                       -> ALLOW + PENDING open_session -> SUCCESS
+    /admin/...:      P0 size -> G0 X-ADMIN-KEY -> G2 admin key -> G10 admin limit
+                       -> P2 parameters -> the operation -> its decision record
+
+A failed credential also counts against the client address limit (G10), as on
+/process. Every request leaves exactly one decision record.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest
+from rest_framework import serializers
+
+from audit.services import RequestContext, audit_allow, audit_deny
+from governance import gates
+from governance.pipeline import Denied, Outcome, error_outcome, run_gate
+from sessions_app.ratelimit import limits_enforce, tightest
+from sessions_app.services import profile_hash_of, session_open
+from veritta_site.errors import VerittaError
+
+ADMIN_ACTOR = {"kind": "admin_key", "id": "admin"}
+
+
+def _credentials(ctx: RequestContext, checks: list[tuple[str, Callable[..., Any]]], request: HttpRequest) -> None:
+    """Run the credential gates; a denial also counts against the address limit."""
+    try:
+        for rule, check in checks:
+            gate = rule.split(":")[0]
+            result = run_gate(gate, check, request)
+            if isinstance(result, dict):
+                ctx.actor = result
+            ctx.matched_rules.append(rule)
+    except Denied as denied:
+        try:
+            run_gate("G10", gates.address_within_limit_after_failure, client=ctx.client)
+        except Denied as throttled:
+            throttled.error.evidence["credential_denied"] = {"gate": denied.gate, "code": denied.error.code}
+            raise throttled from denied
+        raise
+
+
+def validated(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
+    """P2 with a DRF serializer: names the fields in error, never their values.
+    Fields the serializer does not declare are refused, not ignored."""
+    if not isinstance(data, dict):
+        raise VerittaError("INVALID_JSON", evidence={"problem": "not_an_object"}, details={"problem": "not_an_object"})
+    unknown = sorted(set(data) - set(serializer_class().fields))
+    if unknown:
+        info = {"fields": [n[:64] for n in unknown[:20]], "problem": "unknown"}
+        raise VerittaError("VALIDATION_ERROR", evidence=info, details=info)
+    serializer = serializer_class(data=data)
+    if not serializer.is_valid():
+        info = {"fields": sorted(str(k) for k in serializer.errors)}
+        raise VerittaError("VALIDATION_ERROR", evidence=info, details=info)
+    return dict(serializer.validated_data)
+
+
+# --- POST /sessions -------------------------------------------------------------
+
+
+def _api_key_present(request: HttpRequest) -> None:
+    # A session cannot open sessions: only X-API-Key counts here.
+    if not request.META.get("HTTP_X_API_KEY"):
+        raise VerittaError("MISSING_API_KEY", evidence={"header": "X-API-Key"}, details={"header": "X-API-Key"})
+
+
+def session_open_request(request: HttpRequest, *, input_serializer: type[serializers.Serializer]) -> Outcome:
+    ctx = RequestContext.for_request(
+        request,
+        endpoint="POST /sessions",
+        profile_id=settings.VERITTA_POLICY_PROFILE,
+        profile_hash=profile_hash_of(settings.VERITTA_POLICY_PROFILE),
+    )
+    try:
+        try:
+            body = run_gate("P0", gates.read_body_within_limit, request)
+            ctx.matched_rules.append("P0:size_within_limit")
+            parsed = gates.parse_input(body)
+            ctx.input_digest, ctx.digest_kind = parsed.digest, parsed.digest_kind
+            _credentials(ctx, [("G0:credential_present", _api_key_present), ("G2:api_key_valid", gates.api_key_valid)], request)
+            headers = run_gate("G10", gates.within_limits, key_actor=ctx.actor, session_actor=None, client=ctx.client)
+            ctx.matched_rules.append("G10:within_limits")
+            if parsed.problem is not None:
+                info = {"problem": parsed.problem}
+                raise Denied("P2", VerittaError("INVALID_JSON", evidence=info, details=info))
+            data = run_gate("P2", validated, input_serializer, parsed.payload)
+            ctx.matched_rules.append("P2:payload_valid")
+        except Denied as denied:
+            audit_deny(ctx, gate=denied.gate, error=denied.error)
+            return error_outcome(ctx.trace_id, denied.error)
+        session, token = session_open(ctx=ctx, user_id=data["user_id"], ttl_s=data.get("ttl_s") or settings.VERITTA_SESSION_TTL_S)
+    except VerittaError as error:  # the audit sink failed, or the session could not be stored
+        return error_outcome(ctx.trace_id, error)
+    body = {
+        "session_id": session.session_id,
+        "user_id": session.user_id,
+        "token": token,
+        "created_at": session.created_at.isoformat(),
+        "expires_at": session.expires_at.isoformat(),
+        "trace_id": ctx.trace_id,
+    }
+    return Outcome(201, body, {**headers, "Cache-Control": "no-store"})
+
+
+# --- the admin API -------------------------------------------------------------------
+
+
+def _admin_key_present(request: HttpRequest) -> None:
+    if not request.META.get("HTTP_X_ADMIN_KEY"):
+        raise VerittaError("ADMIN_KEY_MISSING", evidence={"header": "X-ADMIN-KEY"}, details={"header": "X-ADMIN-KEY"})
+
+
+def _admin_key_valid(request: HttpRequest) -> dict[str, Any]:
+    configured = settings.VERITTA_ADMIN_API_KEY
+    if not configured:
+        raise VerittaError("SERVER_MISCONFIGURED", evidence={"setting": "VERITTA_ADMIN_API_KEY"})
+    presented = request.META.get("HTTP_X_ADMIN_KEY", "")
+    if not hmac.compare_digest(presented.encode("utf-8", "surrogatepass"), configured.encode()):
+        raise VerittaError("ADMIN_KEY_INVALID", evidence={"header": "X-ADMIN-KEY"})
+    return dict(ADMIN_ACTOR)
+
+
+def _admin_within_limit() -> dict[str, str]:
+    return tightest(limits_enforce(checks=[("admin", "admin", settings.VERITTA_ADMIN_RATE_LIMIT_PER_MIN)]))
+
+
+def admin_request(
+    request: HttpRequest,
+    *,
+    endpoint: str,
+    parse: Callable[[Any], dict[str, Any]],
+    perform: Callable[[RequestContext, dict[str, Any]], Outcome],
+    records_own_decision: bool = False,
+    reports_sink: bool = False,
+) -> Outcome:
+    """Run one admin API operation behind the admin gates.
+
+    `parse` gets the parsed JSON body (or None) and returns the validated input
+    (gate P2); `perform` does the operation and returns its answer, or raises
+    VerittaError (NOT_FOUND, ...), which is recorded as the request's denial.
+    An operation that writes its own decision record (a revocation writes
+    ALLOW + PENDING before it acts) says so with `records_own_decision`.
+    `reports_sink` (health only): an answer whose decision record could not be
+    written is still given, since it reports that very failure.
+    """
+    ctx = RequestContext.for_request(request, endpoint=endpoint, profile_id="admin", profile_hash=profile_hash_of("admin"))
+    try:
+        try:
+            body = run_gate("P0", gates.read_body_within_limit, request)
+            ctx.matched_rules.append("P0:size_within_limit")
+            parsed = gates.parse_input(body)
+            ctx.input_digest, ctx.digest_kind = parsed.digest, parsed.digest_kind
+            _credentials(ctx, [("G0:admin_key_present", _admin_key_present), ("G2:admin_key_valid", _admin_key_valid)], request)
+            headers = run_gate("G10", _admin_within_limit)
+            ctx.matched_rules.append("G10:within_limits")
+            if body and parsed.problem is not None:
+                info = {"problem": parsed.problem}
+                raise Denied("P2", VerittaError("INVALID_JSON", evidence=info, details=info))
+            data = run_gate("P2", parse, parsed.payload)
+            ctx.matched_rules.append("P2:parameters_valid")
+        except Denied as denied:
+            audit_deny(ctx, gate=denied.gate, error=denied.error)
+            return error_outcome(ctx.trace_id, denied.error)
+        try:
+            outcome = run_gate("admin", perform, ctx, data)
+        except Denied as denied:
+            error = denied.error
+            # A service that records its own decision has done so, unless it
+            # failed in an unforeseen way (GATE_EXCEPTION).
+            if error.code != "AUDIT_SINK_FAILED" and (not records_own_decision or error.code == "GATE_EXCEPTION"):
+                audit_deny(ctx, gate="object" if error.code == "NOT_FOUND" else denied.gate, error=error)
+            return error_outcome(ctx.trace_id, error)
+        if not records_own_decision:
+            try:
+                audit_allow(ctx, pending=False, http_status=outcome.status)
+            except VerittaError:
+                if not reports_sink:
+                    raise
+    except VerittaError as error:  # the audit sink failed: no answer without its record
+        return error_outcome(ctx.trace_id, error)
+    outcome.headers = {**headers, "Cache-Control": "no-store", **outcome.headers}
+    return outcome

@@ -1,0 +1,71 @@
+"""Stored API keys, user sessions and rate-limit counters.
+
+Secrets are never stored: a key or token is shown once when it is made and
+only its sha256 digest is kept, next to a visible prefix/id to look it up by.
+"""
+
+from django.db import models
+
+
+class ApiKey(models.Model):
+    """An API key for X-API-Key: `vk_<prefix>_<secret>`; only the digest is kept."""
+
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, unique=True)  # serves: G2 lookup of a presented key by its prefix
+    digest = models.CharField(max_length=64)  # sha256 hex of the whole key
+    created_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"vk_{self.prefix}… ({self.name})"
+
+
+class Session(models.Model):
+    """A bearer session bound to one user id; `token_digest` is the sha256 of `vs_…`."""
+
+    session_id = models.CharField(max_length=40, primary_key=True)  # serves: G4 lookup by X-VERITTA-SESSION-ID
+    user_id = models.CharField(max_length=64)
+    token_digest = models.CharField(max_length=64)
+    created_at = models.DateTimeField()
+    created_by = models.CharField(max_length=64)  # actor id of the API key that opened it
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.CharField(max_length=64, blank=True, default="")
+    revoked_reason = models.CharField(max_length=200, blank=True, default="")
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # serves: the console's list of a user's sessions
+            models.Index(fields=["user_id", "created_at"], name="session_user_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.session_id} ({self.user_id})"
+
+
+class RateCounter(models.Model):
+    """Requests counted in one fixed one-minute window of one bucket.
+
+    Incremented only by an atomic upsert (sessions_app/ratelimit.py), never by
+    read-modify-write, so every worker and app server sees one exact count."""
+
+    bucket = models.CharField(max_length=80)  # "key:<id>", "session:<id>", "addr:<client digest>", "admin:admin"
+    minute = models.BigIntegerField()  # the window: minutes since the epoch
+    count = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            # serves: the ON CONFLICT target of the increment
+            models.UniqueConstraint(fields=["bucket", "minute"], name="ratecounter_bucket_minute"),
+        ]
+        indexes = [
+            # serves: deleting windows that have passed
+            models.Index(fields=["minute"], name="ratecounter_minute"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.bucket} @{self.minute}: {self.count}"

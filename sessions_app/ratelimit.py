@@ -1,0 +1,165 @@
+"""Exact rate limits over fixed one-minute windows (gate G10).
+
+A counter is incremented by one atomic operation of the shared store and the
+count it returns decides, so the limit is exact however many worker processes
+and app servers share the store:
+
+- the database (default): `INSERT … ON CONFLICT … DO UPDATE SET count = count + 1
+  RETURNING count`, one statement, no read-modify-write (SQLite >= 3.35, PostgreSQL);
+- Redis, when VERITTA_RATE_LIMIT_URL is set: a Lua script doing INCR + PEXPIRE.
+
+If the store cannot be reached the request is refused (RATE_LIMIT_UNAVAILABLE),
+never waved through. Buckets name a key prefix, a session id or a keyed digest
+of the client address (audit.services.client_digest), never a secret or an address.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import DatabaseError, connection
+
+logger = logging.getLogger("veritta.ratelimit")
+
+WINDOW_S = 60
+
+
+class RateLimitUnavailable(Exception):
+    """The counter store could not be reached or did not answer."""
+
+
+@dataclass(frozen=True)
+class Usage:
+    scope: str  # "key" | "session" | "address" | "admin": the policy name in the headers
+    limit: int
+    count: int
+    reset_s: int  # seconds until the window ends
+
+    @property
+    def exceeded(self) -> bool:
+        return self.count > self.limit
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.limit - self.count)
+
+    def headers(self) -> dict[str, str]:
+        """IETF draft-ietf-httpapi-ratelimit-headers fields, plus Retry-After when exceeded."""
+        headers = {
+            "RateLimit-Policy": f'"{self.scope}";q={self.limit};w={WINDOW_S}',
+            "RateLimit": f'"{self.scope}";r={self.remaining};t={self.reset_s}',
+        }
+        if self.exceeded:
+            headers["Retry-After"] = str(self.reset_s)
+        return headers
+
+
+class DatabaseStore:
+    _INCREMENT = (
+        "INSERT INTO sessions_app_ratecounter (bucket, minute, count) VALUES (%s, %s, 1)"
+        " ON CONFLICT (bucket, minute) DO UPDATE SET count = sessions_app_ratecounter.count + 1"
+        " RETURNING count"
+    )
+    _PURGE = "DELETE FROM sessions_app_ratecounter WHERE minute < %s"
+
+    def increment(self, bucket: str, window: int) -> int:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(self._INCREMENT, [bucket, window])
+                count = int(cursor.fetchone()[0])
+                if count == 1:
+                    # First hit of a new window: drop the windows that have passed
+                    # (an indexed range delete, once per bucket and minute).
+                    cursor.execute(self._PURGE, [window - 1])
+        except DatabaseError as exc:
+            raise RateLimitUnavailable(type(exc).__name__) from exc
+        return count
+
+
+class RedisStore:
+    # INCR and PEXPIRE in one atomic script: a counter never outlives its window
+    # by more than one window, and no client can see it without its expiry.
+    _SCRIPT = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return count
+"""
+
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self._redis = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        self._script = self._redis.register_script(self._SCRIPT)
+        self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+
+    def increment(self, bucket: str, window: int) -> int:
+        try:
+            return int(self._script(keys=[f"veritta:rl:{bucket}:{window}"], args=[2 * WINDOW_S * 1000]))
+        except self._errors as exc:
+            raise RateLimitUnavailable(type(exc).__name__) from exc
+
+
+_stores: dict[str, DatabaseStore | RedisStore] = {}
+_stores_lock = threading.Lock()
+
+
+def store() -> DatabaseStore | RedisStore:
+    """The configured store (one Redis connection pool per process and URL;
+    redis-py makes a new pool after fork)."""
+    url = settings.VERITTA_RATE_LIMIT_URL
+    if not url:
+        return DatabaseStore()
+    with _stores_lock:
+        if url not in _stores:
+            _stores[url] = RedisStore(url)
+        return _stores[url]
+
+
+def rate_hit(*, scope: str, ident: str, limit: int) -> Usage:
+    """Count one request against `scope:ident` in the current minute.
+
+    Raises RateLimitUnavailable if the store does not answer."""
+    now = time.time()
+    window = int(now // WINDOW_S)
+    count = store().increment(f"{scope}:{ident}"[:80], window)
+    reset_s = max(1, math.ceil((window + 1) * WINDOW_S - now))
+    return Usage(scope=scope, limit=limit, count=count, reset_s=reset_s)
+
+
+def store_name() -> str:
+    return "redis" if settings.VERITTA_RATE_LIMIT_URL else "database"
+
+
+def limits_enforce(*, checks: list[tuple[str, str, int]]) -> list[Usage]:
+    """Count the request against each (scope, ident, limit), in order; raise
+    VerittaError at the first limit exceeded or if the store is down.
+
+    Every counter up to the one exceeded has counted the request: a refused
+    request still uses its key's and session's budget, as a client retrying
+    against a limit should."""
+    from veritta_site.errors import VerittaError
+
+    usages = []
+    for scope, ident, limit in checks:
+        try:
+            usage = rate_hit(scope=scope, ident=ident, limit=limit)
+        except RateLimitUnavailable as exc:
+            logger.error("rate limit store unavailable", extra={"store": store_name(), "exc_class": str(exc)})
+            raise VerittaError(
+                "RATE_LIMIT_UNAVAILABLE", evidence={"store": store_name(), "exc_class": str(exc)}
+            ) from exc
+        if usage.exceeded:
+            info = {"scope": scope, "limit": limit, "window_s": WINDOW_S, "retry_after_s": usage.reset_s}
+            raise VerittaError("RATE_LIMIT_EXCEEDED", evidence=info, details=info, headers=usage.headers())
+        usages.append(usage)
+    return usages
+
+
+def tightest(usages: list[Usage]) -> dict[str, str]:
+    """The RateLimit headers of the limit closest to running out."""
+    return min(usages, key=lambda u: u.remaining).headers() if usages else {}

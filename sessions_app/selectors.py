@@ -1,0 +1,83 @@
+"""Reads of the sessions app: authenticating stored API keys and sessions.
+
+Keys and tokens are looked up by their visible prefix or session id and
+compared by digest in constant time; when nothing matches, the same digest
+and comparison are done against a dummy, so timing does not tell an unknown
+prefix from a wrong secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from django.utils import timezone
+
+from sessions_app.models import ApiKey, Session
+from veritta_site.errors import VerittaError
+
+KEY_PREFIX = "vk_"
+TOKEN_PREFIX = "vs_"
+SESSION_ID_PREFIX = "sess_"
+# Compared against when no row matched: never equal to a real sha256 digest
+# of a presented secret (it is not a digest of anything we issue).
+DUMMY_DIGEST = "0" * 64
+
+
+def secret_digest(secret: str) -> str:
+    """sha256 hex of a key or token. Unkeyed on purpose: the secrets are 256-bit
+    random values, so a plain hash cannot be reversed, and it does not depend on
+    DJANGO_SECRET_KEY (which development generates per process)."""
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _digests_equal(presented: str, stored: str) -> bool:
+    return hmac.compare_digest(secret_digest(presented).encode(), stored.encode())
+
+
+def api_key_prefix(presented: str) -> str | None:
+    """The lookup prefix of a `vk_<prefix>_<secret>` key, None if it is not one."""
+    if not presented.startswith(KEY_PREFIX):
+        return None
+    prefix, sep, secret = presented[len(KEY_PREFIX) :].partition("_")
+    if not sep or not secret or not (1 <= len(prefix) <= 16) or not prefix.isalnum():
+        return None
+    return prefix
+
+
+def api_key_authenticate(*, presented: str) -> ApiKey | None:
+    """The active stored key equal to `presented`, or None."""
+    prefix = api_key_prefix(presented)
+    key = ApiKey.objects.filter(prefix=prefix).first() if prefix else None
+    matches = _digests_equal(presented, key.digest if key else DUMMY_DIGEST)
+    if key is None or not matches or key.revoked_at is not None:
+        return None
+    return key
+
+
+def session_authenticate(*, session_id: str, user_id: str, token: str) -> Session:
+    """The session these credentials prove, or VerittaError.
+
+    Unknown session, wrong token and wrong user are one answer to the client
+    (SESSION_INVALID); the precise cause goes to the audit evidence only.
+    Revocation and expiry are told only to a caller who proved the token, and
+    are read from the database on every request: no process caches them, so a
+    revocation holds on the very next request in every worker.
+    """
+    session = Session.objects.filter(session_id=session_id).first() if session_id else None
+    token_ok = _digests_equal(token, session.token_digest if session else DUMMY_DIGEST)
+    if session is None:
+        raise VerittaError("SESSION_INVALID", evidence={"cause": "unknown_session"})
+    if not token_ok:
+        raise VerittaError("SESSION_INVALID", evidence={"cause": "wrong_token"})
+    if not hmac.compare_digest(user_id.encode(), session.user_id.encode()):
+        raise VerittaError("SESSION_INVALID", evidence={"cause": "wrong_user"})
+    if session.revoked_at is not None:
+        raise VerittaError("SESSION_REVOKED", evidence={"session_id": session.session_id})
+    if session.expires_at <= timezone.now():
+        raise VerittaError("SESSION_EXPIRED", evidence={"session_id": session.session_id})
+    return session
+
+
+def session_get(*, session_id: str) -> Session | None:
+    return Session.objects.filter(session_id=session_id).first()
