@@ -1,0 +1,411 @@
+"""HTTP benchmark: the governed POST /process against the DRF service a
+Django team would otherwise write, and against a bare DRF view, side by side.
+
+    python bench/http_bench.py [--quick] [--database sqlite|postgres|both]
+
+Scenarios, all served by the same settings module (bench.settings), the same
+gunicorn configuration and the same database:
+
+  governed  POST /process, X-API-Key (a stored vk_ key): gates, exact rate
+            limits, profile, executor and three hash-chained audit records
+  peer      POST /bench/peer: DRF TokenAuthentication, UserRateThrottle on the
+            database cache, a serializer, the same text work, one ORM insert
+  bare      POST /bench/bare: DRF returning a constant
+
+Each scenario gets its own gunicorn master (so each one's peak worker RSS is
+its own), but only one is loaded at a time: after a warm-up, the scenarios run
+interleaved in short rounds (governed, peer, bare, governed, ...) so machine
+noise hits all three alike, and the report gives medians over the rounds.
+The load generator is asyncio in this process, one coroutine per connection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere: import the project
+
+from tests.support.appserver import manage, server_env  # noqa: E402
+from tests.support.servers import PostgresCluster, free_port, wait_for_port  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+SCENARIOS = ("governed", "peer", "bare")
+TEXT = "  Verittà   governs actions:\tevery  request passes the gates and leaves a tamper-evident record.  " * 2
+BODY = json.dumps({"action": "process", "text": TEXT}).encode()
+HIGH = str(10**9)  # rate limits no benchmark can reach: no 429 distorts the numbers
+
+
+# --- the servers --------------------------------------------------------------
+
+
+class Gunicorn:
+    """One gunicorn master serving bench.settings; the same flags for every scenario."""
+
+    def __init__(self, env: dict[str, str], tmp: Path, name: str, workers: int, worker_class: str) -> None:
+        self.env, self.name = env, name
+        self.port = free_port()
+        self.log_path = tmp / f"gunicorn-{name}.log"
+        argv = [
+            sys.executable, "-m", "gunicorn", "veritta_site.wsgi:application",
+            "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers), "--worker-class", worker_class,
+            "--timeout", "60", "--graceful-timeout", "5", "--backlog", "2048",
+        ]  # fmt: skip
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, workers: int, timeout: float = 60) -> None:
+        wait_for_port("127.0.0.1", self.port, timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while len(self.worker_pids()) < workers or not _health_ok(self.port):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"gunicorn ({self.name}) did not start:\n{self.log_path.read_text()[-3000:]}")
+            time.sleep(0.2)
+
+    def worker_pids(self) -> list[int]:
+        out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout
+        return [int(p) for p in out.split()]
+
+    def peak_rss_mb(self) -> list[float]:
+        """VmHWM (peak resident set) of each worker, in MB."""
+        peaks = []
+        for pid in self.worker_pids():
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
+            peaks.append(kb / 1024)
+        return peaks
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def _health_ok(port: int) -> bool:
+    try:
+        status, _ = asyncio.run(_one_request(port, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"))
+    except OSError:
+        return False
+    return status == 200
+
+
+async def _one_request(port: int, request: bytes) -> tuple[int, bytes]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        status, _close, body = await _read_response(reader)
+        return status, body
+    finally:
+        writer.close()
+
+
+def prepare_database(env: dict[str, str]) -> tuple[str, str]:
+    """Migrate and load like an operator (tests/support/appserver.py); returns
+    (API key for /process, DRF token for /bench/peer)."""
+    manage(env, "migrate", "--no-input", "-v0")
+    manage(env, "governance", "load-profiles")
+    manage(env, "createcachetable")
+    api_key = manage(env, "sessions", "create-key", "--name", "bench").stdout.strip().splitlines()[-1]
+    script = (
+        "from django.contrib.auth import get_user_model; from rest_framework.authtoken.models import Token;"
+        "u, _ = get_user_model().objects.get_or_create(username='bench');"
+        "print(Token.objects.get_or_create(user=u)[0].key)"
+    )
+    token = manage(env, "shell", "-c", script).stdout.strip().splitlines()[-1]
+    return api_key, token
+
+
+def request_bytes(scenario: str, api_key: str, token: str) -> bytes:
+    path, auth = {
+        "governed": ("/process", f"X-API-Key: {api_key}\r\n"),
+        "peer": ("/bench/peer", f"Authorization: Token {token}\r\n"),
+        "bare": ("/bench/bare", ""),
+    }[scenario]
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(BODY)}\r\n{auth}\r\n"
+    )
+    return head.encode() + BODY
+
+
+# --- the load generator ---------------------------------------------------------
+
+
+@dataclass
+class Round:
+    requests: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    def percentile(self, q: float) -> float:
+        """Latency at quantile q, in milliseconds (nearest rank)."""
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool, bytes]:
+    """(status, server closes the connection, body) of one HTTP/1.1 response."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+    close = headers.get("connection", "").lower() == "close"
+    if "content-length" in headers:
+        body = await reader.readexactly(int(headers["content-length"]))
+    else:
+        body = await reader.read()  # no length: the body ends with the connection
+        close = True
+    return status, close, body
+
+
+async def _connection(port: int, request: bytes, until: float, result: Round) -> None:
+    reader: asyncio.StreamReader | None = None
+    writer: asyncio.StreamWriter | None = None
+    loop = asyncio.get_running_loop()
+    while loop.time() < until:
+        started = time.perf_counter()
+        try:
+            # gunicorn's sync workers close after each response; reconnecting is
+            # part of what a client of that server pays, so it is inside the timing.
+            if writer is None:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            assert reader is not None
+            writer.write(request)
+            status, close, _ = await _read_response(reader)
+        except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
+            result.errors += 1
+            if writer is not None:
+                writer.close()
+            reader = writer = None
+            continue
+        result.latencies.append(time.perf_counter() - started)
+        result.requests += 1
+        result.statuses[status] = result.statuses.get(status, 0) + 1
+        if status != 200:
+            result.errors += 1
+        if close:
+            writer.close()
+            reader = writer = None
+    if writer is not None:
+        writer.close()
+
+
+async def _drive(port: int, request: bytes, connections: int, seconds: float) -> Round:
+    result = Round()
+    loop = asyncio.get_running_loop()
+    started = time.perf_counter()
+    until = loop.time() + seconds
+    await asyncio.gather(*(_connection(port, request, until, result) for _ in range(connections)))
+    result.seconds = time.perf_counter() - started  # includes the requests in flight at the end
+    return result
+
+
+def drive(port: int, request: bytes, connections: int, seconds: float) -> Round:
+    return asyncio.run(_drive(port, request, connections, seconds))
+
+
+# --- one database -------------------------------------------------------------------
+
+
+def bench_database(database: str, args: argparse.Namespace, cluster: PostgresCluster | None) -> dict[str, Any]:
+    tmp = Path(tempfile.mkdtemp(prefix=f"veritta-bench-{database}-"))
+    url = cluster.create_database("veritta_bench") if cluster else f"sqlite:///{tmp / 'bench.sqlite3'}"
+    extra = {
+        "DJANGO_SETTINGS_MODULE": "bench.settings",
+        "VERITTA_RATE_LIMIT_KEY_PER_MIN": HIGH,
+        "VERITTA_RATE_LIMIT_SESSION_PER_MIN": HIGH,
+        "VERITTA_RATE_LIMIT_ADDRESS_PER_MIN": HIGH,
+        "VERITTA_ADMIN_RATE_LIMIT_PER_MIN": HIGH,
+        "LOG_LEVEL": "WARNING",
+    }
+    env = server_env(tmp, url, extra)
+    servers: dict[str, Gunicorn] = {}
+    try:
+        print(f"[{database}] preparing the database", flush=True)
+        api_key, token = prepare_database(env)
+        for name in SCENARIOS:
+            servers[name] = Gunicorn(env, tmp, name, args.workers, args.worker_class)
+        for server in servers.values():
+            server.wait_ready(args.workers)
+        requests = {name: request_bytes(name, api_key, token) for name in SCENARIOS}
+        for name in SCENARIOS:  # warm-up: imports, connections, caches, page cache
+            warm = drive(servers[name].port, requests[name], args.connections, args.warmup)
+            print(f"[{database}] warm-up {name}: {warm.rps:.0f} req/s, statuses {warm.statuses}", flush=True)
+        rounds: dict[str, list[Round]] = {name: [] for name in SCENARIOS}
+        cpu_before = os.times()
+        for i in range(args.rounds):
+            for name in SCENARIOS:
+                rounds[name].append(drive(servers[name].port, requests[name], args.connections, args.seconds))
+            line = ", ".join(f"{n} {rounds[n][-1].rps:.0f}" for n in SCENARIOS)
+            print(f"[{database}] round {i + 1}/{args.rounds}: {line} req/s", flush=True)
+        cpu = os.times()
+        client_cpu_s = (cpu.user + cpu.system) - (cpu_before.user + cpu_before.system)
+        verdict = summarize(database, rounds, {n: s.peak_rss_mb() for n, s in servers.items()})
+        verdict["client_cpu_share"] = client_cpu_s / sum(r.seconds for rs in rounds.values() for r in rs)
+        return verdict
+    finally:
+        for server in servers.values():
+            server.stop()
+        if args.keep:
+            print(f"[{database}] kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def summarize(database: str, rounds: dict[str, list[Round]], rss: dict[str, list[float]]) -> dict[str, Any]:
+    scenarios = {}
+    for name, rs in rounds.items():
+        scenarios[name] = {
+            "rps": _median([r.rps for r in rs]),
+            "p50_ms": _median([r.percentile(0.50) for r in rs]),
+            "p99_ms": _median([r.percentile(0.99) for r in rs]),
+            "requests": sum(r.requests for r in rs),
+            "errors": sum(r.errors for r in rs),
+            "statuses": {str(k): sum(r.statuses.get(k, 0) for r in rs) for k in {k for r in rs for k in r.statuses}},
+            "peak_rss_mb_per_worker": [round(v, 1) for v in rss[name]],
+            "rounds": [
+                {"rps": r.rps, "p50_ms": r.percentile(0.5), "p99_ms": r.percentile(0.99), "errors": r.errors}
+                for r in rs
+            ],
+        }
+    gov = rounds["governed"]
+
+    def paired(other: str) -> float:
+        # Ratio of each round's pair (run seconds apart), then the median: robust to drift.
+        return _median([a.rps / b.rps for a, b in zip(gov, rounds[other], strict=True) if b.rps])
+
+    governed = scenarios["governed"]
+    return {
+        "database": database,
+        "scenarios": scenarios,
+        "ratio_governed_over_peer": paired("peer"),
+        "ratio_governed_over_bare": paired("bare"),
+        "governed_p99_over_p50": governed["p99_ms"] / governed["p50_ms"],
+    }
+
+
+# --- report -------------------------------------------------------------------------
+
+
+def report(result: dict[str, Any], connections: int) -> str:
+    lines = [f"\n== {result['database']} ({connections} connections) ==", ""]
+    lines.append(f"{'scenario':10} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}  peak RSS/worker MB")
+    for name, s in result["scenarios"].items():
+        rss = ", ".join(f"{v:.0f}" for v in s["peak_rss_mb_per_worker"])
+        lines.append(f"{name:10} {s['rps']:8.0f} {s['p50_ms']:8.1f} {s['p99_ms']:8.1f} {s['errors']:7d}  {rss}")
+    a_b, a_c, tail = (
+        result["ratio_governed_over_peer"],
+        result["ratio_governed_over_bare"],
+        result["governed_p99_over_p50"],
+    )
+    lines += [
+        "",
+        f"governed/peer req/s  {a_b:.2f}   (target >= 1.0: {'met' if a_b >= 1.0 else 'MISSED'})",
+        f"governed/bare req/s  {a_c:.2f}",
+        f"governed p99/p50     {tail:.2f}   (target <= 3.0: {'met' if tail <= 3.0 else 'MISSED'})",
+        f"load generator CPU   {100 * result['client_cpu_share']:.0f}% of one core while measuring",
+    ]
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "?",
+    )
+    mem_kb = int(
+        next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
+    )
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "ram_gb": round(mem_kb / 1024**2, 1),
+        "python": platform.python_version(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a short run (under two minutes for both databases)")
+    parser.add_argument("--database", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--worker-class", default="sync", help="gunicorn worker class (sync, as the test servers run)")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rounds", type=int, help="rounds of (governed, peer, bare); default 4 quick, 10 full")
+    parser.add_argument("--seconds", type=float, help="seconds per scenario per round; default 2.5 quick, 8 full")
+    parser.add_argument("--warmup", type=float, help="warm-up seconds per scenario; default 2 quick, 5 full")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (database, gunicorn logs)")
+    parser.add_argument("--output", type=Path, help="JSON result file (default bench/results/<timestamp>.json)")
+    args = parser.parse_args()
+    args.rounds = args.rounds or (4 if args.quick else 10)
+    args.seconds = args.seconds or (2.5 if args.quick else 8.0)
+    args.warmup = args.warmup or (2.0 if args.quick else 5.0)
+
+    databases = ["sqlite", "postgres"] if args.database == "both" else [args.database]
+    started = time.monotonic()
+    results = []
+    for database in databases:
+        if database == "postgres":
+            with PostgresCluster() as cluster:
+                results.append(bench_database(database, args, cluster))
+        else:
+            results.append(bench_database(database, args, None))
+    for result in results:
+        print(report(result, args.connections))
+
+    config = {k: v for k, v in vars(args).items() if k != "output"}
+    document = {
+        "benchmark": "http",
+        "started_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "config": {**config, "body_bytes": len(BODY)},
+        "results": results,
+        "wall_seconds": round(time.monotonic() - started, 1),
+    }
+    output = args.output or RESULTS / f"http-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(document, indent=2, default=lambda o: asdict(o)) + "\n")
+    print(
+        f"\nwrote {output.relative_to(ROOT) if output.is_relative_to(ROOT) else output} in {document['wall_seconds']} s"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+"""Settings of the benchmark server: the production settings, plus the peer
+app (`bench.peer`) that stands for what a Django team would otherwise write.
+
+The governed pipeline and the peer views run in one settings module, one
+database and one gunicorn configuration, so their numbers compare."""
+
+from veritta_site.settings import *  # noqa: F403
+from veritta_site.settings import INSTALLED_APPS, REST_FRAMEWORK
+
+INSTALLED_APPS = [*INSTALLED_APPS, "rest_framework.authtoken", "bench.peer"]
+ROOT_URLCONF = "bench.urls"
+
+# The peer's throttle state lives in Django's database cache, so every worker
+# shares it (a local-memory cache would give each worker its own limit).
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "bench_cache",
+    }
+}
+
+# DRF's throttle keeps one timestamp per request in its window and rewrites
+# that list on every request, so a one-minute window at a few hundred req/s
+# would pickle thousands of floats per request. A one-second window with an
+# unreachable rate is the kindest honest setting: never a 429, smallest list.
+REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"user": "1000000/s"}}
