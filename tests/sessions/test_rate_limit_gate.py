@@ -1,0 +1,113 @@
+"""Gate G10 in one process: per key, per session and per client address, with
+the IETF RateLimit headers; failed credentials count against the address;
+an unreachable store refuses instead of waving requests through."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from conftest import API_KEY, bearer
+from tests.support.servers import RedisServer, free_port
+
+SMOKE = {"action": "test_action", "event_type": "test_event"}
+
+
+def test_key_limit_answers_429_with_retry_after_and_ratelimit_headers(api, settings, audit_records):
+    settings.VERITTA_RATE_LIMIT_KEY_PER_MIN = 3
+    answers = [api.process(SMOKE) for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert answers[2]["RateLimit"].startswith('"key";r=0;t=')
+    refused = answers[3]
+    assert refused.json()["reason_codes"] == ["RATE_LIMIT_EXCEEDED"]
+    assert refused["RateLimit-Policy"] == '"key";q=3;w=60'
+    match = re.fullmatch(r'"key";r=0;t=(\d+)', refused["RateLimit"])
+    assert match and 1 <= int(match.group(1)) <= 60
+    assert refused["Retry-After"] == match.group(1)
+    (decision,) = audit_records(refused.json()["trace_id"])
+    assert decision["gate"] == "G10" and decision["evidence"]["scope"] == "key" and decision["evidence"]["limit"] == 3
+
+
+def test_session_limit_is_counted_per_session(api, settings, open_session):
+    settings.VERITTA_RATE_LIMIT_SESSION_PER_MIN = 2
+    one, two = open_session("u_1"), open_session("u_2")
+    codes = [api.process(SMOKE, key=None, **bearer(one)).status_code for _ in range(3)]
+    assert codes == [200, 200, 429]
+    assert api.process(SMOKE, key=None, **bearer(two)).status_code == 200
+    refused = api.process(SMOKE, key=None, **bearer(one))
+    assert refused["RateLimit-Policy"] == '"session";q=2;w=60'
+
+
+def test_failed_credentials_count_against_the_address_and_then_throttle_it(api, settings, audit_records):
+    settings.VERITTA_RATE_LIMIT_ADDRESS_PER_MIN = 3
+    codes = [api.process(SMOKE, key=f"guess-{i}").json()["reason_codes"][0] for i in range(5)]
+    assert codes == ["GATE_DENIED_INVALID_API_KEY"] * 3 + ["RATE_LIMIT_EXCEEDED"] * 2
+    throttled = api.process(SMOKE, key="guess-again")
+    assert throttled.status_code == 429 and throttled["RateLimit-Policy"] == '"address";q=3;w=60'
+    (decision,) = audit_records(throttled.json()["trace_id"])
+    assert decision["gate"] == "G10"
+    assert decision["evidence"]["credential_denied"] == {"gate": "G2", "code": "GATE_DENIED_INVALID_API_KEY"}
+    # The address is now over its limit for everyone sending from it, valid keys included.
+    assert api.process(SMOKE).status_code == 429
+
+
+def test_missing_and_bad_session_credentials_also_count_against_the_address(api, settings, open_session):
+    session = open_session()  # POST /sessions counts too: one
+    settings.VERITTA_RATE_LIMIT_ADDRESS_PER_MIN = 3
+    assert api.process(SMOKE, key=None).json()["reason_codes"] == ["MISSING_API_KEY"]
+    assert api.process(SMOKE, key=None, **bearer(session, token="vs_x")).json()["reason_codes"] == ["SESSION_INVALID"]
+    assert api.process(SMOKE, key=None, **bearer(session, token="vs_y")).json()["reason_codes"] == ["RATE_LIMIT_EXCEEDED"]
+
+
+def test_counters_never_hold_an_address_key_or_token(api, open_session):
+    from sessions_app.models import RateCounter
+
+    session = open_session()
+    api.process(SMOKE, key=None, **bearer(session))
+    api.process(SMOKE, key="a-wrong-key")
+    buckets = " ".join(RateCounter.objects.values_list("bucket", flat=True))
+    assert "127.0.0.1" not in buckets and API_KEY not in buckets and session["token"] not in buckets
+    assert re.search(r"address:ip_[0-9a-f]{16}", buckets)
+    assert f"session:{session['session_id']}" in buckets and "key:bootstrap" in buckets
+
+
+def test_database_counter_is_one_atomic_upsert(db):
+    from sessions_app.ratelimit import DatabaseStore
+
+    store = DatabaseStore()
+    assert [store.increment("key:x", 100) for _ in range(3)] == [1, 2, 3]
+    assert store.increment("key:x", 101) == 1  # a new window starts at one
+    from sessions_app.models import RateCounter
+
+    assert not RateCounter.objects.filter(minute__lt=100).exists()
+
+
+def test_redis_store_counts_and_expires_its_windows(api, settings):
+    with RedisServer() as redis_server:
+        settings.VERITTA_RATE_LIMIT_URL = redis_server.url
+        settings.VERITTA_RATE_LIMIT_KEY_PER_MIN = 2
+        assert [api.process(SMOKE).status_code for _ in range(3)] == [200, 200, 429]
+        import redis
+
+        client = redis.Redis.from_url(redis_server.url)
+        keys = client.keys("veritta:rl:key:*")
+        assert len(keys) == 1 and 0 < client.pttl(keys[0]) <= 120_000
+
+
+def test_unreachable_store_refuses_with_503_never_a_free_pass(api, settings, audit_records):
+    settings.VERITTA_RATE_LIMIT_URL = f"redis://127.0.0.1:{free_port()}/0"
+    response = api.process(SMOKE)
+    assert response.status_code == 503 and response.json()["reason_codes"] == ["RATE_LIMIT_UNAVAILABLE"]
+    (decision,) = audit_records(response.json()["trace_id"])
+    assert decision["gate"] == "G10" and decision["evidence"]["store"] == "redis"
+
+
+@pytest.mark.parametrize("scope", ["key", "session", "address"])
+def test_each_limit_has_its_own_setting(api, settings, open_session, scope):
+    headers = bearer(open_session()) if scope == "session" else {}
+    setattr(settings, f"VERITTA_RATE_LIMIT_{scope.upper()}_PER_MIN", 1)
+    key = None if scope == "session" else API_KEY
+    assert api.process(SMOKE, key=key, **headers).status_code == 200
+    refused = api.process(SMOKE, key=key, **headers)
+    assert refused.status_code == 429 and refused["RateLimit-Policy"] == f'"{scope}";q=1;w=60'
