@@ -16,6 +16,9 @@ from django.http import HttpRequest
 from governance.executors import Executor
 from governance.profiles import Profile
 from governance.registry import executor_registry, parse_semver
+from sessions_app.ratelimit import limits_enforce, tightest
+from sessions_app.selectors import api_key_authenticate, session_authenticate
+from sessions_app.services import session_touch
 from veritta_site.canonical import canonical_json, sha256_hex
 from veritta_site.errors import VerittaError
 
@@ -128,8 +131,6 @@ def credential_present(request: HttpRequest) -> None:
 def api_key_valid(request: HttpRequest) -> dict[str, Any]:
     """Returns the actor of a valid key: the bootstrap key (constant-time
     compare) or an active stored `vk_…` key (sessions_app, by prefix and digest)."""
-    from sessions_app.selectors import api_key_authenticate
-
     configured = settings.VERITTA_BETA_API_KEY
     if not configured:
         raise VerittaError("SERVER_MISCONFIGURED", evidence={"setting": "VERITTA_BETA_API_KEY"})
@@ -145,9 +146,6 @@ def api_key_valid(request: HttpRequest) -> dict[str, Any]:
 def session_valid(request: HttpRequest) -> dict[str, Any]:
     """G4: `Authorization: Bearer vs_…` with X-VERITTA-USER-ID and
     X-VERITTA-SESSION-ID. Returns the session actor."""
-    from sessions_app.selectors import session_authenticate
-    from sessions_app.services import session_touch
-
     scheme, _, token = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
@@ -170,8 +168,6 @@ def session_valid(request: HttpRequest) -> dict[str, Any]:
 def within_limits(*, key_actor: dict[str, Any] | None, session_actor: dict[str, Any] | None, client: str | None) -> dict[str, str]:
     """Per key, per session and per client address; returns the RateLimit headers
     of the tightest limit. Raises RATE_LIMIT_EXCEEDED / RATE_LIMIT_UNAVAILABLE."""
-    from sessions_app.ratelimit import limits_enforce, tightest
-
     checks = []
     if key_actor is not None:
         checks.append(("key", str(key_actor["id"]), settings.VERITTA_RATE_LIMIT_KEY_PER_MIN))
@@ -185,8 +181,6 @@ def address_within_limit_after_failure(*, client: str | None) -> None:
     """A failed credential counts against its client address too, so that key
     and token guessing is throttled. Raises RATE_LIMIT_EXCEEDED when the address
     is over its limit; if the store is down the credential denial stands."""
-    from sessions_app.ratelimit import limits_enforce
-
     try:
         limits_enforce(checks=[("address", client or "unknown", settings.VERITTA_RATE_LIMIT_ADDRESS_PER_MIN)])
     except VerittaError as error:
