@@ -44,9 +44,20 @@ class JsonlMirror:
         data = b"".join(line + b"\n" for line in lines)
         with self._lock:
             fd = self._current()
-            written = os.write(fd, data)
-            if written != len(data):
-                raise OSError(f"short write to audit mirror ({written} of {len(data)} bytes)")
+            # Writers are serialized by the chain lock, so the size before our
+            # write is where a failed write must be cut back to: a full disk
+            # must not leave half a line for the next record to follow.
+            size_before = os.fstat(fd).st_size
+            try:
+                written = os.write(fd, data)
+                if written != len(data):
+                    raise OSError(f"short write to audit mirror ({written} of {len(data)} bytes)")
+            except OSError:
+                try:
+                    os.ftruncate(fd, size_before)
+                except OSError:
+                    pass  # the original error is the one to report
+                raise
 
     def check_writable(self) -> None:
         with self._lock:
