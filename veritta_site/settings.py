@@ -89,6 +89,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # A writer that waits this long for a lock (the chain lock included) gives
+    # up, and the request fails closed with 503 AUDIT_SINK_FAILED.
+    _lock_ms = int(env.float("VERITTA_DB_LOCK_TIMEOUT_S", default=5.0) * 1000)
+    DATABASES["default"].setdefault("OPTIONS", {})["options"] = f"-c lock_timeout={_lock_ms}"
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
