@@ -27,6 +27,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -41,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere: import the project
 
 from tests.support.appserver import manage, server_env  # noqa: E402
-from tests.support.servers import PostgresCluster, free_port, wait_for_port  # noqa: E402
+from tests.support.servers import PostgresCluster, RedisServer, free_port, wait_for_port  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 SCENARIOS = ("governed", "peer", "bare")
@@ -233,6 +234,64 @@ def drive(port: int, request: bytes, connections: int, seconds: float) -> Round:
     return asyncio.run(_drive(port, request, connections, seconds))
 
 
+# --- where a request's time goes: py-spy on the workers ---------------------------
+
+# (label, frames any of which puts a sample in it); shares are inclusive, so
+# nested labels overlap their parents. Only samples inside gunicorn's
+# handle_request count, so idle workers waiting in accept() do not dilute them.
+PROFILE_LABELS: list[tuple[str, tuple[str, ...]]] = [
+    ("governed: pipeline (process_request)", ("process_request (governance/pipeline.py",)),
+    ("governed: request context (_context)", ("_context (governance/pipeline.py",)),
+    ("governed: G2 API key lookup", ("api_key_valid (governance/gates.py",)),
+    ("governed: G10 rate-limit counters", ("within_limits (governance/gates.py",)),
+    ("governed: P2 + profile + registry", ("payload_valid (", "profile_allows (", "executor_for (")),
+    ("governed: ALLOW+PENDING append", ("audit_allow (audit/services.py",)),
+    ("governed: executor (thread hand-off + run)", ("result (concurrent/futures/_base.py",)),
+    ("governed: SUCCESS append", ("audit_action_end (audit/services.py",)),
+    ("governed: checkpoint every 1000 records", ("checkpoint_if_due (audit/checkpoints.py",)),
+    ("governed: JSONL mirror write", ("append (audit/mirror.py",)),
+    ("peer: view (post)", ("post (bench/peer/views.py",)),
+    ("peer: TokenAuthentication", ("authenticate (rest_framework/authentication.py",)),
+    ("peer: UserRateThrottle (db cache)", ("allow_request (rest_framework/throttling.py",)),
+    ("peer: ORM insert", ("create (django/db/models/query.py",)),
+    ("any: BEGIN IMMEDIATE (waits for the SQLite write lock)", ("_start_transaction_under_autocommit (",)),
+    ("any: COMMIT", ("commit (django/db/backends/base/base.py",)),
+    (
+        "any: Django middleware + DRF dispatch",
+        ("__call__ (django/utils/deprecation.py", "dispatch (rest_framework/views.py"),
+    ),
+]
+
+
+def profile_scenario(server: Gunicorn, request: bytes, connections: int, seconds: float, out: Path) -> dict[str, float]:
+    """Load one scenario while py-spy samples all its workers (wall clock, idle
+    included); returns {label: share of in-request samples}."""
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    argv = [py_spy, "record", "--pid", str(server.process.pid), "--subprocesses", "--idle", "--rate", "200"]
+    spy = subprocess.Popen(
+        [*argv, "--format", "raw", "--output", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+    )
+    time.sleep(1.0)  # let py-spy attach to every worker
+    drive(server.port, request, connections, seconds)
+    spy.send_signal(signal.SIGINT)  # py-spy writes its file on ctrl-c
+    spy.wait(timeout=30)
+    return attribute(out)
+
+
+def attribute(collapsed: Path) -> dict[str, float]:
+    counts = {label: 0 for label, _ in PROFILE_LABELS}
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if "handle_request (gunicorn/workers/" not in stack:
+            continue
+        total += int(n)
+        for label, frames in PROFILE_LABELS:
+            if any(f in stack for f in frames):
+                counts[label] += int(n)
+    return {label: c / total for label, c in counts.items() if total and c} | {"samples": float(total)}
+
+
 # --- one database -------------------------------------------------------------------
 
 
@@ -248,33 +307,50 @@ def bench_database(database: str, args: argparse.Namespace, cluster: PostgresClu
         "LOG_LEVEL": "WARNING",
     }
     env = server_env(tmp, url, extra)
+    scenarios = [*SCENARIOS, *(["governed-redis"] if args.redis else [])]
     servers: dict[str, Gunicorn] = {}
+    redis = RedisServer() if args.redis else None
     try:
         print(f"[{database}] preparing the database", flush=True)
         api_key, token = prepare_database(env)
-        for name in SCENARIOS:
-            servers[name] = Gunicorn(env, tmp, name, args.workers, args.worker_class)
+        for name in scenarios:
+            server_env_ = env
+            if name == "governed-redis":
+                assert redis is not None
+                # The same governed service with its rate counters in Redis instead of the database.
+                server_env_ = {**env, "VERITTA_RATE_LIMIT_URL": redis.start().url}
+            servers[name] = Gunicorn(server_env_, tmp, name, args.workers, args.worker_class)
         for server in servers.values():
             server.wait_ready(args.workers)
-        requests = {name: request_bytes(name, api_key, token) for name in SCENARIOS}
-        for name in SCENARIOS:  # warm-up: imports, connections, caches, page cache
+        requests = {name: request_bytes(name.removesuffix("-redis"), api_key, token) for name in scenarios}
+        for name in scenarios:  # warm-up: imports, connections, caches, page cache
             warm = drive(servers[name].port, requests[name], args.connections, args.warmup)
             print(f"[{database}] warm-up {name}: {warm.rps:.0f} req/s, statuses {warm.statuses}", flush=True)
-        rounds: dict[str, list[Round]] = {name: [] for name in SCENARIOS}
+        rounds: dict[str, list[Round]] = {name: [] for name in scenarios}
         cpu_before = os.times()
         for i in range(args.rounds):
-            for name in SCENARIOS:
+            for name in scenarios:
                 rounds[name].append(drive(servers[name].port, requests[name], args.connections, args.seconds))
-            line = ", ".join(f"{n} {rounds[n][-1].rps:.0f}" for n in SCENARIOS)
+            line = ", ".join(f"{n} {rounds[n][-1].rps:.0f}" for n in scenarios)
             print(f"[{database}] round {i + 1}/{args.rounds}: {line} req/s", flush=True)
         cpu = os.times()
         client_cpu_s = (cpu.user + cpu.system) - (cpu_before.user + cpu_before.system)
         verdict = summarize(database, rounds, {n: s.peak_rss_mb() for n, s in servers.items()})
         verdict["client_cpu_share"] = client_cpu_s / sum(r.seconds for rs in rounds.values() for r in rs)
+        if args.profile:
+            verdict["profile"] = {}
+            for name in ("governed", "peer"):
+                print(f"[{database}] profiling {name} for {args.profile:.0f} s", flush=True)
+                out = tmp / f"py-spy-{name}.txt"
+                verdict["profile"][name] = profile_scenario(
+                    servers[name], requests[name], args.connections, args.profile, out
+                )
         return verdict
     finally:
         for server in servers.values():
             server.stop()
+        if redis is not None:
+            redis.stop()
         if args.keep:
             print(f"[{database}] kept {tmp}")
         else:
@@ -308,7 +384,13 @@ def summarize(database: str, rounds: dict[str, list[Round]], rss: dict[str, list
         return _median([a.rps / b.rps for a, b in zip(gov, rounds[other], strict=True) if b.rps])
 
     governed = scenarios["governed"]
+    extra = {}
+    if "governed-redis" in rounds:
+        extra["ratio_governed_redis_over_peer"] = _median(
+            [a.rps / b.rps for a, b in zip(rounds["governed-redis"], rounds["peer"], strict=True) if b.rps]
+        )
     return {
+        **extra,
         "database": database,
         "scenarios": scenarios,
         "ratio_governed_over_peer": paired("peer"),
@@ -338,6 +420,11 @@ def report(result: dict[str, Any], connections: int) -> str:
         f"governed p99/p50     {tail:.2f}   (target <= 3.0: {'met' if tail <= 3.0 else 'MISSED'})",
         f"load generator CPU   {100 * result['client_cpu_share']:.0f}% of one core while measuring",
     ]
+    if "ratio_governed_redis_over_peer" in result:
+        lines.append(f"governed-redis/peer  {result['ratio_governed_redis_over_peer']:.2f}   (rate counters in Redis)")
+    for name, shares in result.get("profile", {}).items():
+        lines += ["", f"where a {name} request's wall time goes (py-spy, {shares['samples']:.0f} samples, inclusive):"]
+        lines += [f"  {100 * v:5.1f}%  {k}" for k, v in shares.items() if k != "samples" and v >= 0.005]
     return "\n".join(lines)
 
 
@@ -371,6 +458,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, help="rounds of (governed, peer, bare); default 4 quick, 10 full")
     parser.add_argument("--seconds", type=float, help="seconds per scenario per round; default 2.5 quick, 8 full")
     parser.add_argument("--warmup", type=float, help="warm-up seconds per scenario; default 2 quick, 5 full")
+    parser.add_argument("--profile", type=float, default=0, metavar="SECONDS", help="then py-spy governed and peer")
+    parser.add_argument("--redis", action="store_true", help="add governed with its rate counters in Redis")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (database, gunicorn logs)")
     parser.add_argument("--output", type=Path, help="JSON result file (default bench/results/<timestamp>.json)")
     args = parser.parse_args()

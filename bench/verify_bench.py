@@ -163,6 +163,8 @@ def build_chain(db: Path, count: int, sample_size: int) -> tuple[list[dict[str, 
     middle_trace = ""
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA synchronous=OFF")  # a generated file: no need to fsync while building it
+    # The record_hash and trace_id indexes take random inserts: keep them in memory.
+    conn.execute("PRAGMA cache_size=-1000000")
     conn.execute("BEGIN")
     batch: list[tuple[Any, ...]] = []
     for record, body in sealed_records(count):
@@ -185,14 +187,15 @@ def build_chain(db: Path, count: int, sample_size: int) -> tuple[list[dict[str, 
 # --- measurements -------------------------------------------------------------------
 
 
-def raw_rate(sample: list[dict[str, Any]], seconds: float = 2.0) -> float:
-    """Records/s of canonical JSON + sha256 over the sample, repeated for ~seconds."""
-    done, started = 0, time.perf_counter()
+def raw_rate(sample: list[dict[str, Any]], seconds: float = 3.0) -> dict[str, float]:
+    """Records/s of canonical JSON + sha256 over the sample, repeated for ~seconds,
+    per wall-clock second and per CPU second of this process."""
+    done, started, cpu = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - started < seconds:
         for record in sample:
             hashlib.sha256(canonical_json(record)).hexdigest()
         done += len(sample)
-    return done / (time.perf_counter() - started)
+    return {"wall": done / (time.perf_counter() - started), "cpu": done / (time.process_time() - cpu)}
 
 
 def timed(env: dict[str, str], *args: str, argv: list[str] | None = None) -> dict[str, Any]:
@@ -201,10 +204,21 @@ def timed(env: dict[str, str], *args: str, argv: list[str] | None = None) -> dic
     started = time.perf_counter()
     done = subprocess.run(["/usr/bin/time", "-v", *command], cwd=ROOT, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - started
-    match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr)
-    if done.returncode != 0 or match is None:
+    usage = dict(
+        re.findall(
+            r"^\s*(Maximum resident set size \(kbytes\)|User time \(seconds\)|System time \(seconds\)): ([\d.]+)$",
+            done.stderr,
+            re.M,
+        )
+    )
+    if done.returncode != 0 or len(usage) != 3:
         raise RuntimeError(f"{' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return {"seconds": seconds, "peak_rss_mb": int(match.group(1)) / 1024, "stdout": done.stdout}
+    return {
+        "seconds": seconds,
+        "cpu_seconds": float(usage["User time (seconds)"]) + float(usage["System time (seconds)"]),
+        "peak_rss_mb": int(usage["Maximum resident set size (kbytes)"]) / 1024,
+        "stdout": done.stdout,
+    }
 
 
 def profile_verify(env: dict[str, str], tmp: Path, top: int = 25) -> str:
@@ -275,14 +289,20 @@ def main() -> None:
         proof = json.loads(prove.pop("stdout"))
         prove["records_proven"] = len(proof["records"])
         raws.append(raw_rate(sample))
-        raw = statistics.median(raws)
-        result.update(
-            raw={"records_per_s": raw, "samples": raws, "sample_records": len(sample)},
-            commands={"verify": verify, "export": export, "checkpoint": checkpoint, "prove": prove},
-        )
+        raw = {
+            "records_per_s": statistics.median(r["wall"] for r in raws),
+            "records_per_cpu_s": statistics.median(r["cpu"] for r in raws),
+            "samples": raws,
+            "sample_records": len(sample),
+        }
+        result.update(raw=raw, commands={"verify": verify, "export": export, "checkpoint": checkpoint, "prove": prove})
         for item in result["commands"].values():
             item["records_per_s"] = count / item["seconds"]
-        result["verify_over_raw"] = verify["records_per_s"] / raw
+            item["records_per_cpu_s"] = count / item["cpu_seconds"]
+        # Per CPU second: other processes on a shared machine slow the wall clock
+        # of each measurement differently, but hardly the CPU time each one needs.
+        result["verify_over_raw"] = verify["records_per_cpu_s"] / raw["records_per_cpu_s"]
+        result["verify_over_raw_wall"] = verify["records_per_s"] / raw["records_per_s"]
         if args.profile:
             result["verify_profile"] = profile_verify(env, tmp)
     finally:
@@ -299,17 +319,21 @@ def main() -> None:
 
 
 def print_report(result: dict[str, Any]) -> None:
-    count, raw = result["records"], result["raw"]["records_per_s"]
+    count, raw, raw_cpu = result["records"], result["raw"]["records_per_s"], result["raw"]["records_per_cpu_s"]
     print(f"\n== audit trail, {count:,} records (SQLite), {os.cpu_count()} cores ==\n")
-    print(f"{'what':22} {'seconds':>8} {'records/s':>11} {'peak RSS MB':>12}")
-    print(f"{'raw canonical+sha256':22} {count / raw:8.1f} {raw:11,.0f} {'-':>12}")
+    print(f"{'what':22} {'wall s':>7} {'records/s':>10} {'CPU s':>7} {'records/CPU s':>14} {'peak RSS MB':>12}")
+    print(
+        f"{'raw canonical+sha256':22} {count / raw:7.1f} {raw:10,.0f} {count / raw_cpu:7.1f} {raw_cpu:14,.0f} {'-':>12}"
+    )
     for name, item in result["commands"].items():
         verdict = "" if item["peak_rss_mb"] < RSS_TARGET_MB else f"  (target < {RSS_TARGET_MB} MB: MISSED)"
         print(
-            f"{'audit ' + name:22} {item['seconds']:8.1f} {item['records_per_s']:11,.0f} {item['peak_rss_mb']:12.0f}{verdict}"
+            f"{'audit ' + name:22} {item['seconds']:7.1f} {item['records_per_s']:10,.0f} {item['cpu_seconds']:7.1f}"
+            f" {item['records_per_cpu_s']:14,.0f} {item['peak_rss_mb']:12.0f}{verdict}"
         )
-    ratio = result["verify_over_raw"]
-    print(f"\nverify/raw {ratio:.2f}  (target >= {RATIO_TARGET}: {'met' if ratio >= RATIO_TARGET else 'MISSED'})")
+    ratio, verdict = result["verify_over_raw"], "met" if result["verify_over_raw"] >= RATIO_TARGET else "MISSED"
+    print(f"\nverify/raw {ratio:.2f} per CPU second (target >= {RATIO_TARGET}: {verdict})")
+    print(f"verify/raw {result['verify_over_raw_wall']:.2f} by wall clock (noisier on a shared machine)")
     if "verify_profile" in result:
         print("\nwhere `audit verify` spends its time (cProfile, own time):\n" + result["verify_profile"])
 
