@@ -1,0 +1,184 @@
+"""Reports benchmark: `audit summary` computed by the database against the seed's
+approach (AuditParser, seed 003): streaming the same records' JSONL export
+through json.loads and counting in Python.
+
+    python bench/reports_bench.py [--records N]      # default 1,000,000
+
+1. Builds a chain of N realistic records (bench/verify_bench.py's mix) in a
+   fresh SQLite database migrated with the project's migrations, and exports
+   it as JSONL (`audit export`'s format, one record per line).
+2. Measures, in this process, median of --repeat runs:
+   - summary: audit.reports.audit_summary over a window holding every record
+     (what `manage.py audit summary` and GET /admin/audit/summary run);
+   - jsonl: the same counts (decisions, denials by reason code, records by
+     type, within the window) by reading the export line by line with json.loads;
+   and the Python heap peak of each (tracemalloc, a separate run).
+   Also times `audit stats` and `audit slo` over the same records, for reference.
+3. Prints the ratio jsonl/summary (target >= 5) and writes
+   bench/results/reports-<timestamp>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+RESULTS = ROOT / "bench" / "results"
+RATIO_TARGET = 5.0
+
+
+def jsonl_summary(path: Path, *, since: datetime) -> dict[str, Any]:
+    """The seed's AuditParser.summarize: stream the file, parse every line."""
+    decisions = {"ALLOW": 0, "DENY": 0}
+    deny_breakdown: dict[str, int] = {}
+    events_by_type: dict[str, int] = {}
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if datetime.fromisoformat(record["ts_utc"]) < since:
+                continue
+            kind = record["event_type"]
+            events_by_type[kind] = events_by_type.get(kind, 0) + 1
+            if kind == "decision_audit" and record.get("decision") in decisions:
+                decisions[record["decision"]] += 1
+                if record["decision"] == "DENY":
+                    code = (record.get("reason_codes") or ["UNKNOWN"])[0]
+                    deny_breakdown[code] = deny_breakdown.get(code, 0) + 1
+    return {"decisions": decisions, "deny_breakdown": deny_breakdown, "events_by_type": events_by_type}
+
+
+def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
+    runs, result = [], None
+    for _ in range(repeat):
+        started = time.perf_counter()
+        result = fn()
+        runs.append(time.perf_counter() - started)
+    return statistics.median(runs), result
+
+
+def heap_peak_mb(fn: Callable[[], Any]) -> float:
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1] / 1e6
+    finally:
+        tracemalloc.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)  # the child process: measure in DIR
+    args = parser.parse_args()
+    if args.measure:
+        measure(args.measure, args.records, args.repeat)
+        return
+
+    from bench.verify_bench import build_chain
+    from tests.support.appserver import manage, server_env
+
+    tmp = Path(tempfile.mkdtemp(prefix="veritta-reports-bench-"))
+    db = tmp / "bench.sqlite3"
+    env = server_env(tmp, f"sqlite:///{db}", {"VERITTA_AUDIT_CHECKPOINT_EVERY": "0"})
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    manage(env, "migrate", "--no-input", "-v0")
+    _, _, build_s = build_chain(db, args.records, sample_size=0)
+    print(f"{args.records:,} records built in {build_s:.1f}s", file=sys.stderr)
+    # Measured in a fresh process whose settings are the bench database's.
+    command = [
+        sys.executable,
+        __file__,
+        "--measure",
+        str(tmp),
+        "--records",
+        str(args.records),
+        "--repeat",
+        str(args.repeat),
+    ]
+    sys.exit(subprocess.run(command, env=env).returncode)
+
+
+def measure(tmp: Path, records: int, repeat: int) -> None:
+    import django
+
+    django.setup()
+    from audit.reports import Objectives, Window, audit_slo, audit_stats, audit_summary
+    from audit.selectors import audit_bodies_between
+
+    export = tmp / "export.jsonl"
+    with export.open("w", encoding="utf-8") as handle:
+        for body in audit_bodies_between(since=None, until=None):
+            handle.write(body + "\n")
+    with export.open("rb") as handle:
+        handle.seek(-4096, os.SEEK_END)
+        newest = datetime.fromisoformat(json.loads(handle.read().splitlines()[-1])["ts_utc"])
+    now = newest + timedelta(seconds=1)
+    days = 1
+    since = now - timedelta(days=days)
+
+    def summary() -> dict[str, Any]:
+        return audit_summary(days=days, limit=None, event_type=None, now=now)
+
+    def parsed() -> dict[str, Any]:
+        return jsonl_summary(export, since=since)
+
+    print(f"export {export.stat().st_size / 1e6:.0f} MB", file=sys.stderr)
+    summary_s, by_db = timed(summary, repeat)
+    jsonl_s, by_file = timed(parsed, repeat)
+    assert by_db["window"]["events"] == records, by_db["window"]
+    for key in ("decisions", "events_by_type"):
+        assert by_db[key] == by_file[key], (key, by_db[key], by_file[key])
+    assert by_db["deny_breakdown"] == dict(sorted(by_file["deny_breakdown"].items(), key=lambda i: (-i[1], i[0])))
+    window = Window(since=since, until=now)
+    stats_s, _ = timed(lambda: audit_stats(window=window), 1)
+    objectives = Objectives(
+        window_hours=24, latency_p95_ms=1000, latency_p99_ms=5000, trace_completeness=1.0, security_violation_rate=0.05
+    )
+    slo_s, _ = timed(lambda: audit_slo(objectives=objectives, now=now), 1)
+    summary_mb, jsonl_mb = heap_peak_mb(summary), heap_peak_mb(parsed)
+
+    result = {
+        "records": records,
+        "export_mb": round(export.stat().st_size / 1e6, 1),
+        "summary_s": round(summary_s, 3),
+        "jsonl_s": round(jsonl_s, 3),
+        "ratio_jsonl_over_summary": round(jsonl_s / summary_s, 1),
+        "ratio_target": RATIO_TARGET,
+        "summary_heap_peak_mb": round(summary_mb, 2),
+        "jsonl_heap_peak_mb": round(jsonl_mb, 2),
+        "stats_s": round(stats_s, 3),
+        "slo_s": round(slo_s, 3),
+        "database": "sqlite",
+    }
+    print(f"audit summary (database)    {summary_s:8.3f} s   heap peak {summary_mb:6.2f} MB")
+    print(f"JSONL + json.loads (seed)   {jsonl_s:8.3f} s   heap peak {jsonl_mb:6.2f} MB")
+    print(f"ratio jsonl/summary         {jsonl_s / summary_s:8.1f}x  (target >= {RATIO_TARGET:g}x)")
+    print(f"audit stats {stats_s:.3f} s, audit slo {slo_s:.3f} s (reference)")
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"reports-{datetime.now().strftime('%Y%m%dT%H%M%SZ')}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out.relative_to(ROOT)}", file=sys.stderr)
+    if jsonl_s / summary_s < RATIO_TARGET:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
