@@ -279,7 +279,7 @@ WORK_FRAMES = (
 OTHER = "any: outside the work (gunicorn, middleware, DRF dispatch, rendering)"
 
 
-def profile_scenario(server: Gunicorn, request: bytes, connections: int, seconds: float, out: Path) -> dict[str, float]:
+def profile_scenario(server: Gunicorn, request: bytes, connections: int, seconds: float, out: Path) -> dict[str, Any]:
     """Load one scenario while py-spy samples all its workers (wall clock, idle
     included); returns {label: share of in-request samples}."""
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
@@ -294,20 +294,49 @@ def profile_scenario(server: Gunicorn, request: bytes, connections: int, seconds
     return attribute(out)
 
 
-def attribute(collapsed: Path) -> dict[str, float]:
+# Functions whose own lines are worth a breakdown: the pipeline's steps, and the
+# chain writer's (lock, head read, seal, insert, mirror, commit).
+LINE_BREAKDOWN = {
+    "process_request": ROOT / "governance" / "pipeline.py",
+    "chain_append": ROOT / "audit" / "chain.py",
+}
+
+
+def attribute(collapsed: Path) -> dict[str, Any]:
+    """Shares of the in-request samples: per label, and per source line of the
+    LINE_BREAKDOWN functions (read back from the source, so they follow edits)."""
     counts = {label: 0 for label, _ in PROFILE_LABELS} | {OTHER: 0}
+    by_line: dict[str, dict[int, int]] = {name: {} for name in LINE_BREAKDOWN}
     total = 0
     for line in collapsed.read_text().splitlines():
-        stack, _, n = line.rpartition(" ")
+        stack, _, count = line.rpartition(" ")
         if "handle_request (gunicorn/workers/" not in stack:
             continue
-        total += int(n)
+        n = int(count)
+        total += n
         for label, frames in PROFILE_LABELS:
             if any(f in stack for f in frames):
-                counts[label] += int(n)
+                counts[label] += n
         if not any(f in stack for f in WORK_FRAMES):
-            counts[OTHER] += int(n)
-    return {label: c / total for label, c in counts.items() if total and c} | {"samples": float(total)}
+            counts[OTHER] += n
+        for name, source in LINE_BREAKDOWN.items():
+            # A frame reads "chain_append (audit/chain.py:97)"; take the outermost one.
+            marker = f"{name} ({source.parent.name}/{source.name}:"
+            at = stack.find(marker)
+            if at >= 0:
+                lineno = int(stack[at + len(marker) :].split(")", 1)[0])
+                by_line[name][lineno] = by_line[name].get(lineno, 0) + n
+    lines: dict[str, list[tuple[float, str]]] = {}
+    for name, hits in by_line.items():
+        text = LINE_BREAKDOWN[name].read_text().splitlines()
+        ranked = sorted(hits.items(), key=lambda kv: -kv[1])
+        lines[name] = [
+            (c / total, f"{LINE_BREAKDOWN[name].name}:{no}  {text[no - 1].strip()[:90]}")
+            for no, c in ranked
+            if c / total >= 0.01
+        ]
+    shares = {label: c / total for label, c in counts.items() if total and c}
+    return {"samples": total, "shares": shares, "lines": lines}
 
 
 # --- one database -------------------------------------------------------------------
@@ -444,9 +473,13 @@ def report(result: dict[str, Any], connections: int) -> str:
     ]
     if "ratio_governed_redis_over_peer" in result:
         lines.append(f"governed-redis/peer  {result['ratio_governed_redis_over_peer']:.2f}   (rate counters in Redis)")
-    for name, shares in result.get("profile", {}).items():
-        lines += ["", f"where a {name} request's wall time goes (py-spy, {shares['samples']:.0f} samples, inclusive):"]
-        lines += [f"  {100 * v:5.1f}%  {k}" for k, v in shares.items() if k != "samples" and v >= 0.005]
+    for name, prof in result.get("profile", {}).items():
+        lines += ["", f"where a {name} request's wall time goes (py-spy, {prof['samples']} samples, inclusive):"]
+        lines += [f"  {100 * v:5.1f}%  {k}" for k, v in prof["shares"].items() if v >= 0.005]
+        for function, ranked in prof["lines"].items():
+            if ranked:
+                lines.append(f"  by line of {function}:")
+                lines += [f"    {100 * v:5.1f}%  {where}" for v, where in ranked]
     return "\n".join(lines)
 
 
