@@ -4,6 +4,8 @@ app (`bench.peer`) that stands for what a Django team would otherwise write.
 The governed pipeline and the peer views run in one settings module, one
 database and one gunicorn configuration, so their numbers compare."""
 
+import os
+
 from veritta_site.settings import *  # noqa: F403
 from veritta_site.settings import INSTALLED_APPS, REST_FRAMEWORK
 
@@ -18,6 +20,13 @@ CACHES = {
         "LOCATION": "bench_cache",
     }
 }
+# `http_bench.py --redis` also runs the peer with its cache in Redis, to compare
+# with the governed service whose rate counters are in Redis.
+if os.environ.get("BENCH_CACHE_REDIS_URL"):
+    CACHES["default"] = {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": os.environ["BENCH_CACHE_REDIS_URL"],
+    }
 
 # DRF's throttle keeps one timestamp per request in its window and rewrites
 # that list on every request, so a one-minute window at a few hundred req/s
