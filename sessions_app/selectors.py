@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 
 from django.utils import timezone
 
@@ -19,6 +20,9 @@ from veritta_site.errors import VerittaError
 KEY_PREFIX = "vk_"
 TOKEN_PREFIX = "vs_"
 SESSION_ID_PREFIX = "sess_"
+# What session ids look like (`sess_` + 24 hex); anything else is unknown
+# without asking the database (PostgreSQL refuses NUL bytes in a query, for one).
+SESSION_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,40}")
 # Compared against when no row matched: never equal to a real sha256 digest
 # of a presented secret (it is not a digest of anything we issue).
 DUMMY_DIGEST = "0" * 64
@@ -64,7 +68,7 @@ def session_authenticate(*, session_id: str, user_id: str, token: str) -> Sessio
     are read from the database on every request: no process caches them, so a
     revocation holds on the very next request in every worker.
     """
-    session = Session.objects.filter(session_id=session_id).first() if session_id else None
+    session = session_get(session_id=session_id)
     token_ok = _digests_equal(token, session.token_digest if session else DUMMY_DIGEST)
     if session is None:
         raise VerittaError("SESSION_INVALID", evidence={"cause": "unknown_session"})
@@ -80,4 +84,6 @@ def session_authenticate(*, session_id: str, user_id: str, token: str) -> Sessio
 
 
 def session_get(*, session_id: str) -> Session | None:
+    if not SESSION_ID_RE.fullmatch(session_id):
+        return None
     return Session.objects.filter(session_id=session_id).first()

@@ -105,3 +105,16 @@ def test_manage_command_revokes_through_the_same_audited_service(open_session, a
     assert "already_revoked" in again.getvalue()
     with pytest.raises(CommandError, match="NOT_FOUND"):
         call_command("sessions", "revoke", "sess_nope", stdout=io.StringIO())
+
+
+@pytest.mark.parametrize("session_id", ["sess_x%00", "..%2f..%2fetc%2fpasswd", "x" * 41])
+def test_malformed_session_ids_are_404_without_reaching_the_database(admin, session_id):
+    response = admin.admin_get(f"/admin/sessions/{session_id}")
+    assert response.status_code == 404 and response.json()["reason_codes"] == ["NOT_FOUND"]
+
+
+def test_a_nul_byte_in_the_session_header_is_an_invalid_session(api, open_session, audit_records):
+    session = open_session()
+    response = api.process(README_G4, key=None, **bearer(session, session_id="sess_x\x00"))
+    assert response.status_code == 403 and response.json()["reason_codes"] == ["SESSION_INVALID"]
+    assert audit_records(response.json()["trace_id"])[0]["evidence"] == {"cause": "unknown_session"}
