@@ -5,6 +5,7 @@ and leaves its own decision record (sessions_app.flows.admin_request)."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,6 +36,11 @@ def _parameters(serializer_class: type[serializers.Serializer]) -> list[OpenApiP
         OpenApiParameter(name, str, OpenApiParameter.QUERY, required=field.required, description=field.help_text or "")
         for name, field in serializer_class().fields.items()
     ]]  # fmt: skip
+
+
+# Trace ids are UUIDs; anything else is unknown without asking the database
+# (PostgreSQL refuses NUL bytes in a query, for one).
+TRACE_ID_RE = re.compile(r"[0-9A-Fa-f-]{1,36}")
 
 
 def _record() -> serializers.DictField:
@@ -169,7 +175,7 @@ class AuditTraceApi(GovernedApi):
     )
     def get(self, request: Request, trace_id: str) -> Response:
         def perform(ctx: RequestContext, data: dict[str, Any]) -> Outcome:
-            records = audit_records_for_trace(trace_id=trace_id[:36])
+            records = audit_records_for_trace(trace_id=trace_id) if TRACE_ID_RE.fullmatch(trace_id) else []
             if not records:
                 raise VerittaError("NOT_FOUND", evidence={"object": "trace"})
             return Outcome(200, {"trace_id": trace_id, "records": [json.loads(r.body) for r in records]})

@@ -145,3 +145,9 @@ def test_other_admin_reads_refuse_when_their_record_cannot_be_written(admin, set
     settings.VERITTA_AUDIT_LOG_PATH = blocker / "audit.log"
     response = admin.admin_get("/admin/audit/summary")
     assert response.status_code == 503 and response.json()["reason_codes"] == ["AUDIT_SINK_FAILED"]
+
+
+@pytest.mark.parametrize("trace_id", ["not-a-uuid%00", "..%2F..%2Faudit.log", "' OR '1'='1", "0" * 37])
+def test_malformed_trace_ids_are_404_without_reaching_the_database(admin, trace_id):
+    response = admin.admin_get(f"/admin/audit/traces/{trace_id}")
+    assert response.status_code == 404 and response.json()["reason_codes"] == ["NOT_FOUND"]
