@@ -4,11 +4,18 @@
     WEB_CONCURRENCY   worker processes, default 2 x cores + 1
     GUNICORN_TIMEOUT  seconds before a silent worker is restarted, default 30
                       (keep it above VERITTA_EXECUTOR_TIMEOUT_S)
+    PROMETHEUS_MULTIPROC_DIR  where workers keep their /metrics samples; default a
+                      fresh temp dir per server, removed when the server exits
+
+Logs are JSON lines: the access log (stdout) and gunicorn's own error log and
+every Django logger (stderr), with the trace id of the request when there is one.
 """
 
 import json
 import multiprocessing
 import os
+import shutil
+import tempfile
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
@@ -34,3 +41,59 @@ access_log_format = json.dumps(
         "trace_id": "%({x-trace-id}o)s",
     }
 )
+
+# gunicorn's own logs (start, workers, errors) as JSON lines too; the access
+# line is already JSON (access_log_format), so it is written as is.
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "json": {"()": "veritta_site.logging.JsonFormatter"},
+        "access": {"format": "%(message)s"},
+    },
+    "filters": {"trace": {"()": "veritta_site.logging.TraceIdFilter"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["trace"], "stream": "ext://sys.stderr"},
+        "error_console": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"},
+        "access_console": {"class": "logging.StreamHandler", "formatter": "access", "stream": "ext://sys.stdout"},
+    },
+    "root": {"level": "INFO", "handlers": ["console"]},
+    "loggers": {
+        "gunicorn.error": {"level": "INFO", "handlers": ["error_console"], "propagate": False, "qualname": "gunicorn.error"},
+        "gunicorn.access": {"level": "INFO", "handlers": ["access_console"], "propagate": False, "qualname": "gunicorn.access"},
+    },
+}
+
+# /metrics in prometheus_client multiprocess mode: every worker writes its samples
+# under one directory per server, and a scrape sums them (audit/metrics.py). Set
+# before any worker imports prometheus_client; made here unless the operator chose one.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="veritta-metrics-")
+    os.environ["VERITTA_METRICS_DIR_OWNED"] = "1"
+
+
+def on_starting(server):  # noqa: ANN001, ANN201 - gunicorn hook
+    # Samples of a previous run of this server must not be added to this one's.
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    os.makedirs(directory, exist_ok=True)
+    for name in os.listdir(directory):
+        if name.endswith(".db"):
+            os.remove(os.path.join(directory, name))
+
+
+def post_fork(server, worker):  # noqa: ANN001, ANN201 - gunicorn hook
+    # Python warnings raised while the app loads become JSON log lines too.
+    import logging
+
+    logging.captureWarnings(True)
+
+
+def child_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn hook
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):  # noqa: ANN001, ANN201 - gunicorn hook
+    if os.environ.get("VERITTA_METRICS_DIR_OWNED") == "1":
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

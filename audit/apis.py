@@ -6,17 +6,21 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, inline_serializer
+from prometheus_client import CONTENT_TYPE_LATEST
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from audit.checkpoints import SigningKeyError, public_vkey
+from audit.metrics import metrics_exposition
 from audit.records import ACTION, DECISION, TERMINAL_STATUSES
-from audit.selectors import audit_events_page, audit_records_for_trace, audit_summary, checkpoint_latest
+from audit.reports import audit_summary
+from audit.selectors import audit_events_page, audit_records_for_trace, checkpoint_latest
 from audit.services import RequestContext
 from governance.pipeline import Outcome
 from sessions_app.apis import ADMIN_KEY_HEADER, TRACE_HEADER, GovernedApi, no_parameters, respond
@@ -31,11 +35,10 @@ def _query(request: Request, serializer_class: type[serializers.Serializer]) -> 
     return lambda _body: validated(serializer_class, params)
 
 
-def _parameters(serializer_class: type[serializers.Serializer]) -> list[OpenApiParameter]:
-    return [ADMIN_KEY_HEADER, TRACE_HEADER, *[
-        OpenApiParameter(name, str, OpenApiParameter.QUERY, required=field.required, description=field.help_text or "")
-        for name, field in serializer_class().fields.items()
-    ]]  # fmt: skip
+def _parameters(serializer_class: type[serializers.Serializer]) -> list[Any]:
+    # A serializer in `parameters` becomes typed query parameters (enums,
+    # bounds, formats), so the document says exactly what the view accepts.
+    return [ADMIN_KEY_HEADER, TRACE_HEADER, serializer_class]
 
 
 # Trace ids are UUIDs; anything else is unknown without asking the database
@@ -88,26 +91,7 @@ class AuditSummaryApi(GovernedApi):
     )
     def get(self, request: Request) -> Response:
         def perform(ctx: RequestContext, data: dict[str, Any]) -> Outcome:
-            now = datetime.now(UTC)
-            since = now - timedelta(days=data["days"])
-            counts = audit_summary(since=since, limit=data["limit"], event_type=data.get("event_type"))
-            window = {
-                "days": data["days"],
-                "since": since.isoformat(),
-                "until": now.isoformat(),
-                "limit": data["limit"],
-                "event_type": data.get("event_type"),
-                "events": counts["events"],
-                "truncated": counts["events"] >= data["limit"],
-            }
-            body = {
-                "window": window,
-                "decisions": counts["decisions"],
-                "deny_breakdown": counts["deny_breakdown"],
-                "events_by_type": counts["events_by_type"],
-                "ts_utc": now.isoformat(),
-            }
-            return Outcome(200, body)
+            return Outcome(200, audit_summary(days=data["days"], limit=data["limit"], event_type=data.get("event_type")))
 
         return respond(
             admin_request(
@@ -123,12 +107,12 @@ class AuditEventListApi(GovernedApi):
         class Meta:
             ref_name = "AuditEventListInput"
 
-        trace_id = serializers.CharField(required=False, max_length=36)
+        trace_id = serializers.RegexField(r"^[0-9a-fA-F-]{1,36}$", required=False)
         event_type = serializers.ChoiceField(required=False, choices=[DECISION, ACTION])
         decision = serializers.ChoiceField(required=False, choices=["ALLOW", "DENY"])
         status = serializers.ChoiceField(required=False, choices=["PENDING", *TERMINAL_STATUSES])
-        reason_code = serializers.CharField(required=False, max_length=64)
-        actor = serializers.CharField(required=False, max_length=81, help_text="An actor id, or `kind:id`.")
+        reason_code = serializers.RegexField(r"^[A-Z_]{1,64}$", required=False)
+        actor = serializers.RegexField(r"^[\w.@+:-]{1,81}$", required=False, help_text="An actor id, or `kind:id`.")
         since = serializers.DateTimeField(required=False, help_text="ISO 8601, inclusive.")
         until = serializers.DateTimeField(required=False, help_text="ISO 8601, exclusive.")
         cursor = serializers.IntegerField(required=False, min_value=1, help_text="`next_cursor` of the previous page.")
@@ -217,3 +201,24 @@ class CheckpointLatestApi(GovernedApi):
         return respond(
             admin_request(request._request, endpoint="GET /admin/audit/checkpoints/latest", parse=no_parameters, perform=perform)
         )
+
+
+class MetricsApi(GovernedApi):
+    """Prometheus metrics of every worker (text exposition format, docs/OPERATIONS.md)."""
+
+    @extend_schema(
+        operation_id="metrics",
+        parameters=[ADMIN_KEY_HEADER, TRACE_HEADER],
+        responses={(200, "text/plain"): OpenApiTypes.STR, **ERROR_RESPONSES},
+    )
+    def get(self, request: Request) -> HttpResponse | Response:
+        def perform(ctx: RequestContext, data: dict[str, Any]) -> Outcome:
+            return Outcome(200, {"exposition": metrics_exposition()})
+
+        outcome = admin_request(request._request, endpoint="GET /metrics", parse=no_parameters, perform=perform)
+        if outcome.status != 200:
+            return respond(outcome)
+        response = HttpResponse(outcome.body["exposition"], content_type=CONTENT_TYPE_LATEST)
+        for name, value in outcome.headers.items():
+            response[name] = value
+        return response

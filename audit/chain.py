@@ -17,6 +17,7 @@ from typing import Any
 
 from django.db import DatabaseError, connection, transaction
 
+from audit.metrics import observe_appended, observe_sink_failure
 from audit.mirror import mirror
 from audit.records import GENESIS_HASH, seal
 
@@ -97,7 +98,9 @@ def chain_append(drafts: list[dict[str, Any]]) -> list[Receipt]:
             mirror().append(lines)
     except (DatabaseError, OSError) as exc:
         logger.error("audit sink failed", extra={"exc_class": type(exc).__name__})
+        observe_sink_failure(exc)
         raise AuditSinkError(type(exc).__name__) from exc
+    observe_appended(drafts, since=now)
     receipts = [Receipt(r["seq"], r["record_hash"]) for r in drafts]
     from audit.checkpoints import checkpoint_if_due  # late: checkpoints import the chain
 

@@ -117,40 +117,6 @@ def _configured_vkey() -> str | None:
 # --- the admin API (GET /admin/audit/...) ---------------------------------------
 
 
-def audit_summary(*, since: datetime, limit: int, event_type: str | None) -> dict[str, Any]:
-    """Counts over the newest `limit` records since `since`, computed by the
-    database: one GROUP BY over the indexed columns, never a read of the bodies."""
-    from django.db.models import Count
-
-    window = AuditRecord.objects.filter(ts_utc__gte=since)
-    if event_type:
-        window = window.filter(event_type=event_type)
-    newest = window.order_by("-seq").values("seq")[:limit]
-    groups = (
-        AuditRecord.objects.filter(seq__in=newest)
-        .values("event_type", "decision", "reason_code")
-        .annotate(n=Count("seq"))
-        .order_by()
-    )
-    decisions = {"ALLOW": 0, "DENY": 0}
-    deny_breakdown: dict[str, int] = {}
-    events_by_type: dict[str, int] = {}
-    for group in groups:
-        n = int(group["n"])
-        events_by_type[group["event_type"]] = events_by_type.get(group["event_type"], 0) + n
-        if group["event_type"] == "decision_audit" and group["decision"] in decisions:
-            decisions[group["decision"]] += n
-            if group["decision"] == "DENY":
-                code = group["reason_code"] or "UNKNOWN"
-                deny_breakdown[code] = deny_breakdown.get(code, 0) + n
-    return {
-        "events": sum(events_by_type.values()),
-        "decisions": decisions,
-        "deny_breakdown": dict(sorted(deny_breakdown.items(), key=lambda item: (-item[1], item[0]))),
-        "events_by_type": events_by_type,
-    }
-
-
 EVENT_FILTERS = ("trace_id", "event_type", "decision", "status", "reason_code")
 
 

@@ -48,6 +48,8 @@ MIDDLEWARE = [
     # First, so that every response (errors included) carries the trace id.
     "veritta_site.middleware.TraceIdMiddleware",
     "veritta_site.middleware.ErrorEnvelopeMiddleware",
+    # Request durations for /metrics, by route (audit/metrics.py).
+    "audit.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -165,6 +167,23 @@ VERITTA_SESSION_TTL_S = env.int("VERITTA_SESSION_TTL_S", default=3600)
 VERITTA_SESSION_TTL_MAX_S = env.int("VERITTA_SESSION_TTL_MAX_S", default=86400)
 VERITTA_CORS_ORIGINS = env.list("VERITTA_CORS_ORIGINS", default=[])
 VERITTA_ALERT_WEBHOOK_URL = env.str("VERITTA_ALERT_WEBHOOK_URL", default="")
+
+# --- SLOs, alerts and metrics (docs/OPERATIONS.md) ---
+# `audit slo` checks each objective over the last VERITTA_SLO_WINDOW_HOURS.
+VERITTA_SLO_WINDOW_HOURS = env.float("VERITTA_SLO_WINDOW_HOURS", default=24.0)
+VERITTA_SLO_LATENCY_P95_MS = env.float("VERITTA_SLO_LATENCY_P95_MS", default=1000.0)
+VERITTA_SLO_LATENCY_P99_MS = env.float("VERITTA_SLO_LATENCY_P99_MS", default=5000.0)
+VERITTA_SLO_TRACE_COMPLETENESS = env.float("VERITTA_SLO_TRACE_COMPLETENESS", default=1.0)
+VERITTA_SLO_SECURITY_VIOLATION_RATE = env.float("VERITTA_SLO_SECURITY_VIOLATION_RATE", default=0.05)
+# An incident: this many authentication failures from one client address
+# digest (or one key) within one minute.
+VERITTA_ALERT_AUTHN_FAILURES_PER_MIN = env.int("VERITTA_ALERT_AUTHN_FAILURES_PER_MIN", default=20)
+# One alert per (kind, subject) per this many seconds, across all workers.
+VERITTA_ALERT_DEDUP_S = env.int("VERITTA_ALERT_DEDUP_S", default=300)
+VERITTA_ALERT_WEBHOOK_TIMEOUT_S = env.float("VERITTA_ALERT_WEBHOOK_TIMEOUT_S", default=2.0)
+VERITTA_ALERT_WEBHOOK_ATTEMPTS = env.int("VERITTA_ALERT_WEBHOOK_ATTEMPTS", default=3)
+# The trace-completeness gauge of /metrics looks at PENDING records this recent.
+VERITTA_METRICS_COMPLETENESS_WINDOW_S = env.int("VERITTA_METRICS_COMPLETENESS_WINDOW_S", default=3600)
 
 # Policy profiles shipped in the repo, and the one /process enforces.
 VERITTA_PROFILES_DIR = Path(env.str("VERITTA_PROFILES_DIR", default=str(BASE_DIR / "governance" / "profiles")))

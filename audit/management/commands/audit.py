@@ -1,4 +1,4 @@
-"""`python manage.py audit verify | checkpoint | keygen | export | prove | check-proof | trace`.
+"""`python manage.py audit verify | checkpoint | keygen | export | prove | check-proof | trace | summary | stats | slo`.
 
 Every report prints a readable table by default and JSON with `--json`.
 """
@@ -6,6 +6,7 @@ Every report prints a readable table by default and JSON with `--json`.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import sys
 import time
@@ -19,8 +20,10 @@ from django.utils.dateparse import parse_datetime
 from audit import signed_note
 from audit.checkpoints import SigningKeyError, checkpoint_create, key_name, public_vkey
 from audit.proofs import ProofError, check_proof, trace_inclusion_proof
+from audit.reports import Objectives, Window, audit_slo, audit_stats, audit_summary
 from audit.selectors import audit_bodies_between, audit_records_for_trace, audit_verify
 from audit.verify import ChainVerifier, Report, external_checkpoints, read_checkpoint_note
+from veritta_site.alerts import alert_raise
 
 
 def _when(value: str | None) -> datetime | None:
@@ -60,6 +63,19 @@ class Command(BaseCommand):
         trace = sub.add_parser("trace", help="Every record of one request, in order.")
         trace.add_argument("trace_id")
         trace.add_argument("--json", action="store_true")
+        summary = sub.add_parser("summary", help="Decisions, denials by reason code and records by type (seed 003).")
+        summary.add_argument("--days", type=int, default=1, help="Window: the last N days (default 1).")
+        summary.add_argument("--event-type", choices=["decision_audit", "action_audit"])
+        summary.add_argument("--limit", type=int, help="Count only the newest N records of the window.")
+        stats = sub.add_parser("stats", help="Records by reason code, action, actor and hour.")
+        stats.add_argument("--days", type=float, default=1, help="Window: the last N days (default 1).")
+        stats.add_argument("--reason-code", help="Only records with this reason code (e.g. RATE_LIMIT_EXCEEDED).")
+        stats.add_argument("--top", type=int, default=20, help="Actors shown (default 20).")
+        slo = sub.add_parser("slo", help="Each SLO against its objective; exit 1 and alert on a breach.")
+        slo.add_argument("--hours", type=float, help="Window (default VERITTA_SLO_WINDOW_HOURS).")
+        for report_parser in (summary, stats, slo):
+            report_parser.add_argument("--json", action="store_true")
+            report_parser.add_argument("--progress", action="store_true", help="Show progress even when not on a terminal.")
 
     def handle(self, *args: Any, **options: Any) -> None:
         name = options["subcommand"].replace("-", "_")
@@ -86,6 +102,8 @@ class Command(BaseCommand):
             sys.stderr.write("\n")
         self._print_report(report, as_json=options["json"])
         if not report.ok:
+            if not options["file"]:
+                alert_verify_failed(report)
             sys.exit(1)
 
     def _verify_file(self, path: Path, checkpoint_dir: Path | None, vkey: str | None, progress: Any) -> Report:
@@ -196,3 +214,102 @@ class Command(BaseCommand):
         if problems:
             sys.exit(1)
         self.stdout.write(self.style.SUCCESS(f"OK: {len(document['records'])} records of trace {document['trace_id']} are in the signed log"))
+
+    # --- summary / stats / slo (audit.reports; docs/OPERATIONS.md) -------------------
+
+    def _progress(self, options: dict[str, Any]) -> Any:
+        show = options["progress"] or sys.stderr.isatty()
+        started = time.monotonic()
+
+        def step(name: str) -> None:
+            if show:
+                self.stderr.write(f"[{time.monotonic() - started:6.2f}s] {options['subcommand']}: {name}")
+
+        return step
+
+    def cmd_summary(self, **options: Any) -> None:
+        if options["days"] < 1:
+            raise CommandError("--days must be at least 1")
+        summary = audit_summary(
+            days=options["days"], limit=options["limit"], event_type=options["event_type"], progress=self._progress(options)
+        )
+        if options["json"]:
+            self.stdout.write(json.dumps(summary))
+            return
+        window = summary["window"]
+        self.stdout.write(f"Audit summary {window['since']} .. {window['until']} ({window['days']} day(s))")
+        if window["event_type"]:
+            self.stdout.write(f"event type: {window['event_type']}")
+        self.stdout.write(f"{'records':32} {window['events']:>10}" + ("  (cut by --limit)" if window["truncated"] else ""))
+        for event_type, n in summary["events_by_type"].items():
+            self.stdout.write(f"  {event_type:30} {n:>10}")
+        for decision, n in summary["decisions"].items():
+            self.stdout.write(f"{'decisions ' + decision:32} {n:>10}")
+        self.stdout.write("denials by reason code:" if summary["deny_breakdown"] else "denials by reason code: none")
+        for code, n in summary["deny_breakdown"].items():
+            self.stdout.write(f"  {code:30} {n:>10}")
+
+    def cmd_stats(self, **options: Any) -> None:
+        window = Window.last(days=options["days"])
+        stats = audit_stats(window=window, reason_code=options["reason_code"], top=options["top"], progress=self._progress(options))
+        if options["json"]:
+            self.stdout.write(json.dumps(stats))
+            return
+        scope = f" with reason code {stats['reason_code']}" if stats["reason_code"] else ""
+        self.stdout.write(f"Audit stats {window.since.isoformat()} .. {window.until.isoformat()}{scope}")
+        self.stdout.write("\nby reason code:")
+        self.stdout.write(f"  {'reason_code':32} {'event_type':16} {'count':>8}")
+        for row in stats["by_reason_code"]:
+            self.stdout.write(f"  {row['reason_code']:32} {row['event_type']:16} {row['count']:>8}")
+        self.stdout.write("\nby action:")
+        self.stdout.write(f"  {'action':24} {'PENDING':>8} {'SUCCESS':>8} {'FAILED':>8} {'BLOCKED':>8}")
+        for action, row in stats["by_action"].items():
+            self.stdout.write(f"  {action:24} {row['PENDING']:>8} {row['SUCCESS']:>8} {row['FAILED']:>8} {row['BLOCKED']:>8}")
+        self.stdout.write("\nby actor (decisions):")
+        self.stdout.write(f"  {'actor':40} {'ALLOW':>8} {'DENY':>8}")
+        for row in stats["by_actor"]:
+            self.stdout.write(f"  {row['actor']:40} {row['ALLOW']:>8} {row['DENY']:>8}")
+        self.stdout.write("\nby hour (decisions):")
+        self.stdout.write(f"  {'hour':27} {'ALLOW':>8} {'DENY':>8}")
+        for row in stats["by_hour"]:
+            self.stdout.write(f"  {row['hour']:27} {row['ALLOW']:>8} {row['DENY']:>8}")
+
+    def cmd_slo(self, **options: Any) -> None:
+        objectives = Objectives.from_settings()
+        if options["hours"] is not None:
+            objectives = dataclasses.replace(objectives, window_hours=options["hours"])
+        report = audit_slo(objectives=objectives, progress=self._progress(options))
+        for breach in report.breaches:
+            alert_raise(
+                kind="slo_breach",
+                subject=breach.name,
+                summary=f"SLO {breach.name} breached: {breach.value:g} (objective {breach.objective})",
+                detail={"slo": breach.name, "value": str(breach.value), "objective": breach.objective, "sample": breach.sample},
+                background=False,
+            )
+        if options["json"]:
+            self.stdout.write(json.dumps(report.as_dict()))
+        else:
+            self.stdout.write(f"SLOs {report.window.since.isoformat()} .. {report.window.until.isoformat()}")
+            self.stdout.write(f"  {'slo':26} {'objective':14} {'value':>12} {'sample':>8}  status")
+            for r in report.results:
+                value = "no data" if r.value is None else f"{r.value:.4g}"
+                status = self.style.SUCCESS("OK") if r.ok else self.style.ERROR("BREACH")
+                self.stdout.write(f"  {r.name:26} {r.objective:14} {value:>12} {r.sample:>8}  {status}")
+            self.stdout.write(self.style.SUCCESS("OK: every SLO is met") if report.ok else self.style.ERROR(f"BREACH: {len(report.breaches)} SLO(s) missed"))
+        if not report.ok:
+            sys.exit(1)
+
+
+def alert_verify_failed(report: Report) -> None:
+    kinds: dict[str, int] = {}
+    for problem in report.problems:
+        kinds[problem.kind] = kinds.get(problem.kind, 0) + 1
+    first = min((p.seq for p in report.problems), default=None)
+    alert_raise(
+        kind="verify_failed",
+        subject="audit_chain",
+        summary=f"audit verify found {len(report.problems)} problem(s), the first at seq {first}",
+        detail={"problems": len(report.problems), "first_seq": first, "kinds": kinds},
+        background=False,
+    )

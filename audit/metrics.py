@@ -1,0 +1,162 @@
+"""Prometheus metrics (GET /metrics), correct across gunicorn worker processes.
+
+Decisions and actions are counted from the audit records themselves, at one
+point: the chain writer calls `observe_appended` after each commit, so every
+record that exists is counted exactly once and no gate needs instrumenting.
+Request durations come from `RequestMetricsMiddleware`; the trace
+completeness gauge is computed from the database at scrape time.
+
+Under gunicorn, prometheus_client runs in multiprocess mode: each worker
+writes its samples to files in PROMETHEUS_MULTIPROC_DIR (gunicorn.conf.py
+makes one per server and marks dead workers), and a scrape sums them all.
+Without that variable (tests, `manage.py`), the process's own registry is used.
+
+Security counters use the categories of audit.reports (docs/OPERATIONS.md):
+    veritta_authn_failures_total      MISSING_API_KEY, GATE_DENIED_INVALID_API_KEY, SESSION_*, ADMIN_KEY_*
+    veritta_authz_denials_total       PROFILE_ACTION_MISMATCH, ADMIN_SIGNAL_FORBIDDEN, the registry's codes
+    veritta_policy_violations_total   the profile gate's codes
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from audit.records import DECISION
+from audit.reports import security_categories, trace_completeness
+
+logger = logging.getLogger("veritta.metrics")
+
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    # Commands run with a server's environment write their samples there too
+    # (a record is counted by whichever process committed it); make sure it exists.
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
+DECISIONS = Counter(
+    "veritta_decisions",
+    "Decision records, by decision, deciding gate and reason code.",
+    ["decision", "gate", "reason_code"],
+)
+ACTIONS = Counter(
+    "veritta_actions", "Action records, by action and status (PENDING, SUCCESS, FAILED, BLOCKED).", ["action", "status"]
+)
+AUTHN_FAILURES = Counter(
+    "veritta_authn_failures", "Denials for a missing or invalid credential (key, session, admin key)."
+)
+AUTHZ_DENIALS = Counter("veritta_authz_denials", "Denials of an action the credential may not run (profile, registry).")
+POLICY_VIOLATIONS = Counter("veritta_policy_violations", "Denials by the policy profile gate.")
+RATE_LIMITED = Counter("veritta_rate_limited", "Requests refused with RATE_LIMIT_EXCEEDED.")
+REQUEST_DURATION = Histogram("veritta_request_duration_seconds", "Time to answer a request, by endpoint.", ["endpoint"])
+AUDIT_WRITE_DURATION = Histogram(
+    "veritta_audit_write_duration_seconds",
+    "Time to append records to the chain (lock, insert, mirror, commit).",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+AUDIT_SINK_FAILURES = Counter(
+    "veritta_audit_sink_failures", "Appends the database or the mirror refused (AUDIT_SINK_FAILED)."
+)
+
+_CATEGORY_COUNTERS = {
+    "authn_failure": AUTHN_FAILURES,
+    "authz_denial": AUTHZ_DENIALS,
+    "policy_violation": POLICY_VIOLATIONS,
+}
+
+
+def observe_appended(drafts: list[dict[str, Any]], *, since: datetime) -> None:
+    """Count records just committed by the chain writer (`since`: when it began).
+
+    Never raises: metrics must not fail a request whose records are written."""
+    try:
+        AUDIT_WRITE_DURATION.observe((datetime.now(UTC) - since).total_seconds())
+        for record in drafts:
+            if record["event_type"] != DECISION:
+                ACTIONS.labels(record.get("action") or "", record.get("status") or "").inc()
+                continue
+            codes = record.get("reason_codes") or []
+            code = codes[0] if codes else ""
+            DECISIONS.labels(record.get("decision") or "", record.get("gate") or "", code).inc()
+            if record.get("decision") != "DENY":
+                continue
+            if code == "RATE_LIMIT_EXCEEDED":
+                RATE_LIMITED.inc()
+            categories = security_categories(code)
+            for category in categories:
+                _CATEGORY_COUNTERS[category].inc()
+            if "authn_failure" in categories:
+                from veritta_site.alerts import authn_failure_observed
+
+                authn_failure_observed(client=record.get("client"), actor=record.get("actor") or {})
+    except Exception:  # noqa: BLE001 - observation is best effort
+        logger.exception("metrics observation failed")
+
+
+def observe_sink_failure(exc: BaseException) -> None:
+    """The chain writer could not append: count it and raise an alert."""
+    try:
+        AUDIT_SINK_FAILURES.inc()
+        from veritta_site.alerts import sink_failure_observed
+
+        sink_failure_observed(exc_class=type(exc).__name__)
+    except Exception:  # noqa: BLE001 - the caller is already failing closed
+        logger.exception("sink failure observation failed")
+
+
+# --- requests ----------------------------------------------------------------------
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def endpoint_label(request: HttpRequest) -> str:
+    """The route pattern, never the raw path, so the label set stays small."""
+    method = request.method if request.method in _METHODS else "OTHER"
+    match = getattr(request, "resolver_match", None)
+    return f"{method} /{match.route}" if match is not None else f"{method} unmatched"
+
+
+class RequestMetricsMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        started = time.perf_counter()
+        response = self.get_response(request)
+        REQUEST_DURATION.labels(endpoint_label(request)).observe(time.perf_counter() - started)
+        return response
+
+
+# --- the scrape -----------------------------------------------------------------------
+
+
+class TraceCompletenessCollector(Collector):
+    """Share of recent PENDING records, old enough to be over, that have their
+    terminal record (1.0 when there are none). Computed by the database per scrape."""
+
+    def collect(self) -> Iterator[Metric]:
+        since = datetime.now(UTC) - timedelta(seconds=settings.VERITTA_METRICS_COMPLETENESS_WINDOW_S)
+        complete, pending = trace_completeness(since=since)
+        yield GaugeMetricFamily(
+            "veritta_trace_completeness_ratio",
+            "PENDING action records with their terminal record, over the recent window.",
+            value=complete / pending if pending else 1.0,
+        )
+
+
+def metrics_exposition() -> bytes:
+    """The Prometheus text exposition of every metric, all workers summed."""
+    scrape = CollectorRegistry()
+    scrape.register(TraceCompletenessCollector())
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.MultiProcessCollector(scrape)
+        return generate_latest(scrape)
+    return generate_latest(REGISTRY) + generate_latest(scrape)

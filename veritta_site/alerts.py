@@ -1,0 +1,244 @@
+"""Alerts: the one place an operator is told that something needs a human.
+
+Raised for
+    slo_breach          `audit slo` found an objective missed (subject: the SLO)
+    verify_failed       `audit verify` found a problem in the chain (subject: "audit_chain")
+    audit_sink_failure  the chain writer could not append (subject: the exception class)
+    auth_incident       VERITTA_ALERT_AUTHN_FAILURES_PER_MIN authentication failures within
+                        one minute from one client address digest, or against one key
+                        (subject: "client:<digest>" or "<actor kind>:<id>")
+
+An alert is always logged (logger `veritta.alerts`, WARNING) and, when
+VERITTA_ALERT_WEBHOOK_URL is set, POSTed there as JSON with short timeouts
+and bounded retries. It is audited like any action: a PENDING `action_audit`
+record (action "alert", input_digest = digest of the JSON sent) before
+delivery, then SUCCESS or FAILED. It carries kinds, names, counts and
+digests only: never a secret, an address or a payload value.
+
+Deduplicated: one alert per (kind, subject) per VERITTA_ALERT_DEDUP_S, across
+every worker process and app server (an atomic claim in the shared counter
+table). Requests never wait for delivery: it runs in a background thread;
+commands deliver before they exit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
+
+from veritta_site.canonical import digest_of
+
+logger = logging.getLogger("veritta.alerts")
+
+KINDS = ("slo_breach", "verify_failed", "audit_sink_failure", "auth_incident")
+ALERT_ACTOR = {"kind": "system", "id": "alerts"}
+RETRY_BACKOFF_S = 0.5
+
+
+@dataclass(frozen=True)
+class Alert:
+    kind: str
+    subject: str
+    summary: str
+    detail: dict[str, Any] = field(default_factory=dict)  # counts, codes, names: never values
+    alert_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    ts_utc: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    service: str = "veritta"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --- deduplication ----------------------------------------------------------------
+
+_claimed: dict[tuple[str, str], int] = {}  # (kind, subject) -> the period this process claimed
+_claimed_lock = threading.Lock()
+
+# The shared counter table of gate G10 (sessions_app.RateCounter) holds the claims:
+# bucket "alert:<kind>:<subject>", minute = the minute the dedup period ends, so the
+# row lives exactly as long as its period (G10 purges rows whose minute has passed).
+_CLAIM = (
+    "INSERT INTO sessions_app_ratecounter (bucket, minute, count) VALUES (%s, %s, 1)"
+    " ON CONFLICT (bucket, minute) DO UPDATE SET count = sessions_app_ratecounter.count + 1"
+    " RETURNING count"
+)
+
+
+def _first_in_period(kind: str, subject: str) -> bool:
+    """True for exactly one caller per (kind, subject) and dedup period, in any process."""
+    period_s = max(1, settings.VERITTA_ALERT_DEDUP_S)
+    period = int(time.time() // period_s)
+    with _claimed_lock:
+        if _claimed.get((kind, subject)) == period:
+            return False
+        _claimed[(kind, subject)] = period
+    bucket = f"alert:{kind}:{subject}"
+    if len(bucket) > 80:
+        bucket = "alert:" + digest_of({"kind": kind, "subject": subject})[:64]
+    end_minute = -(-(period + 1) * period_s // 60)
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(_CLAIM, [bucket, end_minute])
+            return int(cursor.fetchone()[0]) == 1
+    except DatabaseError as exc:
+        # The database is down (perhaps the very thing to alert about): this
+        # process's own claim stands, so the alert still goes out, once per process.
+        logger.warning("alert claim unavailable", extra={"exc_class": type(exc).__name__})
+        return True
+
+
+# --- raising and delivering ------------------------------------------------------------
+
+
+def alert_raise(
+    *, kind: str, subject: str, summary: str, detail: dict[str, Any] | None = None, background: bool = True
+) -> Alert | None:
+    """Raise an alert unless one of this (kind, subject) went out in this period.
+
+    Returns the alert, or None if it was a duplicate. With background=False
+    (commands) delivery is done before returning."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown alert kind: {kind}")
+    if not _first_in_period(kind, subject):
+        return None
+    alert = Alert(kind=kind, subject=subject, summary=summary, detail=dict(detail or {}))
+    logger.warning(
+        "alert: %s", summary, extra={"alert_id": alert.alert_id, "alert_kind": kind, "alert_subject": subject}
+    )
+    if background:
+        threading.Thread(target=_deliver_and_close, args=(alert,), name="veritta-alert", daemon=True).start()
+    else:
+        alert_deliver(alert)
+    return alert
+
+
+def _deliver_and_close(alert: Alert) -> None:
+    try:
+        alert_deliver(alert)
+    finally:
+        connection.close()  # this thread's own database connection
+
+
+def alert_deliver(alert: Alert) -> bool:
+    """Audit (PENDING), POST to the webhook if one is set, audit the outcome.
+    Returns True if the alert reached the webhook (or there is none)."""
+    body = json.dumps(alert.as_dict(), sort_keys=True).encode()
+    started = time.monotonic()
+    records = _AlertRecords(alert)
+    records.pending()
+    url = settings.VERITTA_ALERT_WEBHOOK_URL
+    attempts, delivered = 0, True
+    if url:
+        delivered = False
+        for attempts in range(1, max(1, settings.VERITTA_ALERT_WEBHOOK_ATTEMPTS) + 1):
+            if _post(url, body):
+                delivered = True
+                break
+            time.sleep(RETRY_BACKOFF_S * 2 ** (attempts - 1))
+    if not delivered:
+        logger.error("alert not delivered to the webhook", extra={"alert_id": alert.alert_id, "attempts": attempts})
+    records.end(delivered=delivered, attempts=attempts, duration_us=int((time.monotonic() - started) * 1_000_000))
+    return delivered
+
+
+def _post(url: str, body: bytes) -> bool:
+    request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=settings.VERITTA_ALERT_WEBHOOK_TIMEOUT_S) as response:
+            return 200 <= response.status < 300
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        logger.warning("alert webhook attempt failed", extra={"exc_class": type(exc).__name__})
+        return False
+
+
+class _AlertRecords:
+    """The alert's action records, written through the chain writer."""
+
+    def __init__(self, alert: Alert) -> None:
+        from sessions_app.services import profile_hash_of
+
+        self.alert = alert
+        self.evidence = {"kind": alert.kind, "subject": alert.subject}
+        self.common = {
+            "event_type": "action_audit",
+            "trace_id": alert.alert_id,
+            "endpoint": "alert",
+            "actor": dict(ALERT_ACTOR),
+            "input_digest": digest_of(alert.as_dict()),
+            "digest_kind": "json",
+            "profile_id": settings.VERITTA_POLICY_PROFILE,
+            "profile_hash": profile_hash_of(settings.VERITTA_POLICY_PROFILE),
+            "action": "alert",
+            "executor_id": "veritta_site.alerts",
+            "executor_version": "1.0.0",
+        }
+        self.written = False
+
+    def pending(self) -> None:
+        self.written = self._append(status="PENDING", reason_codes=["EXECUTION_ATTEMPT"], evidence=self.evidence)
+
+    def end(self, *, delivered: bool, attempts: int, duration_us: int) -> None:
+        if not self.written:
+            return  # no PENDING record, so no terminal one: the log line stands alone
+        evidence = {**self.evidence, "webhook": bool(settings.VERITTA_ALERT_WEBHOOK_URL), "attempts": attempts}
+        self._append(status="SUCCESS" if delivered else "FAILED", evidence=evidence, duration_us=duration_us)
+
+    def _append(self, **fields: Any) -> bool:
+        from audit.chain import AuditSinkError, chain_append
+        from audit.records import new_record
+
+        try:
+            chain_append([new_record(**self.common, **fields)])
+            return True
+        except (AuditSinkError, DatabaseError) as exc:
+            logger.error(
+                "alert could not be audited", extra={"alert_id": self.alert.alert_id, "exc_class": type(exc).__name__}
+            )
+            return False
+
+
+# --- what raises them ---------------------------------------------------------------
+
+
+def authn_failure_observed(*, client: str | None, actor: dict[str, Any]) -> None:
+    """Count one authentication failure against its client digest and, when the
+    request named one, its key or session; the count that reaches the threshold
+    raises the incident (exactly one request per minute and subject does)."""
+    from sessions_app.ratelimit import RateLimitUnavailable, rate_hit
+
+    threshold = settings.VERITTA_ALERT_AUTHN_FAILURES_PER_MIN
+    subjects = [f"client:{client}" if client else "client:unknown"]
+    if actor.get("id") and actor.get("kind") not in (None, "anonymous"):
+        subjects.append(f"{actor['kind']}:{actor['id']}")
+    for subject in subjects:
+        try:
+            usage = rate_hit(scope="authfail", ident=subject, limit=threshold)
+        except RateLimitUnavailable:
+            return
+        if usage.count == threshold:
+            alert_raise(
+                kind="auth_incident",
+                subject=subject,
+                summary=f"{threshold} authentication failures within a minute from {subject}",
+                detail={"failures": threshold, "window_s": 60},
+            )
+
+
+def sink_failure_observed(*, exc_class: str) -> None:
+    alert_raise(
+        kind="audit_sink_failure",
+        subject=exc_class,
+        summary=f"the audit sink refused a write ({exc_class}); requests are refused with AUDIT_SINK_FAILED",
+        detail={"exc_class": exc_class},
+    )
