@@ -41,7 +41,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere: import the project
 
-from tests.support.appserver import manage, server_env  # noqa: E402
+from bench.support import bench_env  # noqa: E402
+from tests.support.appserver import manage  # noqa: E402
 from tests.support.servers import PostgresCluster, RedisServer, free_port, wait_for_port  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -353,7 +354,7 @@ def bench_database(database: str, args: argparse.Namespace, cluster: PostgresClu
         "VERITTA_ADMIN_RATE_LIMIT_PER_MIN": HIGH,
         "LOG_LEVEL": "WARNING",
     }
-    env = server_env(tmp, url, extra)
+    env = bench_env(tmp, url, extra)
     scenarios = [*SCENARIOS, *(["governed-redis", "peer-redis"] if args.redis else [])]
     servers: dict[str, Gunicorn] = {}
     redis = RedisServer() if args.redis else None

@@ -46,7 +46,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere: import the project
 
 from audit.records import ACTION, DECISION, GENESIS_HASH, new_record, seal  # noqa: E402
-from tests.support.appserver import manage, server_env  # noqa: E402
+from bench.support import bench_env  # noqa: E402
+from tests.support.appserver import manage  # noqa: E402
 from veritta_site.canonical import canonical_json  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -254,7 +255,7 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="veritta-verify-bench-"))
     db = tmp / "audit.sqlite3"
-    env = server_env(tmp, f"sqlite:///{db}", {"LOG_LEVEL": "WARNING"})
+    env = bench_env(tmp, f"sqlite:///{db}", {"LOG_LEVEL": "WARNING"})
     result: dict[str, Any] = {"benchmark": "verify", "records": count, "started_utc": datetime.now(UTC).isoformat()}
     try:
         manage(env, "migrate", "--no-input", "-v0")
