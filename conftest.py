@@ -12,6 +12,10 @@ from django.test import Client
 
 from tests.settings import TEST_ENV
 from tests.support.appserver import AppServer
+from tests.support.campaign import LEAKS
+
+# The security campaign's figures and the leak scan run after the whole suite.
+pytest_plugins = ["tests.support.campaign"]
 
 API_KEY = TEST_ENV["VERITTA_BETA_API_KEY"]
 ADMIN_KEY = TEST_ENV["VERITTA_ADMIN_API_KEY"]
@@ -46,6 +50,7 @@ class ApiClient(Client):
         extra = {"HTTP_X_API_KEY": key} if key is not None else {}
         extra.update(headers)
         data = raw if raw is not None else json.dumps(payload)
+        LEAKS.add_payload(payload)  # must never be stored: the leak scan looks for it
         return self.post("/process", data=data, content_type=content_type, **extra)
 
 
@@ -125,6 +130,18 @@ def assert_envelope_codes_catalogued(status: int, content_type: str, body: bytes
     assert not unknown, f"response carries codes outside the catalogue: {unknown}"
 
 
+def assert_no_secret_in(body: bytes) -> None:
+    """No key, token or digest in a response, but a token in the answer that issues it."""
+    issued: list[str] = []
+    if body.startswith(b"{") and b'"token"' in body:
+        token = json.loads(body).get("token")
+        if isinstance(token, str):
+            LEAKS.add_secret(token)
+            issued = [token]
+    leaked = LEAKS.check_response(body, issued=issued)
+    assert not leaked, f"a response carries a secret or its digest ({len(leaked)} found)"
+
+
 @pytest.fixture(autouse=True)
 def _every_response_uses_catalogued_codes(monkeypatch: pytest.MonkeyPatch) -> None:
     """Applied to every test: the test client and requests both check each answer."""
@@ -137,12 +154,16 @@ def _every_response_uses_catalogued_codes(monkeypatch: pytest.MonkeyPatch) -> No
         response = original_client(self, **request)
         if not getattr(response, "streaming", False):
             assert_envelope_codes_catalogued(response.status_code, response.get("Content-Type", ""), response.content)
+            assert_no_secret_in(response.content)
         return response
 
     def session_request(self: requests.Session, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        if url.endswith("/process") and isinstance(kwargs.get("json"), dict):
+            LEAKS.add_payload(kwargs["json"])
         response = original_session(self, method, url, *args, **kwargs)
         if "127.0.0.1" in url and not kwargs.get("stream"):
             assert_envelope_codes_catalogued(response.status_code, response.headers.get("Content-Type", ""), response.content)
+            assert_no_secret_in(response.content)
         return response
 
     monkeypatch.setattr(Client, "request", client_request)

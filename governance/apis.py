@@ -10,7 +10,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from governance.gates import ACTION_NAME_RE
 from governance.pipeline import process_request
+from governance.registry import SEMVER_RE
 from veritta_site.schema import ERROR_RESPONSES, ErrorEnvelopeSerializer
 
 
@@ -23,8 +25,10 @@ class ProcessApi(APIView):
     parser_classes: list[type] = []
 
     class InputSerializer(serializers.Serializer):
-        action = serializers.CharField(max_length=64, help_text="An action the active policy profile allows.")
-        action_version = serializers.CharField(required=False, help_text="Semantic version the executor must satisfy.")
+        action = serializers.RegexField(ACTION_NAME_RE.pattern, help_text="An action the active policy profile allows.")
+        action_version = serializers.RegexField(
+            SEMVER_RE.pattern, required=False, help_text="Semantic version the executor must satisfy."
+        )
         event_type = serializers.CharField(required=False, max_length=64)
         text = serializers.CharField(required=False, max_length=4096, help_text="Input of the `process` action.")
         operation = serializers.ChoiceField(
@@ -50,7 +54,9 @@ class ProcessApi(APIView):
 
     @extend_schema(
         operation_id="process",
-        request=InputSerializer,
+        # The view has no DRF parser (the pipeline reads the body itself), so
+        # the media type is named here for the document.
+        request={"application/json": InputSerializer},
         responses={200: OutputSerializer, **ERROR_RESPONSES},
         parameters=[
             OpenApiParameter("X-API-Key", str, OpenApiParameter.HEADER, required=False),

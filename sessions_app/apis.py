@@ -67,10 +67,14 @@ class SessionCreateApi(GovernedApi):
 
         user_id = serializers.RegexField(USER_ID_RE, max_length=64, help_text="Your user's id, e.g. u_12345.")
         ttl_s = serializers.IntegerField(
-            required=False, min_value=60, help_text="Lifetime in seconds (default VERITTA_SESSION_TTL_S, at most VERITTA_SESSION_TTL_MAX_S)."
+            required=False,
+            min_value=60,
+            max_value=settings.VERITTA_SESSION_TTL_MAX_S,
+            help_text="Lifetime in seconds (default VERITTA_SESSION_TTL_S, at most VERITTA_SESSION_TTL_MAX_S).",
         )
 
         def validate_ttl_s(self, value: int) -> int:
+            # max_value above documents the bound read at start; this reads it now.
             if value > settings.VERITTA_SESSION_TTL_MAX_S:
                 raise serializers.ValidationError("too long")
             return value
@@ -117,7 +121,8 @@ class SessionRevokeApi(GovernedApi):
             ref_name = "SessionRevokeInput"
 
         session_id = serializers.RegexField(SESSION_ID_RE, max_length=40)
-        reason = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
+        # Printable text only: control characters have no place in an audit reason.
+        reason = serializers.RegexField(r"^[^\x00-\x1f\x7f]*$", required=False, allow_blank=True, max_length=200, default="")
 
     class OutputSerializer(serializers.Serializer):
         class Meta:

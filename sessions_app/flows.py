@@ -57,6 +57,15 @@ def validated(serializer_class: type[serializers.Serializer], data: Any) -> dict
     if unknown:
         info = {"fields": [n[:64] for n in unknown[:20]], "problem": "unknown"}
         raise VerittaError("VALIDATION_ERROR", evidence=info, details=info)
+    # DRF's CharField turns 0 into "0"; a field documented as a string takes only strings.
+    not_strings = sorted(
+        name
+        for name, field in serializer_class().fields.items()
+        if isinstance(field, serializers.CharField) and name in data and not isinstance(data[name], str)
+    )
+    if not_strings:
+        info = {"fields": not_strings, "problem": "not_a_string"}
+        raise VerittaError("VALIDATION_ERROR", evidence=info, details=info)
     serializer = serializer_class(data=data)
     if not serializer.is_valid():
         info = {"fields": sorted(str(k) for k in serializer.errors)}

@@ -117,7 +117,10 @@ def alert_raise(
         "alert: %s", summary, extra={"alert_id": alert.alert_id, "alert_kind": kind, "alert_subject": subject}
     )
     if background:
-        threading.Thread(target=_deliver_and_close, args=(alert,), name="veritta-alert", daemon=True).start()
+        thread = threading.Thread(target=_deliver_and_close, args=(alert,), name="veritta-alert", daemon=True)
+        # At once outside a transaction; inside one, only if it commits: an
+        # alert about work that was rolled back must not outlive it.
+        transaction.on_commit(thread.start)
     else:
         alert_deliver(alert)
     return alert

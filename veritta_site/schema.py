@@ -23,3 +23,21 @@ ERROR_RESPONSES = {
     status: OpenApiResponse(ErrorEnvelopeSerializer, description="Error envelope")
     for status in sorted({reason.status for reason in CATALOGUE.values() if reason.status})
 }
+
+
+def strict_request_bodies(result: dict, generator: object, request: object, public: bool) -> dict:
+    """drf-spectacular post-processing hook: the API refuses what it does not
+    know, so the document says so — request bodies are required and their
+    objects allow no additional properties."""
+    schemas = result.get("components", {}).get("schemas", {})
+    for path in result.get("paths", {}).values():
+        for operation in path.values():
+            body = operation.get("requestBody") if isinstance(operation, dict) else None
+            if not body:
+                continue
+            body["required"] = True
+            for media in body.get("content", {}).values():
+                name = media.get("schema", {}).get("$ref", "").rsplit("/", 1)[-1]
+                if name in schemas:
+                    schemas[name]["additionalProperties"] = False
+    return result

@@ -141,6 +141,10 @@ SPECTACULAR_SETTINGS = {
     "and written to a tamper-evident audit trail. Errors use one envelope; see docs/ERROR_ENVELOPE.md.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "veritta_site.schema.strict_request_bodies",
+    ],
 }
 
 # --- Verittà (SPEC §2) ---

@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 import requests
 
+from tests.support.campaign import LEAKS
 from tests.support.servers import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,6 +67,7 @@ class AppServer:
         self.tmp = tmp
         self.workers = workers
         self.database_url = database_url or fresh_database_url(tmp)
+        LEAKS.databases.append(self.database_url)  # scanned after the whole suite
         self.env = server_env(tmp, self.database_url, env)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
