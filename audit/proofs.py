@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from audit import signed_note
-from audit.merkle import HASH_SIZE, inclusion_proof, leaf_hash, verify_inclusion_hash
+from audit.merkle import CompactRange, leaf_hash, verify_inclusion_hash
 from audit.models import AuditRecord, Checkpoint
 from audit.selectors import audit_rows_stream
 
@@ -19,14 +19,41 @@ class ProofError(Exception):
     pass
 
 
-def _leaf_hashes(size: int) -> bytearray:
-    """Leaf hashes of records 1..size, packed: 32 bytes each, ~32 MB per million."""
-    packed = bytearray()
+def _path_ranges(index: int, start: int, end: int) -> list[tuple[int, int]]:
+    """The leaf ranges whose Merkle roots make up PATH(index) in D[start:end]
+    (RFC 6962 §2.1.1), leaf side first."""
+    if end - start <= 1:
+        return []
+    split = 1 << ((end - start - 1).bit_length() - 1)  # largest power of two < n
+    if index < start + split:
+        return [*_path_ranges(index, start, start + split), (start + split, end)]
+    return [*_path_ranges(index, start + split, end), (start, start + split)]
+
+
+def _inclusion_proofs(indexes: list[int], size: int) -> list[list[bytes]]:
+    """Audit paths of several leaves in one streaming pass over the log.
+
+    Each path node is the root of a range of leaves; a CompactRange per range
+    folds the leaves as they stream by, so memory is O(log n) per proof
+    whatever the size of the log (a million records: a few MB)."""
+    ranges = [sorted(_path_ranges(i, 0, size)) for i in indexes]
+    trees = [[CompactRange() for _ in proof] for proof in ranges]
+    cursor = [0] * len(ranges)  # per proof: the range the next leaf may fall in
+    seq = 0
     for row in audit_rows_stream(upto=size):
-        packed += leaf_hash(bytes.fromhex(row["record_hash"]))
-    if len(packed) != size * HASH_SIZE:
-        raise ProofError(f"the chain has gaps below {size}: run `audit verify`")
-    return packed
+        seq += 1
+        if row["seq"] != seq:
+            raise ProofError(f"the chain has a gap at {seq}: run `audit verify`")
+        leaf = leaf_hash(bytes.fromhex(row["record_hash"]))
+        for p, proof in enumerate(ranges):
+            while cursor[p] < len(proof) and proof[cursor[p]][1] <= seq - 1:
+                cursor[p] += 1
+            if cursor[p] < len(proof) and proof[cursor[p]][0] <= seq - 1:
+                trees[p][cursor[p]].append_leaf_hash(leaf)
+    if seq != size:
+        raise ProofError(f"the chain ends at {seq}, before the checkpoint's {size}: run `audit verify`")
+    roots = [{r: t.root() for r, t in zip(proof, tree, strict=True)} for proof, tree in zip(ranges, trees, strict=True)]
+    return [[roots[p][r] for r in _path_ranges(i, 0, size)] for p, i in enumerate(indexes)]
 
 
 def trace_inclusion_proof(*, trace_id: str, vkey: str | None) -> dict[str, Any]:
@@ -37,23 +64,14 @@ def trace_inclusion_proof(*, trace_id: str, vkey: str | None) -> dict[str, Any]:
     checkpoint = Checkpoint.objects.filter(tree_size__gte=newest).order_by("tree_size").first()
     if checkpoint is None:
         raise ProofError(f"no checkpoint covers seq {newest} yet: run `python manage.py audit checkpoint`")
-    packed = _leaf_hashes(checkpoint.tree_size)
-
-    def get(i: int) -> bytes:
-        return bytes(packed[i * HASH_SIZE : (i + 1) * HASH_SIZE])
-
+    proofs = _inclusion_proofs([seq - 1 for seq, _ in records], checkpoint.tree_size)
     return {
         "trace_id": trace_id,
         "checkpoint": checkpoint.note,
         "vkey": vkey,
         "records": [
-            {
-                "seq": seq,
-                "leaf_index": seq - 1,
-                "record_hash": record_hash,
-                "proof": [h.hex() for h in inclusion_proof(seq - 1, checkpoint.tree_size, get)],
-            }
-            for seq, record_hash in records
+            {"seq": seq, "leaf_index": seq - 1, "record_hash": record_hash, "proof": [h.hex() for h in proof]}
+            for (seq, record_hash), proof in zip(records, proofs, strict=True)
         ],
     }
 

@@ -124,3 +124,16 @@ def test_trace_prints_the_timeline(api):
     out = run("trace", trace)
     assert "ALLOW" in out and "PENDING" in out and "SUCCESS" in out
     assert len(json.loads(run("trace", trace, "--json"))) == 3
+
+
+def test_streamed_proofs_equal_the_reference_audit_paths(api):
+    from audit.merkle import inclusion_proof_from_hashes, leaf_hash
+    from audit.models import AuditRecord
+    from audit.proofs import _inclusion_proofs
+
+    for _ in range(13):  # 39 records: an unbalanced tree
+        api.process(SMOKE)
+    hashes = [leaf_hash(bytes.fromhex(h)) for h in AuditRecord.objects.order_by("seq").values_list("record_hash", flat=True)]
+    for size in (1, 2, 7, 32, 39):
+        indexes = sorted({0, size // 2, size - 1})
+        assert _inclusion_proofs(indexes, size) == [inclusion_proof_from_hashes(i, hashes[:size]) for i in indexes]
