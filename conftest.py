@@ -231,3 +231,34 @@ class AdminClient(Client):
 @pytest.fixture
 def admin(loaded_profiles: None, audit_log: Path) -> AdminClient:
     return AdminClient()
+
+
+# --- the human console (tests/console) -----------------------------------------------
+
+CONSOLE_PASSWORD = "console-test-password-0123"
+
+
+@pytest.fixture
+def console_user(db: None, settings: Any) -> Callable[..., Any]:
+    """Factory: a console user (staff) with the given permissions ("app.codename")."""
+    from django.contrib.auth.models import Permission, User
+
+    # A fast hasher: PBKDF2's work factor would dominate these tests.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+    def make(username: str = "alice", *, superuser: bool = False, permissions: tuple[str, ...] = ()) -> Any:
+        user = User.objects.create_user(username, password=CONSOLE_PASSWORD, is_staff=True, is_superuser=superuser)
+        for name in permissions:
+            app_label, codename = name.split(".")
+            user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+        return user
+
+    return make
+
+
+@pytest.fixture
+def console(api: ApiClient, console_user: Callable[..., Any]) -> ApiClient:
+    """A test client logged in to the console as a superuser (with a loaded database)."""
+    client = ApiClient()
+    client.force_login(console_user("root", superuser=True))
+    return client

@@ -79,3 +79,27 @@ class Checkpoint(AppendOnlyModel):
 
     def __str__(self) -> str:
         return f"checkpoint @{self.tree_size}"
+
+
+class VerificationRun(models.Model):
+    """One run of the chain verifier (the console's button or `audit verify`),
+    kept so that "last verified" survives restarts. Not part of the chain:
+    a run is a fact about the chain, checked again by the next run."""
+
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+    ok = models.BooleanField()
+    records = models.BigIntegerField()
+    problems = models.JSONField(default=list)  # [{"seq", "kind", "detail"}], as `audit verify --json`
+    warnings = models.JSONField(default=list)
+    actor = models.CharField(max_length=80)  # "console:<username>" or "operator:<os user>"
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [
+            # serves: the console's chain status ("last verify": newest run first)
+            models.Index(fields=["-started_at"], name="verifyrun_started"),
+        ]
+
+    def __str__(self) -> str:
+        return f"verify {self.started_at:%Y-%m-%d %H:%M:%S} {'ok' if self.ok else 'FAILED'}"

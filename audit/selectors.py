@@ -4,14 +4,16 @@ pagination, so memory stays flat whatever the size of the log."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.db import connection
 
-from audit.models import AuditRecord, Checkpoint
+from audit.models import AuditRecord, Checkpoint, VerificationRun
+from audit.records import ACTION, DECISION, parse_body
 from audit.triggers import missing_or_disabled
 from audit.verify import (
     ChainVerifier,
@@ -143,3 +145,102 @@ def audit_events_page(
     rows = list(qs.values_list("seq", "body")[: limit + 1])
     next_cursor = rows[limit - 1][0] if len(rows) > limit else None
     return [body for _, body in rows[:limit]], next_cursor
+
+
+# --- the console (audit/admin.py) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TraceStep:
+    record: AuditRecord
+    body: dict[str, Any]
+    # True when this record directly follows the trace's previous one in the
+    # chain and its prev_hash is that record's hash; None when other requests'
+    # records were appended in between (the link is then to one of those).
+    linked_to_previous: bool | None
+
+
+@dataclass(frozen=True)
+class TraceView:
+    trace_id: str
+    steps: list[TraceStep]
+    pending: int  # PENDING action records
+    terminal: int  # SUCCESS / FAILED / BLOCKED action records that follow a PENDING
+    has_decision: bool
+
+    @property
+    def complete(self) -> bool:
+        """Every PENDING has its terminal record (SPEC §7 completeness)."""
+        return self.has_decision and self.terminal >= self.pending
+
+
+def audit_trace_view(*, trace_id: str) -> TraceView:
+    """Every record of one request in seq order, and whether the trace is complete.
+    One query on the trace_id index."""
+    steps: list[TraceStep] = []
+    previous: AuditRecord | None = None
+    for record in audit_records_for_trace(trace_id=trace_id):
+        follows = previous is not None and record.seq == previous.seq + 1
+        linked = (record.prev_hash == previous.record_hash) if follows and previous else None
+        steps.append(TraceStep(record, parse_body(record.body), linked))
+        previous = record
+    pending = sum(1 for s in steps if s.record.status == "PENDING")
+    terminal = sum(1 for s in steps if s.record.status in ("SUCCESS", "FAILED"))
+    return TraceView(
+        trace_id=trace_id,
+        steps=steps,
+        pending=pending,
+        terminal=terminal,
+        has_decision=any(s.record.event_type == DECISION for s in steps),
+    )
+
+
+def audit_dashboard(*, since: datetime) -> dict[str, Any]:
+    """The console dashboard's figures since `since`: three GROUP BY queries, each
+    a range scan of one of the (event_type, decision|status, ts_utc) indexes."""
+    from django.db.models import Count, Value
+    from django.db.models.functions import Coalesce, Substr, TruncHour
+
+    decisions = AuditRecord.objects.filter(event_type=DECISION, decision__in=("ALLOW", "DENY"), ts_utc__gte=since)
+    if connection.vendor == "sqlite":
+        # SQLite keeps the time as text, "YYYY-MM-DD HH:MM:SS…" in UTC: its first 13
+        # characters name the hour. Django's TruncHour there is a Python function
+        # called per row (2.2 s instead of well under 1 s for a day of a 1M-record log).
+        hour: Any = Substr("ts_utc", 1, 13)
+    else:
+        hour = TruncHour("ts_utc")
+    per_hour = decisions.annotate(hour=hour).values("hour", "decision").annotate(n=Count("seq")).order_by("hour")
+    deny_reasons = (
+        AuditRecord.objects.filter(event_type=DECISION, decision="DENY", ts_utc__gte=since)
+        # Grouping by an expression, not the bare column: otherwise SQLite walks the
+        # whole (reason_code, seq) index to group (2 s on 1M records) instead of
+        # reading the window's range of (event_type, decision, ts_utc).
+        .values(code=Coalesce("reason_code", Value("UNKNOWN")))
+        .annotate(n=Count("seq"))
+        .order_by("-n", "code")[:10]
+    )
+    outcomes = (
+        AuditRecord.objects.filter(event_type=ACTION, status__in=OUTCOMES, ts_utc__gte=since)
+        .values("status")
+        .annotate(n=Count("seq"))
+        .order_by()
+    )
+    hours: dict[datetime, dict[str, int]] = {}
+    for row in per_hour:
+        key = row["hour"]
+        if isinstance(key, str):
+            key = datetime.fromisoformat(key + ":00:00").replace(tzinfo=UTC)
+        hours.setdefault(key, {"ALLOW": 0, "DENY": 0})[row["decision"]] = int(row["n"])
+    by_status = {row["status"]: int(row["n"]) for row in outcomes}
+    return {
+        "per_hour": hours,
+        "deny_reasons": [(row["code"], int(row["n"])) for row in deny_reasons],
+        "outcomes": [(status, by_status.get(status, 0)) for status in OUTCOMES],
+    }
+
+
+OUTCOMES = ("PENDING", "SUCCESS", "FAILED", "BLOCKED")
+
+
+def verification_run_latest() -> VerificationRun | None:
+    return VerificationRun.objects.order_by("-started_at").first()

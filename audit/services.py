@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.http import HttpRequest
+from django.utils import timezone
 
 from audit.chain import AuditSinkError, Receipt, chain_append
 from audit.records import ACTION, DECISION, new_record
 from veritta_site.errors import VerittaError
+
+if TYPE_CHECKING:
+    from audit.models import VerificationRun
 
 ANONYMOUS = {"kind": "anonymous", "id": None}
 
@@ -134,3 +140,32 @@ def audit_action_end(ctx: RequestContext, *, status: str, error: VerittaError | 
         return chain_append([ctx.action_record(status=status, error=error, **extra)])[0]
     except AuditSinkError as exc:
         raise sink_failure(exc) from exc
+
+
+# --- verification runs (the console's chain status, `audit verify`) ---------------
+
+
+def verification_run_record(*, report: Any, actor: str, elapsed_s: float) -> VerificationRun:
+    """Keep the outcome of a verifier run so that "last verified" survives restarts."""
+    from audit.models import VerificationRun
+
+    data = report.as_dict()
+    finished_at = timezone.now()
+    return VerificationRun.objects.create(
+        started_at=finished_at - timedelta(seconds=elapsed_s),
+        finished_at=finished_at,
+        ok=data["ok"],
+        records=data["records"],
+        problems=data["problems"],
+        warnings=data["warnings"],
+        actor=actor[:80],
+    )
+
+
+def verification_run(*, actor: str) -> VerificationRun:
+    """Verify the whole chain now (audit.selectors.audit_verify) and record the run."""
+    from audit.selectors import audit_verify
+
+    started = time.monotonic()
+    report = audit_verify()
+    return verification_run_record(report=report, actor=actor, elapsed_s=time.monotonic() - started)

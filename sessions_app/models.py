@@ -18,6 +18,7 @@ class ApiKey(models.Model):
 
     class Meta:
         verbose_name = "API key"
+        permissions = [("revoke_apikey", "Can revoke API keys (console)")]
 
     def __str__(self) -> str:
         return f"vk_{self.prefix}… ({self.name})"
@@ -42,6 +43,7 @@ class Session(models.Model):
             # serves: the console's list of a user's sessions
             models.Index(fields=["user_id", "created_at"], name="session_user_created"),
         ]
+        permissions = [("revoke_session", "Can revoke sessions (console)")]
 
     def __str__(self) -> str:
         return f"{self.session_id} ({self.user_id})"
@@ -69,3 +71,26 @@ class RateCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.bucket} @{self.minute}: {self.count}"
+
+
+class LoginFailure(models.Model):
+    """A failed console login, counted to throttle guessing (veritta_site/security.py).
+
+    Rows older than the throttle window are deleted as new failures arrive."""
+
+    at = models.DateTimeField()
+    username = models.CharField(max_length=64)  # as typed, truncated
+    client = models.CharField(max_length=40)  # keyed digest of the address (audit.services.client_digest)
+
+    class Meta:
+        indexes = [
+            # serves: failures of one username within the window
+            models.Index(fields=["username", "at"], name="loginfail_user_at"),
+            # serves: failures from one client address within the window
+            models.Index(fields=["client", "at"], name="loginfail_client_at"),
+            # serves: deleting failures older than the window
+            models.Index(fields=["at"], name="loginfail_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.username} @{self.at:%Y-%m-%d %H:%M:%S}"

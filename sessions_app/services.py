@@ -84,9 +84,24 @@ def api_key_create(*, name: str) -> tuple[ApiKey, str]:
     return row, key
 
 
-def api_key_revoke(*, prefix: str) -> bool:
-    """Revoke a stored key; False if there is no active key with that prefix."""
-    return bool(ApiKey.objects.filter(prefix=prefix, revoked_at__isnull=True).update(revoked_at=timezone.now()))
+def api_key_revoke(*, prefix: str, actor: dict[str, Any] | None = None, reason: str = "") -> bool:
+    """Revoke a stored key; False if there is no active key with that prefix.
+
+    Audited like a session revocation: the action `revoke_api_key` (ALLOW +
+    PENDING, then SUCCESS) when a key is revoked, a DENY NOT_FOUND otherwise.
+    The reason goes to the audit evidence (there is no column for it)."""
+    actor = actor or {"kind": "operator", "id": "manage.py"}
+    ctx = operator_context(endpoint="revoke_api_key", actor=actor)
+    ctx.action_fields = {"action": "revoke_api_key"}
+    evidence = {"key_prefix": prefix, "reason": reason[:200]}
+    if not ApiKey.objects.filter(prefix=prefix, revoked_at__isnull=True).exists():
+        audit_deny(ctx, gate="object", error=VerittaError("NOT_FOUND", evidence={"object": "api_key", "key_prefix": prefix}))
+        return False
+    ctx.matched_rules.append("object:api_key_found")
+    _begin(ctx, action="revoke_api_key", evidence=evidence)
+    changed = ApiKey.objects.filter(prefix=prefix, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    _end(ctx, evidence={**evidence, "outcome": "revoked" if changed else "already_revoked"})
+    return bool(changed)
 
 
 # --- sessions -------------------------------------------------------------------

@@ -51,6 +51,10 @@ MIDDLEWARE = [
     # Request durations for /metrics, by route (audit/metrics.py).
     "audit.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # The console's static files (the admin's CSS and JS), served by the app
+    # itself under gunicorn with DEBUG off; `collectstatic` fills STATIC_ROOT.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "veritta_site.security.SecurityHeadersMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -111,7 +115,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "var" / "static"
+STATIC_ROOT = Path(env.str("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "var" / "static")))
 
 # --- HTTPS and cookies: on unless DJANGO_SECURE=false (plain HTTP on loopback) ---
 SECURE_SSL_REDIRECT = SECURE
@@ -171,6 +175,10 @@ VERITTA_SESSION_TTL_S = env.int("VERITTA_SESSION_TTL_S", default=3600)
 VERITTA_SESSION_TTL_MAX_S = env.int("VERITTA_SESSION_TTL_MAX_S", default=86400)
 VERITTA_CORS_ORIGINS = env.list("VERITTA_CORS_ORIGINS", default=[])
 VERITTA_ALERT_WEBHOOK_URL = env.str("VERITTA_ALERT_WEBHOOK_URL", default="")
+# Console logins: this many failures per username or per client address within
+# the window refuse further attempts until the window has passed (veritta_site/security.py).
+VERITTA_CONSOLE_LOGIN_MAX_FAILURES = env.int("VERITTA_CONSOLE_LOGIN_MAX_FAILURES", default=5)
+VERITTA_CONSOLE_LOGIN_WINDOW_S = env.int("VERITTA_CONSOLE_LOGIN_WINDOW_S", default=900)
 
 # --- SLOs, alerts and metrics (docs/OPERATIONS.md) ---
 # `audit slo` checks each objective over the last VERITTA_SLO_WINDOW_HOURS.

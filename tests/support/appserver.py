@@ -77,7 +77,28 @@ class AppServer:
     def prepare(self) -> AppServer:
         manage(self.env, "migrate", "--no-input", "-v0")
         manage(self.env, "governance", "load-profiles")
+        # The console's CSS/JS, served by whitenoise (which indexes STATIC_ROOT at start).
+        manage(self.env, "collectstatic", "--no-input", "-v0")
         return self
+
+    def create_user(self, username: str, password: str, *, superuser: bool = False, permissions: tuple[str, ...] = ()) -> None:
+        """A console user: `createsuperuser` for a superuser (password from
+        DJANGO_SUPERUSER_PASSWORD, as an operator does it), else a staff user
+        with the given permissions ("app_label.codename")."""
+        if superuser:
+            env = {**self.env, "DJANGO_SUPERUSER_PASSWORD": password}
+            manage(env, "createsuperuser", "--no-input", "--username", username, "--email", f"{username}@example.test")
+            return
+        code = (
+            "import sys; from django.contrib.auth.models import Permission, User; "
+            "u = User.objects.create_user(sys.argv[1], password=sys.argv[2], is_staff=True); "
+            "[u.user_permissions.add(Permission.objects.get(content_type__app_label=p.split('.')[0], codename=p.split('.')[1])) "
+            "for p in sys.argv[3:]]"
+        )
+        subprocess.run(
+            [sys.executable, "-c", f"import django; django.setup(); {code}", username, password, *permissions],
+            cwd=ROOT, env=self.env, check=True, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
 
     def start(self) -> AppServer:
         log = self.log_path.open("ab")
