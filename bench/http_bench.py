@@ -33,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -549,7 +549,7 @@ def main() -> None:
     }
     output = args.output or RESULTS / f"http-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(document, indent=2, default=lambda o: asdict(o)) + "\n")
+    output.write_text(json.dumps(document, indent=2) + "\n")
     print(
         f"\nwrote {output.relative_to(ROOT) if output.is_relative_to(ROOT) else output} in {document['wall_seconds']} s"
     )
