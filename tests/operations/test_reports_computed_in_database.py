@@ -47,13 +47,21 @@ def test_admin_summary_endpoint_answers_what_the_command_computes(api, admin):
     assert set(answer["window"]) == {"days", "since", "until", "limit", "event_type", "events", "truncated"}
 
 
-def test_summary_is_one_aggregate_query_that_never_reads_bodies(api):
+def test_summary_is_computed_by_aggregate_queries_that_never_read_bodies(api):
     _traffic(api)
     with CaptureQueriesContext(connection) as queries:
         audit_summary(days=7, limit=None, event_type=None)
-    assert len(queries) == 1
-    sql = queries[0]["sql"].lower()
-    assert "group by" in sql and "body" not in sql
+    assert len(queries) == 3
+    for query in queries:
+        sql = query["sql"].lower()
+        assert "group by" in sql and "body" not in sql, sql
+
+
+def test_summary_limit_counts_only_the_newest_records(api):
+    _traffic(api)
+    summary = audit_summary(days=1, limit=3, event_type="decision_audit")
+    assert summary["window"]["events"] == 3 and summary["window"]["truncated"]
+    assert summary["decisions"] == {"ALLOW": 0, "DENY": 3}  # the three denials came last
 
 
 def test_stats_by_reason_code_action_actor_and_hour(api):
