@@ -60,34 +60,43 @@ class Usage:
 
 
 class DatabaseStore:
-    _INCREMENT = (
-        "INSERT INTO sessions_app_ratecounter (bucket, minute, count) VALUES (%s, %s, 1)"
-        " ON CONFLICT (bucket, minute) DO UPDATE SET count = sessions_app_ratecounter.count + 1"
-        " RETURNING count"
-    )
     _PURGE = "DELETE FROM sessions_app_ratecounter WHERE minute < %s"
 
-    def increment(self, bucket: str, window: int) -> int:
+    def increment(self, buckets: list[str], window: int) -> list[int]:
+        """Increment every bucket with ONE statement: one write transaction per
+        request, whatever the number of limits (docs/PERFORMANCE.md: on SQLite
+        each write transaction is a turn on the single write lock)."""
+        sql = (
+            "INSERT INTO sessions_app_ratecounter (bucket, minute, count) VALUES "
+            + ", ".join(["(%s, %s, 1)"] * len(buckets))
+            + " ON CONFLICT (bucket, minute) DO UPDATE SET count = sessions_app_ratecounter.count + 1"
+            " RETURNING bucket, count"
+        )
+        params = [value for bucket in buckets for value in (bucket, window)]
         try:
             with connection.cursor() as cursor:
-                cursor.execute(self._INCREMENT, [bucket, window])
-                count = int(cursor.fetchone()[0])
-                if count == 1:
+                cursor.execute(sql, params)
+                counts = dict(cursor.fetchall())  # RETURNING order is unspecified
+                if 1 in counts.values():
                     # First hit of a new window: drop the windows that have passed
                     # (an indexed range delete, once per bucket and minute).
                     cursor.execute(self._PURGE, [window - 1])
         except DatabaseError as exc:
             raise RateLimitUnavailable(type(exc).__name__) from exc
-        return count
+        return [int(counts[bucket]) for bucket in buckets]
 
 
 class RedisStore:
-    # INCR and PEXPIRE in one atomic script: a counter never outlives its window
-    # by more than one window, and no client can see it without its expiry.
+    # INCR and PEXPIRE in one atomic script per key: a counter never outlives
+    # its window by more than one window, and no client sees it without expiry.
     _SCRIPT = """
-local count = redis.call('INCR', KEYS[1])
-if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return count
+local counts = {}
+for i, key in ipairs(KEYS) do
+  local count = redis.call('INCR', key)
+  if count == 1 then redis.call('PEXPIRE', key, ARGV[1]) end
+  counts[i] = count
+end
+return counts
 """
 
     def __init__(self, url: str) -> None:
@@ -97,9 +106,10 @@ return count
         self._script = self._redis.register_script(self._SCRIPT)
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
 
-    def increment(self, bucket: str, window: int) -> int:
+    def increment(self, buckets: list[str], window: int) -> list[int]:
+        keys = [f"veritta:rl:{bucket}:{window}" for bucket in buckets]
         try:
-            return int(self._script(keys=[f"veritta:rl:{bucket}:{window}"], args=[2 * WINDOW_S * 1000]))
+            return [int(c) for c in self._script(keys=keys, args=[2 * WINDOW_S * 1000])]
         except self._errors as exc:
             raise RateLimitUnavailable(type(exc).__name__) from exc
 
@@ -120,15 +130,22 @@ def store() -> DatabaseStore | RedisStore:
         return _stores[url]
 
 
-def rate_hit(*, scope: str, ident: str, limit: int) -> Usage:
-    """Count one request against `scope:ident` in the current minute.
-
-    Raises RateLimitUnavailable if the store does not answer."""
+def rate_hits(checks: list[tuple[str, str, int]]) -> list[Usage]:
+    """Count one request against each `scope:ident` in the current minute, in
+    one operation of the store. Raises RateLimitUnavailable if it does not answer."""
     now = time.time()
     window = int(now // WINDOW_S)
-    count = store().increment(f"{scope}:{ident}"[:80], window)
+    buckets = [f"{scope}:{ident}"[:80] for scope, ident, _ in checks]
+    counts = store().increment(buckets, window)
     reset_s = max(1, math.ceil((window + 1) * WINDOW_S - now))
-    return Usage(scope=scope, limit=limit, count=count, reset_s=reset_s)
+    return [
+        Usage(scope=scope, limit=limit, count=count, reset_s=reset_s)
+        for (scope, _, limit), count in zip(checks, counts, strict=True)
+    ]
+
+
+def rate_hit(*, scope: str, ident: str, limit: int) -> Usage:
+    return rate_hits([(scope, ident, limit)])[0]
 
 
 def store_name() -> str:
@@ -136,27 +153,23 @@ def store_name() -> str:
 
 
 def limits_enforce(*, checks: list[tuple[str, str, int]]) -> list[Usage]:
-    """Count the request against each (scope, ident, limit), in order; raise
-    VerittaError at the first limit exceeded or if the store is down.
+    """Count the request against each (scope, ident, limit) at once; raise
+    VerittaError at the first limit exceeded, in order, or if the store is down.
 
-    Every counter up to the one exceeded has counted the request: a refused
-    request still uses its key's and session's budget, as a client retrying
-    against a limit should."""
+    Every counter has counted the request: a refused request still uses its
+    key's, session's and address's budget, as a client retrying against a
+    limit should."""
     from veritta_site.errors import VerittaError
 
-    usages = []
-    for scope, ident, limit in checks:
-        try:
-            usage = rate_hit(scope=scope, ident=ident, limit=limit)
-        except RateLimitUnavailable as exc:
-            logger.error("rate limit store unavailable", extra={"store": store_name(), "exc_class": str(exc)})
-            raise VerittaError(
-                "RATE_LIMIT_UNAVAILABLE", evidence={"store": store_name(), "exc_class": str(exc)}
-            ) from exc
+    try:
+        usages = rate_hits(checks)
+    except RateLimitUnavailable as exc:
+        logger.error("rate limit store unavailable", extra={"store": store_name(), "exc_class": str(exc)})
+        raise VerittaError("RATE_LIMIT_UNAVAILABLE", evidence={"store": store_name(), "exc_class": str(exc)}) from exc
+    for usage in usages:
         if usage.exceeded:
-            info = {"scope": scope, "limit": limit, "window_s": WINDOW_S, "retry_after_s": usage.reset_s}
+            info = {"scope": usage.scope, "limit": usage.limit, "window_s": WINDOW_S, "retry_after_s": usage.reset_s}
             raise VerittaError("RATE_LIMIT_EXCEEDED", evidence=info, details=info, headers=usage.headers())
-        usages.append(usage)
     return usages
 
 

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 
 from conftest import ADMIN_KEY, API_KEY
-from tests.support.servers import RedisServer
+from tests.support.servers import RedisServer, wait_for_fresh_rate_window
 
 SESSION_LIMIT = 25
 
@@ -45,6 +45,7 @@ def test_two_servers_share_one_chain_one_limit_and_one_revocation(start_app_serv
         def session_call(i: int) -> int:
             return servers[i % 2].post("/process", json={"action": "noop"}, headers=bearer).status_code
 
+        wait_for_fresh_rate_window(margin_s=40)
         with ThreadPoolExecutor(16) as pool:
             key_statuses = Counter(pool.map(key_call, range(400)))
             session_statuses = Counter(pool.map(session_call, range(60)))

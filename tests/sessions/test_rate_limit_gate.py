@@ -76,8 +76,10 @@ def test_database_counter_is_one_atomic_upsert(db):
     from sessions_app.ratelimit import DatabaseStore
 
     store = DatabaseStore()
-    assert [store.increment("key:x", 100) for _ in range(3)] == [1, 2, 3]
-    assert store.increment("key:x", 101) == 1  # a new window starts at one
+    assert [store.increment(["key:x"], 100) for _ in range(3)] == [[1], [2], [3]]
+    # Several buckets in one statement, each counted once, in the order asked.
+    assert store.increment(["address:y", "key:x"], 100) == [1, 4]
+    assert store.increment(["key:x"], 101) == [1]  # a new window starts at one
     from sessions_app.models import RateCounter
 
     assert not RateCounter.objects.filter(minute__lt=100).exists()
