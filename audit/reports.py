@@ -227,20 +227,30 @@ def latency_percentiles(
     *, window: Window, percentiles: tuple[float, ...] = (0.95, 0.99)
 ) -> tuple[int, dict[float, int | None]]:
     """(sample size, {p: duration_us}) of terminal action records that ran an
-    executor (SUCCESS, FAILED), by the nearest-rank method, sorted in the database."""
+    executor (SUCCESS, FAILED), by the nearest-rank method: one sort in the
+    database, which numbers the rows and keeps those at rank ceil(p * n)."""
     timed = (
         window.records()
         .filter(event_type=ACTION, status__in=("SUCCESS", "FAILED"))
         .annotate(duration=RawSQL(_duration_sql(), [], output_field=BigIntegerField()))
         .filter(duration__isnull=False)
+        .values_list("duration")
     )
-    n = timed.count()
-    values: dict[float, int | None] = {}
-    for p in percentiles:
-        rank = max(1, math.ceil(p * n))
-        row = timed.order_by("duration").values_list("duration", flat=True)[rank - 1 : rank] if n else []
-        values[p] = int(list(row)[0]) if n else None
-    return n, values
+    inner, params = timed.query.sql_with_params()
+    # ceil(p * n) in integer arithmetic: (100p * n + 99) / 100, the same on SQLite and PostgreSQL.
+    ranks = ", ".join(f"({round(p * 100)} * n + 99) / 100" for p in percentiles)
+    sql = (
+        "SELECT rn, n, d FROM (SELECT t.duration AS d, ROW_NUMBER() OVER (ORDER BY t.duration) AS rn,"
+        f" COUNT(*) OVER () AS n FROM ({inner}) t) ranked WHERE rn IN ({ranks})"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    if not rows:
+        return 0, dict.fromkeys(percentiles)
+    n = int(rows[0][1])
+    by_rank = {int(rn): int(d) for rn, _, d in rows}
+    return n, {p: by_rank[max(1, math.ceil(round(p * 100) * n / 100))] for p in percentiles}
 
 
 def security_violations(*, window: Window) -> tuple[int, int]:
