@@ -69,6 +69,18 @@ def run_gate(gate: str, check: Callable[..., T], *args: Any, **kwargs: Any) -> T
         raise Denied(gate, VerittaError("GATE_EXCEPTION", evidence={"gate": gate, "exc_class": type(exc).__name__})) from exc
 
 
+def failed_credential_counted(denied: Denied, *, client: str | None) -> Denied:
+    """A credential denial also counts against the client's address; once the
+    address is over its limit the answer becomes 429 at G10, so guessing keys
+    or tokens is throttled. Returns the denial to raise."""
+    try:
+        run_gate("G10", gates.address_within_limit_after_failure, client=client)
+    except Denied as throttled:
+        throttled.error.evidence["credential_denied"] = {"gate": denied.gate, "code": denied.error.code}
+        return throttled
+    return denied
+
+
 def error_outcome(trace_id: str, error: VerittaError) -> Outcome:
     body = envelope(error.status, [error.code], trace_id, error.message, error.details)
     return Outcome(error.status, body, dict(error.headers))
@@ -104,12 +116,7 @@ def process_request(request: HttpRequest) -> Outcome:
                     ctx.actor = session_actor = run_gate("G4", gates.session_valid, request)
                     matched.append("G4:session_valid")
             except Denied as denied:
-                try:
-                    run_gate("G10", gates.address_within_limit_after_failure, client=ctx.client)
-                except Denied as throttled:
-                    throttled.error.evidence["credential_denied"] = {"gate": denied.gate, "code": denied.error.code}
-                    raise throttled from denied
-                raise
+                raise failed_credential_counted(denied, client=ctx.client)  # noqa: B904 - it may be `denied` itself
             limit_headers = run_gate(
                 "G10", gates.within_limits, key_actor=key_actor, session_actor=session_actor, client=ctx.client
             )

@@ -22,7 +22,7 @@ from rest_framework import serializers
 
 from audit.services import RequestContext, audit_allow, audit_deny
 from governance import gates
-from governance.pipeline import Denied, Outcome, error_outcome, run_gate
+from governance.pipeline import Denied, Outcome, error_outcome, failed_credential_counted, run_gate
 from sessions_app.ratelimit import limits_enforce, tightest
 from sessions_app.services import profile_hash_of, session_open
 from veritta_site.errors import VerittaError
@@ -40,12 +40,7 @@ def _credentials(ctx: RequestContext, checks: list[tuple[str, Callable[..., Any]
                 ctx.actor = result
             ctx.matched_rules.append(rule)
     except Denied as denied:
-        try:
-            run_gate("G10", gates.address_within_limit_after_failure, client=ctx.client)
-        except Denied as throttled:
-            throttled.error.evidence["credential_denied"] = {"gate": denied.gate, "code": denied.error.code}
-            raise throttled from denied
-        raise
+        raise failed_credential_counted(denied, client=ctx.client)  # noqa: B904 - it may be `denied` itself
 
 
 def validated(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
