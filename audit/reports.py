@@ -23,7 +23,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import BigIntegerField, Count, Q
+from django.db.models import BigIntegerField, Count, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import TruncHour
 
@@ -79,7 +79,7 @@ class Window:
         until = now or datetime.now(UTC)
         return cls(since=until - timedelta(days=days, hours=hours), until=until)
 
-    def records(self) -> Any:
+    def records(self) -> QuerySet[AuditRecord]:
         # serves: the (ts_utc, event_type) index
         return AuditRecord.objects.filter(ts_utc__gte=self.since, ts_utc__lt=self.until)
 
@@ -100,7 +100,7 @@ def audit_summary(
     (ts_utc, event_type) and decisions from (event_type, decision, ts_utc)
     without touching the table; only denials are read from it, for their reason
     code. One GROUP BY over all three columns made SQLite visit every row of
-    the table: 4.6 s instead of about 1 s for a million records (bench/reports_bench.py)."""
+    the table: 4.6 s against 2.7 s for a million records (bench/reports_bench.py)."""
     window = Window.last(days=days, now=now)
     records = window.records()
     if event_type:

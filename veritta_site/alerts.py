@@ -144,11 +144,13 @@ def alert_deliver(alert: Alert) -> bool:
     attempts, delivered = 0, True
     if url:
         delivered = False
-        for attempts in range(1, max(1, settings.VERITTA_ALERT_WEBHOOK_ATTEMPTS) + 1):
+        most = max(1, settings.VERITTA_ALERT_WEBHOOK_ATTEMPTS)
+        for attempts in range(1, most + 1):
             if _post(url, body):
                 delivered = True
                 break
-            time.sleep(RETRY_BACKOFF_S * 2 ** (attempts - 1))
+            if attempts < most:
+                time.sleep(RETRY_BACKOFF_S * 2 ** (attempts - 1))
     if not delivered:
         logger.error("alert not delivered to the webhook", extra={"alert_id": alert.alert_id, "attempts": attempts})
     records.end(delivered=delivered, attempts=attempts, duration_us=int((time.monotonic() - started) * 1_000_000))
