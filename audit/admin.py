@@ -49,6 +49,8 @@ admin.site.site_title = "Verittà console"
 admin.site.index_title = "Audit trail, sessions and policy"
 admin.site.login_form = ConsoleAuthenticationForm
 admin.site.index_template = "admin/veritta_index.html"
+# The audit list needs the width; the index page links every part of the console.
+admin.site.enable_nav_sidebar = False
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -45,6 +45,7 @@ class RevocableAdmin(admin.ModelAdmin):
 
     revoke_permission = ""  # "app_label.codename"
     actions = ["revoke_selected"]
+    show_facets = admin.ShowFacets.NEVER  # no COUNT per filter choice
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

@@ -39,3 +39,12 @@ def test_a_bad_time_filter_is_refused_by_the_list_not_a_server_error(console: An
 def test_console_pages_need_a_login(api: Any) -> None:
     response = api.get("/console/audit/auditrecord/dashboard/")
     assert response.status_code == 302 and response["Location"].startswith("/console/login/")
+
+
+def test_audit_verify_from_the_command_line_shows_in_chain_status(console: Any) -> None:
+    from django.core.management import call_command
+
+    console.process({"action": "process", "event_type": "test_event", "text": "Hello"})
+    call_command("audit", "verify", "--json")
+    page = console.get("/console/audit/auditrecord/chain/").content.decode()
+    assert "operator:manage.py audit verify" in page and "OK" in page

@@ -90,15 +90,13 @@ class AppServer:
             manage(env, "createsuperuser", "--no-input", "--username", username, "--email", f"{username}@example.test")
             return
         code = (
-            "import sys; from django.contrib.auth.models import Permission, User; "
-            "u = User.objects.create_user(sys.argv[1], password=sys.argv[2], is_staff=True); "
+            "import os; from django.contrib.auth.models import Permission, User; "
+            "u = User.objects.create_user(os.environ['CONSOLE_USER'], password=os.environ['CONSOLE_PASSWORD'], is_staff=True); "
             "[u.user_permissions.add(Permission.objects.get(content_type__app_label=p.split('.')[0], codename=p.split('.')[1])) "
-            "for p in sys.argv[3:]]"
+            "for p in os.environ['CONSOLE_PERMISSIONS'].split(',') if p]"
         )
-        subprocess.run(
-            [sys.executable, "-c", f"import django; django.setup(); {code}", username, password, *permissions],
-            cwd=ROOT, env=self.env, check=True, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+        env = {**self.env, "CONSOLE_USER": username, "CONSOLE_PASSWORD": password, "CONSOLE_PERMISSIONS": ",".join(permissions)}
+        manage(env, "shell", "--no-imports", "-c", code)
 
     def start(self) -> AppServer:
         log = self.log_path.open("ab")

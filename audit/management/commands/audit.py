@@ -22,6 +22,7 @@ from audit.checkpoints import SigningKeyError, checkpoint_create, key_name, publ
 from audit.proofs import ProofError, check_proof, trace_inclusion_proof
 from audit.reports import Objectives, Window, audit_slo, audit_stats, audit_summary
 from audit.selectors import audit_bodies_between, audit_records_for_trace, audit_verify
+from audit.services import verification_run_record
 from audit.verify import ChainVerifier, Report, external_checkpoints, read_checkpoint_note
 from veritta_site.alerts import alert_raise
 
@@ -98,6 +99,8 @@ class Command(BaseCommand):
             report = self._verify_file(options["file"], options["checkpoints"], options["vkey"], progress)
         else:
             report = audit_verify(vkey=options["vkey"], checkpoint_dir=options["checkpoints"], progress=progress)
+            # Kept for the console's chain status ("last verify"), like its own runs.
+            verification_run_record(report=report, actor="operator:manage.py audit verify", elapsed_s=time.monotonic() - started)
         if show_progress:
             sys.stderr.write("\n")
         self._print_report(report, as_json=options["json"])
