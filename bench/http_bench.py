@@ -356,6 +356,8 @@ def bench_database(database: str, args: argparse.Namespace, cluster: PostgresClu
     }
     env = bench_env(tmp, url, extra)
     scenarios = [*SCENARIOS, *(["governed-redis", "peer-redis"] if args.redis else [])]
+    if database == "sqlite":  # what-ifs of the SQLite write path (bench/settings.py)
+        scenarios += [f"{name}-{variant}" for variant in args.whatif for name in ("governed", "peer")]
     servers: dict[str, Gunicorn] = {}
     redis = RedisServer() if args.redis else None
     try:
@@ -364,6 +366,10 @@ def bench_database(database: str, args: argparse.Namespace, cluster: PostgresClu
         api_key, token = prepare_database(env)
         for name in scenarios:
             server_env_ = env
+            if name.endswith("-flock"):
+                server_env_ = {**env, "BENCH_SQLITE_FLOCK": "1"}
+            if name.endswith("-nosync"):
+                server_env_ = {**env, "BENCH_SQLITE_NOSYNC": "1"}
             if name.endswith("-redis"):
                 assert redis is not None
                 # The same services with their rate state in Redis instead of the database:
@@ -376,7 +382,7 @@ def bench_database(database: str, args: argparse.Namespace, cluster: PostgresClu
         print(
             f"[{database}] database and {len(servers)} servers ready in {time.monotonic() - started:.0f} s", flush=True
         )
-        requests = {name: request_bytes(name.removesuffix("-redis"), api_key, token) for name in scenarios}
+        requests = {name: request_bytes(name.split("-")[0], api_key, token) for name in scenarios}
         for name in scenarios:  # warm-up: imports, connections, caches, page cache
             warm = drive(servers[name].port, requests[name], args.connections, args.warmup)
             print(f"[{database}] warm-up {name}: {warm.rps:.0f} req/s, statuses {warm.statuses}", flush=True)
@@ -439,10 +445,15 @@ def summarize(database: str, rounds: dict[str, list[Round]], rss: dict[str, list
 
     governed = scenarios["governed"]
     extra = {}
-    if "peer-redis" in rounds:
-        extra["ratio_governed_redis_over_peer_redis"] = _median(
-            [a.rps / b.rps for a, b in zip(rounds["governed-redis"], rounds["peer-redis"], strict=True) if b.rps]
-        )
+    for variant in ("redis", "flock", "nosync"):
+        if f"peer-{variant}" in rounds:
+            extra[f"ratio_governed_{variant}_over_peer_{variant}"] = _median(
+                [
+                    a.rps / b.rps
+                    for a, b in zip(rounds[f"governed-{variant}"], rounds[f"peer-{variant}"], strict=True)
+                    if b.rps
+                ]
+            )
     return {
         **extra,
         "database": database,
@@ -477,6 +488,10 @@ def report(result: dict[str, Any], connections: int) -> str:
     if "ratio_governed_redis_over_peer_redis" in result:
         ratio = result["ratio_governed_redis_over_peer_redis"]
         lines.append(f"governed/peer req/s  {ratio:.2f}   with rate state in Redis (governed-redis/peer-redis)")
+    for variant, what in (("flock", "SQLite writers queued on flock"), ("nosync", "SQLite commits without fsync")):
+        if f"ratio_governed_{variant}_over_peer_{variant}" in result:
+            ratio = result[f"ratio_governed_{variant}_over_peer_{variant}"]
+            lines.append(f"governed/peer req/s  {ratio:.2f}   with {what} (governed-{variant}/peer-{variant})")
     for name, prof in result.get("profile", {}).items():
         lines += ["", f"where a {name} request's wall time goes (py-spy, {prof['samples']} samples, inclusive):"]
         lines += [f"  {100 * v:5.1f}%  {k}" for k, v in prof["shares"].items() if v >= 0.005]
@@ -519,6 +534,13 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, help="warm-up seconds per scenario; default 1.5 quick, 5 full")
     parser.add_argument("--profile", type=float, default=0, metavar="SECONDS", help="then py-spy governed and peer")
     parser.add_argument("--redis", action="store_true", help="add governed and peer with their rate state in Redis")
+    parser.add_argument(
+        "--whatif",
+        action="append",
+        default=[],
+        choices=["flock", "nosync"],
+        help="on SQLite, add governed and peer with writers queued on flock / commits without fsync",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (database, gunicorn logs)")
     parser.add_argument("--output", type=Path, help="JSON result file (default bench/results/<timestamp>.json)")
     args = parser.parse_args()

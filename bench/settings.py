@@ -7,7 +7,7 @@ database and one gunicorn configuration, so their numbers compare."""
 import os
 
 from veritta_site.settings import *  # noqa: F403
-from veritta_site.settings import INSTALLED_APPS, REST_FRAMEWORK
+from veritta_site.settings import DATABASES, INSTALLED_APPS, REST_FRAMEWORK
 
 INSTALLED_APPS = [*INSTALLED_APPS, "rest_framework.authtoken", "bench.peer"]
 ROOT_URLCONF = "bench.urls"
@@ -33,3 +33,13 @@ if os.environ.get("BENCH_CACHE_REDIS_URL"):
 # would pickle thousands of floats per request. A one-second window with an
 # unreachable rate is the kindest honest setting: never a 429, smallest list.
 REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"user": "1000000/s"}}
+
+# `http_bench.py --whatif-flock`: SQLite writers queue on a blocking OS lock
+# (bench/sqlite_flock) instead of SQLite's sleeping busy handler.
+if os.environ.get("BENCH_SQLITE_FLOCK") and DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["ENGINE"] = "bench.sqlite_flock"
+# `http_bench.py --whatif nosync`: SQLite commits without fsync (WAL,
+# synchronous=NORMAL), to see how much of a write transaction is the fsync.
+if os.environ.get("BENCH_SQLITE_NOSYNC") and "sqlite" in DATABASES["default"]["ENGINE"]:
+    options = DATABASES["default"]["OPTIONS"]
+    options["init_command"] = options["init_command"].replace("synchronous=FULL", "synchronous=NORMAL")
