@@ -74,8 +74,10 @@ trail=$(curl -sS -H "X-ADMIN-KEY: $VERITTA_ADMIN_API_KEY" "$URL/admin/audit/trac
 say "denied call audited: $DENY_TRACE"
 
 # 5. Metrics answer, and count decisions.
-curl -fsS -H "X-ADMIN-KEY: $VERITTA_ADMIN_API_KEY" "$URL/metrics" | grep -q '^veritta_decisions_total{' ||
-  fail "GET /metrics has no veritta_decisions_total"
+# Read the whole answer first: `curl | grep -q` fails under pipefail when grep
+# stops reading early and curl cannot write the rest (curl exit 23).
+metrics=$(curl -fsS -H "X-ADMIN-KEY: $VERITTA_ADMIN_API_KEY" "$URL/metrics") || fail "GET /metrics failed"
+grep -q '^veritta_decisions_total{' <<<"$metrics" || fail "GET /metrics has no veritta_decisions_total"
 say "metrics ok"
 
 # 6. On the service's own machine: the JSONL mirror and the chain.
