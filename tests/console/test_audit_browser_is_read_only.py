@@ -98,3 +98,15 @@ def test_the_list_offers_no_facet_counts(console: Any, records: dict[str, Any]) 
     # Facets would run a COUNT over the table for every filter choice.
     assert "Show counts" not in console.get(LIST).content.decode()
     assert "Show counts" not in console.get(LIST, {"_facets": "True"}).content.decode()
+
+
+def test_the_audit_admin_never_counts_the_table_nor_groups_by_date() -> None:
+    from django.contrib import admin
+
+    from audit.admin import AuditPaginator
+
+    model_admin = admin.site._registry[AuditRecord]
+    assert model_admin.date_hierarchy is None
+    assert model_admin.show_full_result_count is False
+    assert model_admin.paginator is AuditPaginator
+    assert model_admin.actions is None
