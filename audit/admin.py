@@ -175,7 +175,6 @@ class TimeRangeFilter(admin.ListFilter):
 
     def choices(self, changelist: Any) -> list[dict[str, Any]]:
         now = timezone.now().replace(microsecond=0)
-        current = self.used_parameters.get("since")
         choices = [
             {
                 "selected": not self.used_parameters,
@@ -192,8 +191,6 @@ class TimeRangeFilter(admin.ListFilter):
                     "display": label,
                 }
             )
-        if current or self.used_parameters.get("until"):
-            choices[0]["selected"] = False
         return choices
 
 
