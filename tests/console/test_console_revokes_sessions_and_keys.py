@@ -115,3 +115,14 @@ def test_revoking_an_api_key_is_audited_and_the_key_is_refused(revoker: Client, 
     assert [r["status"] for r in records] == ["PENDING", "SUCCESS"]
     assert records[-1]["actor"] == {"kind": "console", "id": "rita"}
     assert key not in json.dumps(audit_records())
+
+
+def test_an_expired_session_is_listed_as_expired_not_active(revoker: Client, open_session: Any) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    expired = open_session("u_old")
+    Session.objects.filter(pk=expired["session_id"]).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert expired["session_id"] in revoker.get(SESSIONS, {"state": "expired"}).content.decode()
+    assert expired["session_id"] not in revoker.get(SESSIONS, {"state": "active"}).content.decode()
