@@ -67,8 +67,23 @@ logconfig_dict = {
 # /metrics in prometheus_client multiprocess mode: every worker writes its samples
 # under one directory per server, and a scrape sums them (audit/metrics.py). Set
 # before any worker imports prometheus_client; made here unless the operator chose one.
+def _remove_dirs_of_dead_masters(parent: str) -> None:
+    # A master killed outright (SIGKILL) cannot remove its directory: the next one does.
+    for name in os.listdir(parent):
+        parts = name.split("-")
+        if len(parts) != 4 or parts[:2] != ["veritta", "metrics"] or not parts[2].isdigit():
+            continue
+        try:
+            os.kill(int(parts[2]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+        except PermissionError:
+            pass  # alive, another user's
+
+
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="veritta-metrics-")
+    _remove_dirs_of_dead_masters(tempfile.gettempdir())
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=f"veritta-metrics-{os.getpid()}-")
     os.environ["VERITTA_METRICS_DIR_OWNED"] = "1"
 
 
