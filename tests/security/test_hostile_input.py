@@ -8,13 +8,25 @@ import json
 import socket
 import time
 import uuid
+from collections.abc import Iterator
 
 import pytest
 import requests
 
 from conftest import ADMIN_KEY, API_KEY, assert_envelope_codes_catalogued
+from tests.support.appserver import AppServer
 
 KEY = {"X-API-Key": API_KEY}
+
+
+@pytest.fixture(scope="module")
+def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
+    """This module's own server: a campaign of hundreds of requests must not
+    run into the (correct) per-minute limits of the admin key and API key."""
+    limits = {"VERITTA_ADMIN_RATE_LIMIT_PER_MIN": "100000", "VERITTA_RATE_LIMIT_KEY_PER_MIN": "100000"}
+    server = AppServer(tmp_path_factory.mktemp("hostile"), workers=2, env=limits).prepare().start()
+    yield server
+    server.stop()
 
 
 def raw_http(server, request: bytes, *, pause: float = 0.0, split_at: int | None = None, timeout: float = 20) -> tuple[int, bytes]:
