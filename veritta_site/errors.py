@@ -125,15 +125,6 @@ def envelope(status: int, codes: list[str], trace_id: str, message: str, details
     }
 
 
-def error_response(request: HttpRequest, error: VerittaError) -> JsonResponse:
-    trace_id = getattr(request, "trace_id", "")
-    body = envelope(error.status, [error.code], trace_id, error.message, error.details)
-    response = JsonResponse(body, status=error.status)
-    for name, value in error.headers.items():
-        response[name] = value
-    return response
-
-
 def _code_for_drf(exc: drf_exceptions.APIException) -> str:
     if isinstance(exc, drf_exceptions.NotFound):
         return "NOT_FOUND"
