@@ -41,6 +41,7 @@ from audit.selectors import (
     verification_run_latest,
 )
 from audit.services import verification_run
+from veritta_site.admin_mixins import NoWritesMixin
 from veritta_site.errors import CATALOGUE
 from veritta_site.security import ConsoleAuthenticationForm
 
@@ -53,19 +54,10 @@ admin.site.index_template = "admin/veritta_index.html"
 admin.site.enable_nav_sidebar = False
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(NoWritesMixin, admin.ModelAdmin):
     """No add, change or delete for anyone (the database refuses them too)."""
 
     actions = None  # no delete_selected, no checkbox column
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class AuditPaginator(Paginator):

@@ -15,25 +15,17 @@ from django.utils.html import format_html
 
 from governance.models import PolicyProfile
 from governance.selectors import profiles_active_fingerprint
+from veritta_site.admin_mixins import NoWritesMixin
 
 
 @admin.register(PolicyProfile)
-class PolicyProfileAdmin(admin.ModelAdmin):
+class PolicyProfileAdmin(NoWritesMixin, admin.ModelAdmin):
     list_display = ("profile_id", "version", "active", "sha256", "loaded_at")
     list_filter = ("active",)
     ordering = ("profile_id", "-loaded_at")
     actions = None
     fields = ("profile_id", "version", "active", "sha256", "loaded_at", "pretty_document")
     readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="document")
     def pretty_document(self, obj: PolicyProfile) -> str:

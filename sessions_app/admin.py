@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from sessions_app.models import ApiKey, Session
 from sessions_app.services import api_key_revoke, session_revoke
+from veritta_site.admin_mixins import NoWritesMixin
 from veritta_site.errors import VerittaError
 
 
@@ -40,21 +41,12 @@ class RevokeForm(forms.Form):
     )
 
 
-class RevocableAdmin(admin.ModelAdmin):
+class RevocableAdmin(NoWritesMixin, admin.ModelAdmin):
     """Read-only, plus a "revoke" action and button behind `revoke_permission`."""
 
     revoke_permission = ""  # "app_label.codename"
     actions = ["revoke_selected"]
     show_facets = admin.ShowFacets.NEVER  # no COUNT per filter choice
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_revoke_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(self.revoke_permission)
