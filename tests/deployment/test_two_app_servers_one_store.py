@@ -10,8 +10,6 @@ import json
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
-import requests
-
 from conftest import ADMIN_KEY, API_KEY
 from tests.support.servers import RedisServer, wait_for_fresh_rate_window
 
