@@ -6,12 +6,21 @@ taken at BEGIN IMMEDIATE), and the head is read under that lock, so
 concurrent writers in any number of processes or servers never fork the
 chain. Raw SQL rather than the ORM: this runs up to three times per
 request and is the hot path (see docs/PERFORMANCE.md).
+
+Everything the chain lock covers costs every other writer its wait, so the
+time under it is kept to what ordering needs: on PostgreSQL one round trip
+takes the lock and reads the head, one inserts every record of the
+transaction, then the commit; sealing (canonical JSON + sha256) is the only
+Python work in between.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,10 +35,18 @@ logger = logging.getLogger("veritta.audit")
 # Any constant works; it names "the audit chain" among advisory locks.
 CHAIN_LOCK_KEY = 0x5645524954544131  # "VERITTA1"
 
-_INSERT = (
-    "INSERT INTO audit_auditrecord (seq, record_hash, prev_hash, event_type, ts_utc, trace_id, decision,"
-    " status, action, reason_code, actor_kind, actor_id, body) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+_HEAD = "SELECT seq, record_hash FROM audit_auditrecord ORDER BY seq DESC LIMIT 1"
+# Lock and head read in one round trip. Two statements, so that the head is
+# read with a snapshot taken after the lock is granted (READ COMMITTED takes
+# one per statement); no parameters, so psycopg sends them as one simple query
+# whichever binding the connection uses.
+_LOCK_THEN_HEAD_PG = f"SELECT pg_advisory_xact_lock({CHAIN_LOCK_KEY}); {_HEAD}"
+
+_COLUMNS = (
+    "seq, record_hash, prev_hash, event_type, ts_utc, trace_id, decision,"
+    " status, action, reason_code, actor_kind, actor_id, body"
 )
+_ROW_PLACEHOLDERS = "(" + ", ".join(["%s"] * 13) + ")"
 
 
 class AuditSinkError(Exception):
@@ -45,8 +62,30 @@ class Receipt:
         return {"seq": self.seq, "record_hash": self.record_hash}
 
 
+@dataclass
+class _Transaction:
+    """The appends of one chain transaction, kept until it commits."""
+
+    started: datetime
+    head: tuple[int, str] | None = None  # read under the lock by the first append
+    drafts: list[dict[str, Any]] = field(default_factory=list)
+    lines: list[bytes] = field(default_factory=list)
+
+
+_open = threading.local()  # Django's connections are per thread, and so is this
+
+
 def chain_head(cursor: Any) -> tuple[int, str]:
-    cursor.execute("SELECT seq, record_hash FROM audit_auditrecord ORDER BY seq DESC LIMIT 1")
+    cursor.execute(_HEAD)
+    row = cursor.fetchone()
+    return (int(row[0]), str(row[1])) if row else (0, GENESIS_HASH)
+
+
+def _locked_head(cursor: Any) -> tuple[int, str]:
+    if connection.vendor != "postgresql":
+        return chain_head(cursor)  # SQLite: BEGIN IMMEDIATE already holds the write lock
+    cursor.execute(_LOCK_THEN_HEAD_PG)
+    cursor.nextset()
     row = cursor.fetchone()
     return (int(row[0]), str(row[1])) if row else (0, GENESIS_HASH)
 
@@ -71,38 +110,73 @@ def _row(record: dict[str, Any], body: bytes, ts: datetime) -> tuple[Any, ...]:
     )
 
 
-def chain_append(drafts: list[dict[str, Any]]) -> list[Receipt]:
-    """Append the drafts, in order, in one transaction; mirror them; return receipts.
+@contextmanager
+def chain_transaction() -> Iterator[None]:
+    """One database transaction for every append made inside it, and for
+    whatever else the caller writes in it: one commit. On SQLite that is one
+    turn on the single write lock and one fsync, which is why the pipeline puts
+    its rate-limit counters in the same transaction as the decision records.
 
-    Raises AuditSinkError if the database or the mirror refuses: the
-    transaction is rolled back, so no half-written record stays in the chain.
+    The mirror lines are written just before the commit (if the mirror refuses,
+    the rows roll back); metrics and checkpoints follow the commit. Raises
+    AuditSinkError if the transaction cannot begin or commit or the mirror
+    refuses: nothing of it is kept. Nested use joins the open transaction.
     """
-    now = datetime.now(UTC)
-    ts = now.isoformat(timespec="microseconds")
+    if getattr(_open, "tx", None) is not None:
+        yield
+        return
+    tx = _open.tx = _Transaction(started=datetime.now(UTC))
     try:
         with transaction.atomic():
-            with connection.cursor() as cursor:
-                if connection.vendor == "postgresql":
-                    cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CHAIN_LOCK_KEY])
-                seq, prev_hash = chain_head(cursor)
-                rows, lines = [], []
-                for record in drafts:
-                    seq += 1
-                    record["ts_utc"] = ts
-                    body = seal(record, seq=seq, prev_hash=prev_hash)
-                    prev_hash = record["record_hash"]
-                    rows.append(_row(record, body, now))
-                    lines.append(body)
-                cursor.executemany(_INSERT, rows)
-            # Inside the transaction: if the mirror refuses, the rows roll back.
-            mirror().append(lines)
+            try:
+                yield
+                if tx.lines:
+                    mirror().append(tx.lines)
+            finally:
+                _open.tx = None  # closed before the commit: on_commit callbacks start afresh
     except (DatabaseError, OSError) as exc:
+        # Observed after the rollback: an alert it raises is not part of it.
         logger.error("audit sink failed", extra={"exc_class": type(exc).__name__})
         observe_sink_failure(exc)
         raise AuditSinkError(type(exc).__name__) from exc
-    observe_appended(drafts, since=now)
-    receipts = [Receipt(r["seq"], r["record_hash"]) for r in drafts]
-    from audit.checkpoints import checkpoint_if_due  # late: checkpoints import the chain
+    if tx.drafts:
+        observe_appended(tx.drafts, since=tx.started)
+        from audit.checkpoints import checkpoint_if_due  # late: checkpoints import the chain
 
-    checkpoint_if_due(receipts[0].seq, receipts[-1].seq)
-    return receipts
+        checkpoint_if_due(tx.drafts[0]["seq"], tx.drafts[-1]["seq"])
+
+
+def chain_append(drafts: list[dict[str, Any]]) -> list[Receipt]:
+    """Append the drafts, in order, in the open chain transaction or in one of
+    their own; return receipts. The records are durable once the transaction
+    has committed (at once when there is none open).
+
+    Raises AuditSinkError if the database or the mirror refuses: the
+    transaction is rolled back, so no half-written record stays in the chain.
+    (Inside an open chain transaction the DatabaseError itself propagates, and
+    the transaction turns it into AuditSinkError once it has rolled back.)
+    """
+    with chain_transaction():
+        tx = _open.tx
+        now = datetime.now(UTC)
+        ts = now.isoformat(timespec="microseconds")
+        with connection.cursor() as cursor:
+            seq, prev_hash = tx.head if tx.head is not None else _locked_head(cursor)
+            rows, lines = [], []
+            for record in drafts:
+                seq += 1
+                record["ts_utc"] = ts
+                body = seal(record, seq=seq, prev_hash=prev_hash)
+                prev_hash = record["record_hash"]
+                rows.append(_row(record, body, now))
+                lines.append(body)
+            # One statement for all rows: one round trip under the lock.
+            values = ", ".join([_ROW_PLACEHOLDERS] * len(rows))
+            cursor.execute(
+                f"INSERT INTO audit_auditrecord ({_COLUMNS}) VALUES {values}",  # noqa: S608 - placeholders only
+                [value for row in rows for value in row],
+            )
+        tx.head = (seq, prev_hash)
+        tx.drafts.extend(drafts)
+        tx.lines.extend(lines)
+    return [Receipt(r["seq"], r["record_hash"]) for r in drafts]

@@ -11,6 +11,8 @@ import hashlib
 import hmac
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -20,7 +22,7 @@ from django.db import DatabaseError
 from django.http import HttpRequest
 from django.utils import timezone
 
-from audit.chain import AuditSinkError, Receipt, chain_append
+from audit.chain import AuditSinkError, Receipt, chain_append, chain_transaction
 from audit.records import ACTION, DECISION, new_record
 from veritta_site.errors import VerittaError
 
@@ -110,6 +112,18 @@ class RequestContext:
 
 def sink_failure(exc: AuditSinkError) -> VerittaError:
     return VerittaError("AUDIT_SINK_FAILED", evidence={"exc_class": str(exc)})
+
+
+@contextmanager
+def audit_transaction() -> Iterator[None]:
+    """The records appended inside, and whatever else is written inside, commit
+    together or not at all (audit.chain.chain_transaction). Raises
+    VerittaError(AUDIT_SINK_FAILED) if that cannot be done."""
+    try:
+        with chain_transaction():
+            yield
+    except AuditSinkError as exc:
+        raise sink_failure(exc) from exc
 
 
 def audit_deny(ctx: RequestContext, *, gate: str, error: VerittaError, blocked: bool = False) -> Receipt:

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -29,10 +30,11 @@ from django.conf import settings
 from django.http import HttpRequest
 
 from audit.chain import Receipt
-from audit.services import RequestContext, audit_action_end, audit_allow, audit_deny
+from audit.services import RequestContext, audit_action_end, audit_allow, audit_deny, audit_transaction
 from governance import gates
 from governance.executors import ActionRequest, Executor
 from governance.selectors import profile_active
+from sessions_app.ratelimit import counters_share_audit_transaction
 from veritta_site.canonical import digest_of
 from veritta_site.errors import VerittaError, envelope
 
@@ -96,51 +98,75 @@ def _context(request: HttpRequest) -> RequestContext:
     return RequestContext.for_request(request, endpoint="POST /process", profile_id=profile_id, profile_hash=profile_hash)
 
 
+def _decision_transaction() -> AbstractContextManager[None]:
+    """The G10 counters and the decision records in one write transaction where
+    that saves a commit (sessions_app.ratelimit.counters_share_audit_transaction):
+    on SQLite a request then makes two write transactions, not three."""
+    return audit_transaction() if counters_share_audit_transaction() else nullcontext()
+
+
+def _denied(ctx: RequestContext, denied: Denied) -> Outcome:
+    audit_deny(ctx, gate=denied.gate, error=denied.error, blocked=denied.gate == "registry")
+    return error_outcome(ctx.trace_id, denied.error)
+
+
 def process_request(request: HttpRequest) -> Outcome:
     ctx = _context(request)
     matched = ctx.matched_rules
     try:
         try:
             body = run_gate("P0", gates.read_body_within_limit, request)
-            matched.append("P0:size_within_limit")
-            parsed = gates.parse_input(body)
-            ctx.input_digest, ctx.digest_kind = parsed.digest, parsed.digest_kind
-            key_actor = session_actor = None
-            try:
-                run_gate("G0", gates.credential_present, request)
-                matched.append("G0:credential_present")
-                if request.META.get("HTTP_X_API_KEY"):
-                    ctx.actor = key_actor = run_gate("G2", gates.api_key_valid, request)
-                    matched.append("G2:api_key_valid")
-                if request.META.get("HTTP_AUTHORIZATION"):
-                    ctx.actor = session_actor = run_gate("G4", gates.session_valid, request)
-                    matched.append("G4:session_valid")
-            except Denied as denied:
-                raise failed_credential_counted(denied, client=ctx.client)  # noqa: B904 - it may be `denied` itself
-            limit_headers = run_gate(
-                "G10", gates.within_limits, key_actor=key_actor, session_actor=session_actor, client=ctx.client
-            )
-            matched.append("G10:within_limits")
-            payload = run_gate("P2", gates.payload_valid, request, parsed)
-            matched.append("P2:payload_valid")
-            profile = run_gate("profile", profile_active, settings.VERITTA_POLICY_PROFILE)
-            rule = run_gate("profile", gates.profile_allows, payload, profile, matched)
-            ctx.action_fields = {"action": payload["action"]}
-            executor = run_gate("registry", gates.executor_for, payload, rule, matched)
         except Denied as denied:
-            audit_deny(ctx, gate=denied.gate, error=denied.error, blocked=denied.gate == "registry")
-            return error_outcome(ctx.trace_id, denied.error)
-        ctx.action_fields.update(
-            action_version=payload.get("action_version"),  # validated by the registry gate
-            executor_id=executor.executor_id,
-            executor_version=executor.version,
-        )
-        audit_allow(ctx, pending=True)
+            return _denied(ctx, denied)
+        matched.append("P0:size_within_limit")
+        parsed = gates.parse_input(body)
+        ctx.input_digest, ctx.digest_kind = parsed.digest, parsed.digest_kind
+        try:
+            key_actor, session_actor = _credentials(request, ctx)
+        except Denied as denied:
+            with _decision_transaction():  # the address counter and the DENY
+                return _denied(ctx, failed_credential_counted(denied, client=ctx.client))
+        with _decision_transaction():
+            try:
+                limit_headers = run_gate(
+                    "G10", gates.within_limits, key_actor=key_actor, session_actor=session_actor, client=ctx.client
+                )
+                matched.append("G10:within_limits")
+                payload = run_gate("P2", gates.payload_valid, request, parsed)
+                matched.append("P2:payload_valid")
+                profile = run_gate("profile", profile_active, settings.VERITTA_POLICY_PROFILE)
+                rule = run_gate("profile", gates.profile_allows, payload, profile, matched)
+                ctx.action_fields = {"action": payload["action"]}
+                executor = run_gate("registry", gates.executor_for, payload, rule, matched)
+            except Denied as denied:
+                return _denied(ctx, denied)
+            ctx.action_fields.update(
+                action_version=payload.get("action_version"),  # validated by the registry gate
+                executor_id=executor.executor_id,
+                executor_version=executor.version,
+            )
+            audit_allow(ctx, pending=True)  # committed before the executor may run
         outcome = _execute(ctx, executor, payload)
         outcome.headers = {**limit_headers, **outcome.headers}
         return outcome
     except VerittaError as error:  # the audit sink failed: nothing ran without its record
         return error_outcome(ctx.trace_id, error)
+
+
+def _credentials(request: HttpRequest, ctx: RequestContext) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """G0, then G2 and/or G4: the key actor and the session actor (None when
+    that credential was not sent). Raises Denied."""
+    matched = ctx.matched_rules
+    key_actor = session_actor = None
+    run_gate("G0", gates.credential_present, request)
+    matched.append("G0:credential_present")
+    if request.META.get("HTTP_X_API_KEY"):
+        ctx.actor = key_actor = run_gate("G2", gates.api_key_valid, request)
+        matched.append("G2:api_key_valid")
+    if request.META.get("HTTP_AUTHORIZATION"):
+        ctx.actor = session_actor = run_gate("G4", gates.session_valid, request)
+        matched.append("G4:session_valid")
+    return key_actor, session_actor
 
 
 def _execute(ctx: RequestContext, executor: Executor, payload: dict[str, Any]) -> Outcome:

@@ -19,10 +19,11 @@ import logging
 import math
 import threading
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, transaction
 
 logger = logging.getLogger("veritta.ratelimit")
 
@@ -73,8 +74,11 @@ class DatabaseStore:
             " RETURNING bucket, count"
         )
         params = [value for bucket in buckets for value in (bucket, window)]
+        # Inside a transaction (the pipeline's decision transaction on SQLite) a
+        # savepoint keeps a failure here from spoiling it: the DENY is still written.
+        contained = transaction.atomic() if connection.in_atomic_block else nullcontext()
         try:
-            with connection.cursor() as cursor:
+            with contained, connection.cursor() as cursor:
                 cursor.execute(sql, params)
                 counts = dict(cursor.fetchall())  # RETURNING order is unspecified
                 if 1 in counts.values():
@@ -150,6 +154,15 @@ def rate_hit(*, scope: str, ident: str, limit: int) -> Usage:
 
 def store_name() -> str:
     return "redis" if settings.VERITTA_RATE_LIMIT_URL else "database"
+
+
+def counters_share_audit_transaction() -> bool:
+    """Whether the counters should be written in the same transaction as the
+    decision records: on SQLite with the counters in the database, where every
+    write transaction is a turn on the single write lock and an fsync. Not on
+    PostgreSQL: the counter rows would stay locked while their transaction
+    waits for the chain lock. (docs/PERFORMANCE.md)"""
+    return store_name() == "database" and connection.vendor == "sqlite"
 
 
 def limits_enforce(*, checks: list[tuple[str, str, int]]) -> list[Usage]:
