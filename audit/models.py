@@ -48,12 +48,26 @@ class AuditRecord(AppendOnlyModel):
         indexes = [
             # serves: summary/stats over a time window, by type (audit summary)
             models.Index(fields=["ts_utc", "event_type"], name="audit_ts_type"),
+            # The next three are partial: a record that cannot match is not
+            # indexed, so an append maintains fewer B-trees under the chain lock
+            # (docs/PERFORMANCE.md). `decision = …` in a query implies IS NOT NULL,
+            # so SQLite and PostgreSQL both use them for the queries they serve.
             # serves: deny breakdown by reason code over a window
-            models.Index(fields=["event_type", "decision", "ts_utc"], name="audit_type_decision_ts"),
+            models.Index(
+                fields=["event_type", "decision", "ts_utc"],
+                name="audit_type_decision_ts",
+                condition=models.Q(decision__isnull=False),
+            ),
             # serves: completeness (PENDING without terminal) and action outcomes
-            models.Index(fields=["event_type", "status", "ts_utc"], name="audit_type_status_ts"),
+            models.Index(
+                fields=["event_type", "status", "ts_utc"],
+                name="audit_type_status_ts",
+                condition=models.Q(status__isnull=False),
+            ),
             # serves: events filtered by reason code
-            models.Index(fields=["reason_code", "seq"], name="audit_reason_seq"),
+            models.Index(
+                fields=["reason_code", "seq"], name="audit_reason_seq", condition=models.Q(reason_code__isnull=False)
+            ),
             # serves: events filtered by actor
             models.Index(fields=["actor_id", "seq"], name="audit_actor_seq"),
         ]
