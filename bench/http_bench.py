@@ -232,7 +232,7 @@ async def _connection(port: int, request: bytes, until: float, result: Round) ->
         writer.close()
 
 
-async def _drive(port: int, request: bytes, connections: int, seconds: float) -> Round:
+async def drive_async(port: int, request: bytes, connections: int, seconds: float) -> Round:
     result = Round()
     loop = asyncio.get_running_loop()
     started = time.perf_counter()
@@ -243,7 +243,7 @@ async def _drive(port: int, request: bytes, connections: int, seconds: float) ->
 
 
 def drive(port: int, request: bytes, connections: int, seconds: float) -> Round:
-    return asyncio.run(_drive(port, request, connections, seconds))
+    return asyncio.run(drive_async(port, request, connections, seconds))
 
 
 # --- where a request's time goes: py-spy on the workers ---------------------------

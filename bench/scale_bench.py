@@ -57,7 +57,7 @@ from bench.http_bench import (  # noqa: E402
     RESULTS,
     Gunicorn,
     Round,
-    _drive,
+    drive_async,
     machine,
     prepare_database,
     request_bytes,
@@ -97,7 +97,7 @@ def drive_all(ports: list[int], request: bytes, connections: int, seconds: float
 
     async def together() -> list[Round]:
         shares = split(connections, len(ports))
-        return list(await asyncio.gather(*(_drive(p, request, n, seconds) for p, n in zip(ports, shares, strict=True))))
+        return list(await asyncio.gather(*(drive_async(p, request, n, seconds) for p, n in zip(ports, shares, strict=True))))
 
     parts = asyncio.run(together())
     return merge(parts), parts
