@@ -4,6 +4,10 @@
       -> profile -> registry -> ALLOW + PENDING (one transaction) -> execute under timeout
       -> terminal record
 
+P2, profile and registry only compute: they are evaluated before G10 opens its
+write transaction and their outcome is applied after it, so a request is
+answered and recorded exactly as in the order above.
+
 G2 runs when X-API-Key is sent, G4 when Authorization is sent (G0 makes sure one
 of them is), so every request passes at least one credential gate. A request
 denied by G0/G2/G4 also counts against its client address limit (G10), and is
@@ -126,31 +130,66 @@ def process_request(request: HttpRequest) -> Outcome:
         except Denied as denied:
             with _decision_transaction():  # the address counter and the DENY
                 return _denied(ctx, failed_credential_counted(denied, client=ctx.client))
+        # P2, profile and registry only compute, so they are evaluated before
+        # the write transaction opens (on SQLite it holds the one write lock);
+        # their outcome is applied after G10, in the order of SPEC §4.
+        checked = _checked(request, parsed)
         with _decision_transaction():
             try:
                 limit_headers = run_gate(
                     "G10", gates.within_limits, key_actor=key_actor, session_actor=session_actor, client=ctx.client
                 )
                 matched.append("G10:within_limits")
-                payload = run_gate("P2", gates.payload_valid, request, parsed)
-                matched.append("P2:payload_valid")
-                profile = run_gate("profile", profile_active, settings.VERITTA_POLICY_PROFILE)
-                rule = run_gate("profile", gates.profile_allows, payload, profile, matched)
-                ctx.action_fields = {"action": payload["action"]}
-                executor = run_gate("registry", gates.executor_for, payload, rule, matched)
+                payload, executor = checked.apply(ctx)
             except Denied as denied:
                 return _denied(ctx, denied)
-            ctx.action_fields.update(
-                action_version=payload.get("action_version"),  # validated by the registry gate
-                executor_id=executor.executor_id,
-                executor_version=executor.version,
-            )
             audit_allow(ctx, pending=True)  # committed before the executor may run
         outcome = _execute(ctx, executor, payload)
         outcome.headers = {**limit_headers, **outcome.headers}
         return outcome
     except VerittaError as error:  # the audit sink failed: nothing ran without its record
         return error_outcome(ctx.trace_id, error)
+
+
+@dataclass
+class _Checked:
+    """The outcome of P2, profile and registry, evaluated ahead of G10."""
+
+    matched: list[str] = field(default_factory=list)
+    action_fields: dict[str, Any] = field(default_factory=dict)
+    payload: dict[str, Any] | None = None
+    executor: Executor | None = None
+    denied: Denied | None = None
+
+    def apply(self, ctx: RequestContext) -> tuple[dict[str, Any], Executor]:
+        """Record what these gates matched, as if they ran now; raise their denial."""
+        ctx.matched_rules.extend(self.matched)
+        ctx.action_fields = dict(self.action_fields)
+        if self.denied is not None:
+            raise self.denied
+        assert self.payload is not None and self.executor is not None
+        return self.payload, self.executor
+
+
+def _checked(request: HttpRequest, parsed: gates.ParsedInput) -> _Checked:
+    checked = _Checked()
+    try:
+        payload = run_gate("P2", gates.payload_valid, request, parsed)
+        checked.matched.append("P2:payload_valid")
+        profile = run_gate("profile", profile_active, settings.VERITTA_POLICY_PROFILE)
+        rule = run_gate("profile", gates.profile_allows, payload, profile, checked.matched)
+        checked.action_fields = {"action": payload["action"]}  # a registry denial records the action
+        executor = run_gate("registry", gates.executor_for, payload, rule, checked.matched)
+    except Denied as denied:
+        checked.denied = denied
+        return checked
+    checked.action_fields.update(
+        action_version=payload.get("action_version"),  # validated by the registry gate
+        executor_id=executor.executor_id,
+        executor_version=executor.version,
+    )
+    checked.payload, checked.executor = payload, executor
+    return checked
 
 
 def _credentials(request: HttpRequest, ctx: RequestContext) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
