@@ -10,15 +10,16 @@ request and is the hot path (see docs/PERFORMANCE.md).
 Everything the chain lock covers costs every other writer its wait, so the
 time under it is kept to what ordering needs: on PostgreSQL one round trip
 takes the lock and reads the head, one inserts every record of the
-transaction, then the commit; sealing (canonical JSON + sha256) is the only
-Python work in between.
+transaction, then the commit. The canonical JSON of each record is made
+before the lock (audit.records.preseal); under it the chain fields are only
+spliced in and hashed.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,7 +29,7 @@ from django.db import DatabaseError, connection, transaction
 
 from audit.metrics import observe_appended, observe_sink_failure
 from audit.mirror import mirror
-from audit.records import GENESIS_HASH, seal
+from audit.records import GENESIS_HASH, Presealed, preseal, seal_presealed
 
 logger = logging.getLogger("veritta.audit")
 
@@ -146,16 +147,19 @@ def chain_transaction() -> Iterator[None]:
         checkpoint_if_due(tx.drafts[0]["seq"], tx.drafts[-1]["seq"])
 
 
-def chain_append(drafts: list[dict[str, Any]]) -> list[Receipt]:
+def chain_append(drafts: Sequence[dict[str, Any] | Presealed]) -> list[Receipt]:
     """Append the drafts, in order, in the open chain transaction or in one of
     their own; return receipts. The records are durable once the transaction
-    has committed (at once when there is none open).
+    has committed (at once when there is none open). Drafts may come presealed
+    (audit.records.preseal), so that their canonical JSON was made before any
+    lock was taken; plain drafts are presealed here, before the transaction.
 
     Raises AuditSinkError if the database or the mirror refuses: the
     transaction is rolled back, so no half-written record stays in the chain.
     (Inside an open chain transaction the DatabaseError itself propagates, and
     the transaction turns it into AuditSinkError once it has rolled back.)
     """
+    presealed = [d if isinstance(d, Presealed) else preseal(d) for d in drafts]
     with chain_transaction():
         tx = _open.tx
         now = datetime.now(UTC)
@@ -163,12 +167,11 @@ def chain_append(drafts: list[dict[str, Any]]) -> list[Receipt]:
         with connection.cursor() as cursor:
             seq, prev_hash = tx.head if tx.head is not None else _locked_head(cursor)
             rows, lines = [], []
-            for record in drafts:
+            for draft in presealed:
                 seq += 1
-                record["ts_utc"] = ts
-                body = seal(record, seq=seq, prev_hash=prev_hash)
-                prev_hash = record["record_hash"]
-                rows.append(_row(record, body, now))
+                body = seal_presealed(draft, seq=seq, prev_hash=prev_hash, ts_utc=ts)
+                prev_hash = draft.record["record_hash"]
+                rows.append(_row(draft.record, body, now))
                 lines.append(body)
             # One statement for all rows: one round trip under the lock.
             values = ", ".join([_ROW_PLACEHOLDERS] * len(rows))
@@ -177,6 +180,6 @@ def chain_append(drafts: list[dict[str, Any]]) -> list[Receipt]:
                 [value for row in rows for value in row],
             )
         tx.head = (seq, prev_hash)
-        tx.drafts.extend(drafts)
+        tx.drafts.extend(draft.record for draft in presealed)
         tx.lines.extend(lines)
-    return [Receipt(r["seq"], r["record_hash"]) for r in drafts]
+    return [Receipt(d.record["seq"], d.record["record_hash"]) for d in presealed]

@@ -7,6 +7,7 @@ apply are null. A record's hash covers all of them, `prev_hash` included.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from veritta_site.canonical import canonical_json, sha256_hex
@@ -79,6 +80,55 @@ def seal(record: dict[str, Any], *, seq: int, prev_hash: str) -> bytes:
     record["record_hash"] = None
     record["record_hash"] = record_hash(record)
     return canonical_json(record)
+
+
+# --- sealing under the chain lock, with the canonical JSON made beforehand -----------
+
+# The fields only the chain writer knows, under its lock.
+CHAIN_FIELDS = frozenset({"prev_hash", "record_hash", "seq", "ts_utc"})
+
+
+@dataclass(frozen=True)
+class Presealed:
+    """A draft whose canonical JSON is made once, before the chain lock is taken,
+    with the chain fields left open: under the lock, `seal_presealed` only
+    splices them in and hashes. The bytes are those of `seal` (canonical JSON
+    with sorted keys is the sorted `"key":value` members joined by commas), and
+    a test holds the two equal."""
+
+    record: dict[str, Any]
+    members: tuple[str, ...]  # canonical runs of members, or a chain field's name, in key order
+
+
+def preseal(record: dict[str, Any]) -> Presealed:
+    members: list[str] = []
+    run: dict[str, Any] = {}
+    for key in sorted(record):
+        if key in CHAIN_FIELDS:
+            if run:
+                members.append(canonical_json(run).decode("utf-8")[1:-1])
+                run = {}
+            members.append(key)  # a run starts with '"', so it is never a bare field name
+        else:
+            run[key] = record[key]
+    if run:
+        members.append(canonical_json(run).decode("utf-8")[1:-1])
+    return Presealed(record, tuple(members))
+
+
+def seal_presealed(draft: Presealed, *, seq: int, prev_hash: str, ts_utc: str) -> bytes:
+    """`seal` for a presealed draft (its record gets seq, prev_hash, ts_utc and
+    record_hash too); returns the canonical body stored."""
+    chain = {"prev_hash": json.dumps(prev_hash), "seq": str(int(seq)), "ts_utc": json.dumps(ts_utc)}
+
+    def joined(fields: dict[str, str]) -> bytes:
+        parts = [f'"{m}":{fields[m]}' if m in fields else m for m in draft.members if m in fields or m[0] == '"']
+        return ("{" + ",".join(parts) + "}").encode("utf-8")
+
+    digest = sha256_hex(joined(chain))  # the hash covers every field but record_hash
+    chain["record_hash"] = json.dumps(digest)
+    draft.record.update(seq=seq, prev_hash=prev_hash, ts_utc=ts_utc, record_hash=digest)
+    return joined(chain)
 
 
 def parse_body(body: str | bytes) -> dict[str, Any]:

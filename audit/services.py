@@ -23,7 +23,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from audit.chain import AuditSinkError, Receipt, chain_append, chain_transaction
-from audit.records import ACTION, DECISION, new_record
+from audit.records import ACTION, DECISION, Presealed, new_record, preseal
 from veritta_site.errors import VerittaError
 
 if TYPE_CHECKING:
@@ -141,12 +141,22 @@ def audit_deny(ctx: RequestContext, *, gate: str, error: VerittaError, blocked: 
         raise sink_failure(exc) from exc
 
 
-def audit_allow(ctx: RequestContext, *, pending: bool, http_status: int = 200) -> Receipt:
-    """Record ALLOW, and with it the PENDING action record, in one transaction:
-    both are committed before the executor may run (seed 002 gaps 2 and 5)."""
+def allow_records(ctx: RequestContext, *, pending: bool, http_status: int = 200) -> list[Presealed]:
+    """ALLOW, and with it the PENDING action record, presealed: made before a
+    lock is taken, from a context that already holds what the gates matched."""
     records = [ctx.decision_record(decision="ALLOW", gate="ALL", http_status=http_status, error=None)]
     if pending:
         records.append(ctx.action_record(status="PENDING"))
+    return [preseal(record) for record in records]
+
+
+def audit_allow(
+    ctx: RequestContext, *, pending: bool, http_status: int = 200, prepared: list[Presealed] | None = None
+) -> Receipt:
+    """Record ALLOW, and with it the PENDING action record, in one transaction:
+    both are committed before the executor may run (seed 002 gaps 2 and 5).
+    `prepared`: the same records made earlier by allow_records."""
+    records = prepared if prepared is not None else allow_records(ctx, pending=pending, http_status=http_status)
     try:
         return chain_append(records)[-1]
     except AuditSinkError as exc:

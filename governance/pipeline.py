@@ -26,7 +26,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -34,7 +34,14 @@ from django.conf import settings
 from django.http import HttpRequest
 
 from audit.chain import Receipt
-from audit.services import RequestContext, audit_action_end, audit_allow, audit_deny, audit_transaction
+from audit.services import (
+    RequestContext,
+    allow_records,
+    audit_action_end,
+    audit_allow,
+    audit_deny,
+    audit_transaction,
+)
 from governance import gates
 from governance.executors import ActionRequest, Executor
 from governance.selectors import profile_active
@@ -45,6 +52,8 @@ from veritta_site.errors import VerittaError, envelope
 logger = logging.getLogger("veritta.pipeline")
 
 T = TypeVar("T")
+
+G10_RULE = "G10:within_limits"
 
 # Executors run in worker threads so that a slow one can be abandoned at its
 # deadline. A thread that overruns keeps its slot until it returns; when all
@@ -134,16 +143,18 @@ def process_request(request: HttpRequest) -> Outcome:
         # the write transaction opens (on SQLite it holds the one write lock);
         # their outcome is applied after G10, in the order of SPEC §4.
         checked = _checked(request, parsed)
+        # So are the ALLOW and PENDING records they lead to, should G10 allow.
+        allow = None if checked.denied else allow_records(checked.applied_to(ctx), pending=True)
         with _decision_transaction():
             try:
                 limit_headers = run_gate(
                     "G10", gates.within_limits, key_actor=key_actor, session_actor=session_actor, client=ctx.client
                 )
-                matched.append("G10:within_limits")
+                matched.append(G10_RULE)
                 payload, executor = checked.apply(ctx)
             except Denied as denied:
                 return _denied(ctx, denied)
-            audit_allow(ctx, pending=True)  # committed before the executor may run
+            audit_allow(ctx, pending=True, prepared=allow)  # committed before the executor may run
         outcome = _execute(ctx, executor, payload)
         outcome.headers = {**limit_headers, **outcome.headers}
         return outcome
@@ -160,6 +171,12 @@ class _Checked:
     payload: dict[str, Any] | None = None
     executor: Executor | None = None
     denied: Denied | None = None
+
+    def applied_to(self, ctx: RequestContext) -> RequestContext:
+        """The context as it will be once G10 has allowed and `apply` has run."""
+        return replace(
+            ctx, matched_rules=[*ctx.matched_rules, G10_RULE, *self.matched], action_fields=dict(self.action_fields)
+        )
 
     def apply(self, ctx: RequestContext) -> tuple[dict[str, Any], Executor]:
         """Record what these gates matched, as if they ran now; raise their denial."""

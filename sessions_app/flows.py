@@ -22,7 +22,7 @@ from rest_framework import serializers
 
 from audit.services import RequestContext, audit_allow, audit_deny
 from governance import gates
-from governance.pipeline import Denied, Outcome, error_outcome, failed_credential_counted, run_gate
+from governance.pipeline import G10_RULE, Denied, Outcome, error_outcome, failed_credential_counted, run_gate
 from sessions_app.ratelimit import limits_enforce, tightest
 from sessions_app.services import profile_hash_of, session_open
 from veritta_site.errors import VerittaError
@@ -92,7 +92,7 @@ def session_open_request(request: HttpRequest, *, input_serializer: type[seriali
             ctx.input_digest, ctx.digest_kind = parsed.digest, parsed.digest_kind
             _credentials(ctx, [("G0:credential_present", _api_key_present), ("G2:api_key_valid", gates.api_key_valid)], request)
             headers = run_gate("G10", gates.within_limits, key_actor=ctx.actor, session_actor=None, client=ctx.client)
-            ctx.matched_rules.append("G10:within_limits")
+            ctx.matched_rules.append(G10_RULE)
             if parsed.problem is not None:
                 info = {"problem": parsed.problem}
                 raise Denied("P2", VerittaError("INVALID_JSON", evidence=info, details=info))
@@ -165,7 +165,7 @@ def admin_request(
             ctx.input_digest, ctx.digest_kind = parsed.digest, parsed.digest_kind
             _credentials(ctx, [("G0:admin_key_present", _admin_key_present), ("G2:admin_key_valid", _admin_key_valid)], request)
             headers = run_gate("G10", _admin_within_limit)
-            ctx.matched_rules.append("G10:within_limits")
+            ctx.matched_rules.append(G10_RULE)
             if body and parsed.problem is not None:
                 info = {"problem": parsed.problem}
                 raise Denied("P2", VerittaError("INVALID_JSON", evidence=info, details=info))

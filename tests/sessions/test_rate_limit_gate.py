@@ -29,6 +29,26 @@ def test_key_limit_answers_429_with_retry_after_and_ratelimit_headers(api, setti
     assert decision["gate"] == "G10" and decision["evidence"]["scope"] == "key" and decision["evidence"]["limit"] == 3
 
 
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"action": "Not An Action"},  # P2 would deny
+        {"action": "test_action", "is_admin": True},  # the profile would deny
+        {"action": "test_action", "action_version": "9.0.0"},  # the registry would deny
+    ],
+)
+def test_limit_is_decided_before_the_gates_after_it(api, settings, audit_records, payload):
+    """P2, profile and registry are evaluated ahead of G10's transaction, but
+    the answer and the record are G10's, as if they had never run."""
+    settings.VERITTA_RATE_LIMIT_KEY_PER_MIN = 1
+    assert api.process(SMOKE).status_code == 200
+    refused = api.process(payload)
+    assert refused.status_code == 429 and refused.json()["reason_codes"] == ["RATE_LIMIT_EXCEEDED"]
+    (decision,) = audit_records(refused.json()["trace_id"])
+    assert decision["gate"] == "G10" and decision["action"] is None
+    assert decision["matched_rules"] == ["P0:size_within_limit", "G0:credential_present", "G2:api_key_valid"]
+
+
 def test_session_limit_is_counted_per_session(api, settings, open_session):
     settings.VERITTA_RATE_LIMIT_SESSION_PER_MIN = 2
     one, two = open_session("u_1"), open_session("u_2")
