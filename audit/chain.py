@@ -9,8 +9,8 @@ request and is the hot path (see docs/PERFORMANCE.md).
 
 Everything the chain lock covers costs every other writer its wait, so the
 time under it is kept to what ordering needs: on PostgreSQL one round trip
-takes the lock and reads the head, one inserts every record of the
-transaction, then the commit. The canonical JSON of each record is made
+opens the transaction, takes the lock and reads the head, one inserts every
+record of the transaction, then the commit. The canonical JSON of each record is made
 before the lock (audit.records.preseal); under it the chain fields are only
 spliced in and hashed.
 """
@@ -69,6 +69,8 @@ class _Transaction:
 
     started: datetime
     head: tuple[int, str] | None = None  # read under the lock by the first append
+    by_hand: bool = False  # PostgreSQL outside any atomic block: BEGIN goes with the lock
+    begun: bool = False
     drafts: list[dict[str, Any]] = field(default_factory=list)
     lines: list[bytes] = field(default_factory=list)
 
@@ -82,10 +84,15 @@ def chain_head(cursor: Any) -> tuple[int, str]:
     return (int(row[0]), str(row[1])) if row else (0, GENESIS_HASH)
 
 
-def _locked_head(cursor: Any) -> tuple[int, str]:
+def _locked_head(cursor: Any, tx: _Transaction) -> tuple[int, str]:
     if connection.vendor != "postgresql":
         return chain_head(cursor)  # SQLite: BEGIN IMMEDIATE already holds the write lock
-    cursor.execute(_LOCK_THEN_HEAD_PG)
+    if tx.by_hand:
+        cursor.execute("BEGIN; " + _LOCK_THEN_HEAD_PG)
+        tx.begun = True
+        cursor.nextset()
+    else:
+        cursor.execute(_LOCK_THEN_HEAD_PG)
     cursor.nextset()
     row = cursor.fetchone()
     return (int(row[0]), str(row[1])) if row else (0, GENESIS_HASH)
@@ -112,6 +119,32 @@ def _row(record: dict[str, Any], body: bytes, ts: datetime) -> tuple[Any, ...]:
 
 
 @contextmanager
+def _database_transaction(tx: _Transaction) -> Iterator[None]:
+    """Django's atomic(), except on PostgreSQL outside any atomic block. There
+    the transaction is opened by hand in the round trip that takes the chain
+    lock and reads the head ("BEGIN; lock; head"), one round trip less than
+    atomic(), whose BEGIN psycopg sends on its own."""
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        with transaction.atomic():
+            yield
+        return
+    tx.by_hand = True
+    try:
+        yield
+    except BaseException:
+        if tx.begun:
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute("ROLLBACK")
+            except DatabaseError:
+                pass  # a broken connection has no transaction left to end
+        raise
+    if tx.begun:
+        with connection.cursor() as cursor:
+            cursor.execute("COMMIT")
+
+
+@contextmanager
 def chain_transaction() -> Iterator[None]:
     """One database transaction for every append made inside it, and for
     whatever else the caller writes in it: one commit. On SQLite that is one
@@ -128,7 +161,7 @@ def chain_transaction() -> Iterator[None]:
         return
     tx = _open.tx = _Transaction(started=datetime.now(UTC))
     try:
-        with transaction.atomic():
+        with _database_transaction(tx):
             try:
                 yield
                 if tx.lines:
@@ -165,7 +198,7 @@ def chain_append(drafts: Sequence[dict[str, Any] | Presealed]) -> list[Receipt]:
         now = datetime.now(UTC)
         ts = now.isoformat(timespec="microseconds")
         with connection.cursor() as cursor:
-            seq, prev_hash = tx.head if tx.head is not None else _locked_head(cursor)
+            seq, prev_hash = tx.head if tx.head is not None else _locked_head(cursor, tx)
             rows, lines = [], []
             for draft in presealed:
                 seq += 1

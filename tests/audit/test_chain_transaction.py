@@ -1,0 +1,97 @@
+"""The chain writer's transaction as a server runs it: outside any test
+transaction, in a process of its own on a fresh database. On PostgreSQL it is
+opened by hand in the round trip that takes the chain lock, on SQLite by
+atomic(). Either way it commits whole, rolls back whole, and leaves the
+connection with no transaction open."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.appserver import fresh_database_url, manage, server_env
+
+# Runs in `manage.py shell`; prints one JSON object of observations.
+SCRIPT = r"""
+import json, os, uuid
+from pathlib import Path
+from django.conf import settings
+from django.db import connection
+from audit.chain import AuditSinkError, chain_append, chain_transaction
+from audit.models import AuditRecord
+from audit.records import new_record
+
+def draft():
+    return new_record(event_type="decision_audit", decision="ALLOW", gate="ALL", trace_id=str(uuid.uuid4()))
+
+def idle():
+    if connection.in_atomic_block:
+        return False
+    if connection.vendor == "postgresql":
+        from psycopg.pq import TransactionStatus
+        return connection.connection.info.transaction_status == TransactionStatus.IDLE
+    return not connection.connection.in_transaction
+
+def seqs():
+    return list(AuditRecord.objects.order_by("seq").values_list("seq", flat=True))
+
+log = Path(settings.VERITTA_AUDIT_LOG_PATH)
+out = {"vendor": connection.vendor}
+receipts = chain_append([draft(), draft()])
+out["plain"] = {"seqs": [r.seq for r in receipts], "stored": seqs(), "idle": idle(), "lines": len(log.read_text().splitlines())}
+
+with chain_transaction():
+    first = chain_append([draft()])
+    second = chain_append([draft(), draft()])
+out["together"] = {"seqs": [r.seq for r in first + second], "stored": seqs(), "idle": idle()}
+
+try:
+    with chain_transaction():
+        chain_append([draft()])
+        chain_append([draft()])
+        raise RuntimeError("the caller fails after appending")
+except RuntimeError:
+    pass
+out["failed"] = {"stored": seqs(), "idle": idle(), "lines": len(log.read_text().splitlines())}
+out["failed"]["next"] = chain_append([draft()])[0].seq
+
+blocker = log.parent / "not-a-directory"
+blocker.write_text("")
+settings.VERITTA_AUDIT_LOG_PATH = blocker / "audit.log"  # its parent is a file: open() fails
+try:
+    chain_append([draft()])
+    out["mirror_refused"] = {"raised": False}
+except AuditSinkError:
+    out["mirror_refused"] = {"raised": True, "stored": seqs(), "idle": idle()}
+settings.VERITTA_AUDIT_LOG_PATH = log
+out["mirror_refused"]["next"] = chain_append([draft()])[0].seq
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def observed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    tmp = Path(tmp_path_factory.mktemp("chain-tx"))
+    env = server_env(tmp, fresh_database_url(tmp))
+    manage(env, "migrate", "--verbosity", "0")
+    return json.loads(manage(env, "shell", "-c", SCRIPT).stdout.strip().splitlines()[-1])
+
+
+def test_an_append_commits_and_leaves_no_transaction_open(observed):
+    assert observed["plain"] == {"seqs": [1, 2], "stored": [1, 2], "idle": True, "lines": 2}
+
+
+def test_appends_in_one_chain_transaction_commit_together(observed):
+    assert observed["together"] == {"seqs": [3, 4, 5], "stored": [1, 2, 3, 4, 5], "idle": True}
+
+
+def test_a_failure_inside_rolls_back_every_append_of_it(observed):
+    # The mirror is written only at the commit, and the chain goes on from the committed head.
+    assert observed["failed"] == {"stored": [1, 2, 3, 4, 5], "idle": True, "lines": 5, "next": 6}
+
+
+def test_a_refused_mirror_keeps_nothing_and_the_next_append_works(observed):
+    assert observed["mirror_refused"] == {"raised": True, "stored": [1, 2, 3, 4, 5, 6], "idle": True, "next": 7}
