@@ -88,8 +88,10 @@ def _locked_head(cursor: Any, tx: _Transaction) -> tuple[int, str]:
     if connection.vendor != "postgresql":
         return chain_head(cursor)  # SQLite: BEGIN IMMEDIATE already holds the write lock
     if tx.by_hand:
-        cursor.execute("BEGIN; " + _LOCK_THEN_HEAD_PG)
+        # Set first: if the lock statement fails, the BEGIN before it has left an
+        # aborted transaction open, and only a ROLLBACK ends it.
         tx.begun = True
+        cursor.execute("BEGIN; " + _LOCK_THEN_HEAD_PG)
         cursor.nextset()
     else:
         cursor.execute(_LOCK_THEN_HEAD_PG)

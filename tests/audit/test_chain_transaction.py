@@ -68,6 +68,33 @@ except AuditSinkError:
     out["mirror_refused"] = {"raised": True, "stored": seqs(), "idle": idle()}
 settings.VERITTA_AUDIT_LOG_PATH = log
 out["mirror_refused"]["next"] = chain_append([draft()])[0].seq
+
+# Another writer holds the chain lock past our lock timeout: the append fails
+# closed at the lock, and the connection is usable again once it is free.
+if connection.vendor == "postgresql":
+    import psycopg
+    from audit.chain import CHAIN_LOCK_KEY
+    s = connection.settings_dict
+    other = psycopg.connect(host=s["HOST"], port=s["PORT"], user=s["USER"], dbname=s["NAME"], autocommit=True)
+    other.execute("SELECT pg_advisory_lock(%s)", [CHAIN_LOCK_KEY])
+    with connection.cursor() as cursor:
+        cursor.execute("SET lock_timeout = '200ms'")
+    release = lambda: other.execute("SELECT pg_advisory_unlock(%s)", [CHAIN_LOCK_KEY])
+else:
+    import sqlite3
+    other = sqlite3.connect(connection.settings_dict["NAME"], isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    connection.ensure_connection()
+    connection.connection.execute("PRAGMA busy_timeout = 200")
+    release = lambda: other.execute("ROLLBACK")
+try:
+    chain_append([draft()])
+    out["blocked"] = {"raised": False}
+except AuditSinkError:
+    out["blocked"] = {"raised": True, "idle": idle()}
+release()
+out["blocked"]["next"] = chain_append([draft()])[0].seq
+out["blocked"]["stored"] = seqs()
 print(json.dumps(out))
 """
 
@@ -77,7 +104,9 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = Path(tmp_path_factory.mktemp("chain-tx"))
     env = server_env(tmp, fresh_database_url(tmp))
     manage(env, "migrate", "--verbosity", "0")
-    return json.loads(manage(env, "shell", "-c", SCRIPT).stdout.strip().splitlines()[-1])
+    run = manage(env, "shell", "-c", SCRIPT, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
 
 
 def test_an_append_commits_and_leaves_no_transaction_open(observed):
@@ -93,5 +122,22 @@ def test_a_failure_inside_rolls_back_every_append_of_it(observed):
     assert observed["failed"] == {"stored": [1, 2, 3, 4, 5], "idle": True, "lines": 5, "next": 6}
 
 
+# A sink failure raises an alert, whose own records a background thread appends
+# to the chain when it can: from here on the chain may hold them too.
+
+
+def _gapless(seqs: list[int]) -> bool:
+    return seqs == list(range(1, len(seqs) + 1))
+
+
 def test_a_refused_mirror_keeps_nothing_and_the_next_append_works(observed):
-    assert observed["mirror_refused"] == {"raised": True, "stored": [1, 2, 3, 4, 5, 6], "idle": True, "next": 7}
+    refused = observed["mirror_refused"]
+    assert refused["raised"] and refused["idle"] and refused["stored"] == [1, 2, 3, 4, 5, 6]
+    assert refused["next"] >= 7
+
+
+def test_a_writer_blocked_at_the_lock_fails_closed_and_leaves_no_transaction_open(observed):
+    blocked = observed["blocked"]
+    assert blocked["raised"] and blocked["idle"]
+    assert _gapless(blocked["stored"]) and blocked["next"] in blocked["stored"]
+    assert blocked["next"] > observed["mirror_refused"]["next"]
