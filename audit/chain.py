@@ -78,10 +78,13 @@ class _Transaction:
 _open = threading.local()  # Django's connections are per thread, and so is this
 
 
+def _head_of(row: Any) -> tuple[int, str]:
+    return (int(row[0]), str(row[1])) if row else (0, GENESIS_HASH)
+
+
 def chain_head(cursor: Any) -> tuple[int, str]:
     cursor.execute(_HEAD)
-    row = cursor.fetchone()
-    return (int(row[0]), str(row[1])) if row else (0, GENESIS_HASH)
+    return _head_of(cursor.fetchone())
 
 
 def _locked_head(cursor: Any, tx: _Transaction) -> tuple[int, str]:
@@ -96,8 +99,7 @@ def _locked_head(cursor: Any, tx: _Transaction) -> tuple[int, str]:
     else:
         cursor.execute(_LOCK_THEN_HEAD_PG)
     cursor.nextset()
-    row = cursor.fetchone()
-    return (int(row[0]), str(row[1])) if row else (0, GENESIS_HASH)
+    return _head_of(cursor.fetchone())
 
 
 def _row(record: dict[str, Any], body: bytes, ts: datetime) -> tuple[Any, ...]:
