@@ -177,6 +177,10 @@ def chain_transaction() -> Iterator[None]:
         logger.error("audit sink failed", extra={"exc_class": type(exc).__name__})
         observe_sink_failure(exc)
         raise AuditSinkError(type(exc).__name__) from exc
+    finally:
+        # Also when the transaction could not even begin (SQLite's BEGIN IMMEDIATE
+        # timed out): a stale one would make the next append "join" nothing.
+        _open.tx = None
     if tx.drafts:
         observe_appended(tx.drafts, since=tx.started)
         from audit.checkpoints import checkpoint_if_due  # late: checkpoints import the chain

@@ -20,6 +20,7 @@ import json, os, uuid
 from pathlib import Path
 from django.conf import settings
 from django.db import connection
+from audit import chain
 from audit.chain import AuditSinkError, chain_append, chain_transaction
 from audit.models import AuditRecord
 from audit.records import new_record
@@ -91,10 +92,11 @@ try:
     chain_append([draft()])
     out["blocked"] = {"raised": False}
 except AuditSinkError:
-    out["blocked"] = {"raised": True, "idle": idle()}
+    out["blocked"] = {"raised": True, "idle": idle(), "none_left_open": chain._open.tx is None}
 release()
 out["blocked"]["next"] = chain_append([draft()])[0].seq
 out["blocked"]["stored"] = seqs()
+out["blocked"]["next_mirrored"] = any(json.loads(line)["seq"] == out["blocked"]["next"] for line in log.read_text().splitlines())
 print(json.dumps(out))
 """
 
@@ -138,6 +140,7 @@ def test_a_refused_mirror_keeps_nothing_and_the_next_append_works(observed):
 
 def test_a_writer_blocked_at_the_lock_fails_closed_and_leaves_no_transaction_open(observed):
     blocked = observed["blocked"]
-    assert blocked["raised"] and blocked["idle"]
+    assert blocked["raised"] and blocked["idle"] and blocked["none_left_open"]
+    assert blocked["next_mirrored"]  # the next append is a whole one again, mirror line included
     assert _gapless(blocked["stored"]) and blocked["next"] in blocked["stored"]
     assert blocked["next"] > observed["mirror_refused"]["next"]
