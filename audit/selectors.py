@@ -11,8 +11,10 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 
-from audit.models import AuditRecord, Checkpoint, VerificationRun
+from audit.chain import max_merge_delay
+from audit.models import AuditIntake, AuditRecord, Checkpoint, VerificationRun
 from audit.records import ACTION, DECISION, parse_body
 from audit.triggers import missing_or_disabled
 from audit.verify import (
@@ -104,6 +106,12 @@ def audit_verify(
         verifier.feed(row.pop("body"), row)
         if progress is not None and verifier.report.records % 10000 == 0:
             progress(verifier.report.records, total)
+    # Records still in the intake: only those past their merge deadline are
+    # problems, so one integrated while the chain was read is never blamed.
+    verifier.check_intake(
+        AuditIntake.objects.order_by("id").values_list("id", "entry_hash", "queued_at").iterator(),
+        deadline_passed_before=timezone.now() - max_merge_delay(),
+    )
     return verifier.finish()
 
 

@@ -2,7 +2,12 @@
 transaction, in a process of its own on a fresh database. On PostgreSQL it is
 opened by hand in the round trip that takes the chain lock, on SQLite by
 atomic(). Either way it commits whole, rolls back whole, and leaves the
-connection with no transaction open."""
+connection with no transaction open.
+
+On PostgreSQL a plain append takes the batched path (intake, then the
+sequencer): a refused mirror or a chain lock held elsewhere leaves the
+record durable in the intake with a promise receipt, and the next sequencer
+turn puts it in the chain, in order."""
 
 from __future__ import annotations
 
@@ -63,12 +68,14 @@ blocker = log.parent / "not-a-directory"
 blocker.write_text("")
 settings.VERITTA_AUDIT_LOG_PATH = blocker / "audit.log"  # its parent is a file: open() fails
 try:
-    chain_append([draft()])
+    with chain_transaction():
+        chain_append([draft()])
     out["mirror_refused"] = {"raised": False}
 except AuditSinkError:
     out["mirror_refused"] = {"raised": True, "stored": seqs(), "idle": idle()}
 settings.VERITTA_AUDIT_LOG_PATH = log
-out["mirror_refused"]["next"] = chain_append([draft()])[0].seq
+with chain_transaction():
+    out["mirror_refused"]["next"] = chain_append([draft()])[0].seq
 
 # Another writer holds the chain lock past our lock timeout: the append fails
 # closed at the lock, and the connection is usable again once it is free.
@@ -89,14 +96,40 @@ else:
     connection.connection.execute("PRAGMA busy_timeout = 200")
     release = lambda: other.execute("ROLLBACK")
 try:
-    chain_append([draft()])
+    with chain_transaction():
+        chain_append([draft()])
     out["blocked"] = {"raised": False}
 except AuditSinkError:
     out["blocked"] = {"raised": True, "idle": idle(), "none_left_open": chain._open.tx is None}
 release()
-out["blocked"]["next"] = chain_append([draft()])[0].seq
+with chain_transaction():
+    out["blocked"]["next"] = chain_append([draft()])[0].seq
 out["blocked"]["stored"] = seqs()
 out["blocked"]["next_mirrored"] = any(json.loads(line)["seq"] == out["blocked"]["next"] for line in log.read_text().splitlines())
+
+if connection.vendor == "postgresql":
+    # Alerts about the refused mirror append records of their own from a
+    # background thread: so records are followed here by their entry hashes.
+    from audit.models import AuditIntake
+    def waiting(*receipts):
+        entries = set(AuditIntake.objects.values_list("entry_hash", flat=True))
+        return [r.entry_hash in entries for r in receipts]
+    settings.VERITTA_AUDIT_LOG_PATH = blocker / "audit.log"
+    refused = chain_append([draft()])[0]
+    batched = {"refused_seq": refused.seq, "waiting": waiting(refused), "idle": idle()}
+    other.execute("SELECT pg_advisory_lock(%s)", [CHAIN_LOCK_KEY])  # before an alert's append can sequence it
+    settings.VERITTA_AUDIT_LOG_PATH = log
+    locked_out = chain_append([draft()])[0]  # returns, with a promise, while the lock is held
+    batched.update(locked_out_seq=locked_out.seq, waiting_while_locked=waiting(refused, locked_out), idle_while_locked=idle())
+    release()
+    last = chain_append([draft()])[0]
+    batched.update(last_seq=last.seq, waiting_after=waiting(refused, locked_out, last), stored=seqs())
+    placed = dict(AuditRecord.objects.filter(entry_hash__in=[refused.entry_hash, locked_out.entry_hash, last.entry_hash]).values_list("entry_hash", "seq"))
+    order = [placed.get(r.entry_hash) for r in (refused, locked_out, last)]
+    batched["in_order"] = None not in order and order == sorted(order) and order[-1] == last.seq
+    mirrored = {json.loads(line)["seq"] for line in log.read_text().splitlines()}
+    batched["mirrored"] = set(order) <= mirrored
+    out["batched"] = batched
 print(json.dumps(out))
 """
 
@@ -144,3 +177,17 @@ def test_a_writer_blocked_at_the_lock_fails_closed_and_leaves_no_transaction_ope
     assert blocked["next_mirrored"]  # the next append is a whole one again, mirror line included
     assert _gapless(blocked["stored"]) and blocked["next"] in blocked["stored"]
     assert blocked["next"] > observed["mirror_refused"]["next"]
+
+
+def test_batched_appends_wait_in_the_intake_when_the_sequencer_cannot_run(observed):
+    if observed["vendor"] != "postgresql":
+        pytest.skip("the batched write path is PostgreSQL's")
+    batched = observed["batched"]
+    # A refused mirror: the record is durable in the intake, its receipt a promise.
+    assert batched["refused_seq"] is None and batched["waiting"] == [True] and batched["idle"]
+    # A lock held elsewhere: no wait, a promise, the intake grows.
+    assert batched["locked_out_seq"] is None and batched["waiting_while_locked"] == [True, True]
+    assert batched["idle_while_locked"]
+    # The next turn sequences all three in commit order, mirror included, gapless.
+    assert batched["waiting_after"] == [False, False, False] and batched["in_order"] and batched["mirrored"]
+    assert _gapless(batched["stored"]) and batched["last_seq"] == batched["stored"][-1]
