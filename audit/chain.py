@@ -53,10 +53,10 @@ CHAIN_LOCK_KEY = 0x5645524954544131  # "VERITTA1"
 INTEGRATE_BATCH = 1000
 
 _HEAD = "SELECT seq, record_hash FROM audit_auditrecord ORDER BY seq DESC LIMIT 1"
-# Lock and head read in one round trip. Two statements, so that the head is
-# read with a snapshot taken after the lock is granted (READ COMMITTED takes
-# one per statement); no parameters, so psycopg sends them as one simple query
-# whichever binding the connection uses.
+# Direct path on PostgreSQL: lock and head read in one round trip. Two
+# statements, so that the head is read with a snapshot taken after the lock is
+# granted (READ COMMITTED takes one per statement); no parameters, so psycopg
+# sends them as one simple query whichever binding the connection uses.
 _LOCK_THEN_HEAD_PG = f"SELECT pg_advisory_xact_lock({CHAIN_LOCK_KEY}); {_HEAD}"
 
 _COLUMNS = (
@@ -72,6 +72,7 @@ _INTAKE_PLACEHOLDERS = "(%s::timestamptz, " + ", ".join(["%s"] * 10) + ")"
 # The batch of the sequencer, under the lock, after the head: oldest first.
 _INTAKE_BATCH = f"SELECT id, entry_hash, {_FIELD_COLUMNS}, body FROM audit_auditintake ORDER BY id LIMIT {INTEGRATE_BATCH}"
 _OLDEST_WAITING = "SELECT queued_at FROM audit_auditintake ORDER BY id LIMIT 1"
+_ANY_WAITING = "SELECT EXISTS (SELECT 1 FROM audit_auditintake)"
 
 
 class AuditSinkError(Exception):
@@ -111,11 +112,11 @@ class _Transaction:
     """The appends of one chain transaction, kept until it commits."""
 
     started: datetime
-    head: tuple[int, str] | None = None  # read under the lock by the first append
-    by_hand: bool = False  # PostgreSQL outside any atomic block: BEGIN goes with the lock
-    begun: bool = False
+    head: tuple[int, str] | None = None  # read under the lock by the first direct append
+    batched: bool = False  # PostgreSQL outside atomic: appends go to the intake
     drafts: list[dict[str, Any]] = field(default_factory=list)
     lines: list[bytes] = field(default_factory=list)
+    placed: dict[int, tuple[int, str]] = field(default_factory=dict)  # intake id -> (seq, hash)
 
 
 _open = threading.local()  # Django's connections are per thread, and so is this
@@ -130,17 +131,10 @@ def chain_head(cursor: Any) -> tuple[int, str]:
     return _head_of(cursor.fetchone())
 
 
-def _locked_head(cursor: Any, tx: _Transaction) -> tuple[int, str]:
+def _locked_head(cursor: Any) -> tuple[int, str]:
     if connection.vendor != "postgresql":
         return chain_head(cursor)  # SQLite: BEGIN IMMEDIATE already holds the write lock
-    if tx.by_hand:
-        # Set first: if the lock statement fails, the BEGIN before it has left an
-        # aborted transaction open, and only a ROLLBACK ends it.
-        tx.begun = True
-        cursor.execute("BEGIN; " + _LOCK_THEN_HEAD_PG)
-        cursor.nextset()
-    else:
-        cursor.execute(_LOCK_THEN_HEAD_PG)
+    cursor.execute(_LOCK_THEN_HEAD_PG)
     cursor.nextset()
     return _head_of(cursor.fetchone())
 
@@ -187,28 +181,6 @@ def _insert_rows(cursor: Any, rows: list[tuple[Any, ...]], *, prefix: str = "", 
     )
 
 
-@contextmanager
-def _database_transaction(tx: _Transaction) -> Iterator[None]:
-    """Django's atomic(), except on PostgreSQL outside any atomic block. There
-    the transaction is opened by hand in the round trip that takes the chain
-    lock and reads the head ("BEGIN; lock; head"), one round trip less than
-    atomic(), whose BEGIN psycopg sends on its own."""
-    if connection.vendor != "postgresql" or connection.in_atomic_block:
-        with transaction.atomic():
-            yield
-        return
-    tx.by_hand = True
-    try:
-        yield
-    except BaseException:
-        if tx.begun:
-            _rollback_quietly()
-        raise
-    if tx.begun:
-        with connection.cursor() as cursor:
-            cursor.execute("COMMIT")
-
-
 def _rollback_quietly() -> None:
     try:
         with connection.cursor() as cursor:
@@ -218,47 +190,59 @@ def _rollback_quietly() -> None:
 
 
 def _sink_failed(exc: BaseException) -> AuditSinkError:
-    # Observed after the rollback: an alert it raises is not part of it.
+    """Log and count a failed write (after its rollback: an alert it raises is
+    not part of it); the error to raise for it."""
     logger.error("audit sink failed", extra={"exc_class": type(exc).__name__})
     observe_sink_failure(exc)
-    if isinstance(exc, AuditSinkError):
-        return exc
     return AuditSinkError(type(exc).__name__)
 
 
 @contextmanager
-def chain_transaction() -> Iterator[None]:
+def chain_transaction() -> Iterator[_Transaction]:
     """One database transaction for every append made inside it, and for
-    whatever else the caller writes in it: one commit. On SQLite that is one
-    turn on the single write lock and one fsync, which is why the pipeline puts
-    its rate-limit counters in the same transaction as the decision records.
-    Appends inside it are direct (sequenced at once, under the chain lock).
+    whatever else the caller writes in it: one commit. The pipeline puts its
+    rate-limit counters in the same transaction as the decision records: on
+    SQLite that is one turn on the single write lock and one fsync, on
+    PostgreSQL one WAL flush for the counters and the intake rows.
 
-    The mirror lines are written just before the commit (if the mirror refuses,
-    the rows roll back); metrics and checkpoints follow the commit. Raises
-    AuditSinkError if the transaction cannot begin or commit or the mirror
-    refuses: nothing of it is kept. Nested use joins the open transaction.
+    On PostgreSQL outside any atomic block the appends go to the intake, and
+    the sequencer step runs after the commit (`tx.placed` then maps the intake
+    ids it sequenced); otherwise they are direct, sequenced at once under the
+    chain lock, with the mirror lines written just before the commit (if the
+    mirror refuses, the rows roll back) and checkpoints after it. Metrics
+    follow the commit. Raises AuditSinkError if the transaction cannot begin
+    or commit, the mirror refuses or the intake is refused: nothing of it is
+    kept. Nested use joins the open transaction.
     """
-    if getattr(_open, "tx", None) is not None:
-        yield
+    open_tx = getattr(_open, "tx", None)
+    if open_tx is not None:
+        yield open_tx
         return
-    tx = _open.tx = _Transaction(started=datetime.now(UTC))
+    batched = connection.vendor == "postgresql" and not connection.in_atomic_block
+    tx = _open.tx = _Transaction(started=datetime.now(UTC), batched=batched)
     try:
-        with _database_transaction(tx):
+        with transaction.atomic():
             try:
-                yield
+                yield tx
                 if tx.lines:
                     mirror().append(tx.lines)
             finally:
                 _open.tx = None  # closed before the commit: on_commit callbacks start afresh
+    except AuditSinkError as exc:
+        _sink_failed(exc)
+        raise
     except (DatabaseError, OSError) as exc:
         raise _sink_failed(exc) from exc
     finally:
         # Also when the transaction could not even begin (SQLite's BEGIN IMMEDIATE
         # timed out): a stale one would make the next append "join" nothing.
         _open.tx = None
-    if tx.drafts:
-        observe_appended(tx.drafts, since=tx.started)
+    if not tx.drafts:
+        return
+    observe_appended(tx.drafts, since=tx.started)
+    if batched:
+        tx.placed = integrate()
+    else:
         _checkpoint_if_due(tx.drafts[0]["seq"], tx.drafts[-1]["seq"])
 
 
@@ -268,57 +252,59 @@ def _checkpoint_if_due(first_seq: int, last_seq: int) -> None:
     checkpoint_if_due(first_seq, last_seq)
 
 
-def _batched() -> bool:
-    """Records of a request's own write on PostgreSQL go through the intake."""
-    return connection.vendor == "postgresql" and not connection.in_atomic_block and getattr(_open, "tx", None) is None
-
-
 def chain_append(drafts: Sequence[dict[str, Any] | Presealed]) -> list[Receipt]:
-    """Append the drafts, in order; return receipts. Drafts may come presealed
+    """Append the drafts, in order, in the open chain transaction or in one of
+    their own; return receipts. Drafts may come presealed
     (audit.records.preseal), so that their canonical JSON was made before any
     lock was taken; plain drafts are presealed here.
 
-    Durable on return (at once, or when the open chain transaction commits).
-    Raises AuditSinkError if the database or the mirror refuses, or
+    Durable once the transaction has committed (at once when there is none
+    open). Raises AuditSinkError if the database or the mirror refuses, or
     IntegrationLagging if the sequencer is too far behind: nothing of the
-    drafts is kept. (Inside an open chain transaction the DatabaseError itself
+    drafts is kept. (Inside an open chain transaction the error itself
     propagates, and the transaction turns it into AuditSinkError once it has
-    rolled back.)
+    rolled back.) Receipts of intake rows appended inside an open transaction
+    are promises: the sequencer runs only after its commit.
     """
     presealed = [d if isinstance(d, Presealed) else preseal(d) for d in drafts]
-    if _batched():
-        return _append_batched(presealed)
-    return _append_direct(presealed)
+    with chain_transaction() as tx:
+        if not tx.batched:
+            return _append_direct(tx, presealed)
+        ids = _append_to_intake(tx, presealed)
+    return [
+        Receipt(draft.entry_hash, *tx.placed[intake_id])
+        if intake_id in tx.placed
+        else Receipt(draft.entry_hash, queued_at=tx.started)
+        for intake_id, draft in zip(ids, presealed, strict=True)
+    ]
 
 
-def _append_direct(presealed: list[Presealed]) -> list[Receipt]:
-    with chain_transaction():
-        tx = _open.tx
-        now = datetime.now(UTC)
-        ts = now.isoformat(timespec="microseconds")
-        with connection.cursor() as cursor:
-            seq, prev_hash = tx.head if tx.head is not None else _locked_head(cursor, tx)
-            rows, lines = [], []
-            for draft in presealed:
-                seq += 1
-                body = seal_presealed(draft, seq=seq, prev_hash=prev_hash, ts_utc=ts)
-                rows.append(
-                    _chain_row(
-                        seq=seq,
-                        record_hash=draft.record["record_hash"],
-                        prev_hash=prev_hash,
-                        ts=now,
-                        fields=_field_columns(draft.record),
-                        body=body,
-                        entry_hash=draft.entry_hash,
-                    )
+def _append_direct(tx: _Transaction, presealed: list[Presealed]) -> list[Receipt]:
+    now = datetime.now(UTC)
+    ts = now.isoformat(timespec="microseconds")
+    with connection.cursor() as cursor:
+        seq, prev_hash = tx.head if tx.head is not None else _locked_head(cursor)
+        rows, lines = [], []
+        for draft in presealed:
+            seq += 1
+            body = seal_presealed(draft, seq=seq, prev_hash=prev_hash, ts_utc=ts)
+            rows.append(
+                _chain_row(
+                    seq=seq,
+                    record_hash=draft.record["record_hash"],
+                    prev_hash=prev_hash,
+                    ts=now,
+                    fields=_field_columns(draft.record),
+                    body=body,
+                    entry_hash=draft.entry_hash,
                 )
-                prev_hash = draft.record["record_hash"]
-                lines.append(body)
-            _insert_rows(cursor, rows)
-        tx.head = (seq, prev_hash)
-        tx.drafts.extend(draft.record for draft in presealed)
-        tx.lines.extend(lines)
+            )
+            prev_hash = draft.record["record_hash"]
+            lines.append(body)
+        _insert_rows(cursor, rows)
+    tx.head = (seq, prev_hash)
+    tx.drafts.extend(draft.record for draft in presealed)
+    tx.lines.extend(lines)
     return [Receipt(d.entry_hash, d.record["seq"], d.record["record_hash"]) for d in presealed]
 
 
@@ -330,39 +316,30 @@ def max_merge_delay() -> timedelta:
     return timedelta(seconds=settings.VERITTA_AUDIT_MAX_MERGE_DELAY_S)
 
 
-def _append_batched(presealed: list[Presealed]) -> list[Receipt]:
-    started = datetime.now(UTC)
-    # Refused when the oldest waiting record has waited half the promised delay:
-    # the sequencer is stuck, and the other half is the margin to catch up.
-    refuse_before = started - max_merge_delay() / 2
-    rows = [
-        (started, draft.entry_hash, *_field_columns(draft.record), draft.intake_text) for draft in presealed
-    ]
+def _append_to_intake(tx: _Transaction, presealed: list[Presealed]) -> list[int]:
+    """Insert the records into the intake, in the open transaction; their ids.
+    Refused (IntegrationLagging) when the oldest waiting record has waited half
+    the merge delay: the sequencer is stopped or stuck, and the other half is
+    the margin for it to keep the promises already given."""
+    refuse_before = tx.started - max_merge_delay() / 2
+    # This process's mirror path must open: the sequencer writes the mirror, and
+    # a path that cannot open fails every batch (a stat, no write).
+    mirror().check_writable()
+    rows = [(tx.started, draft.entry_hash, *_field_columns(draft.record), draft.intake_text) for draft in presealed]
     values = ", ".join([_INTAKE_PLACEHOLDERS] * len(rows))
-    try:
-        with connection.cursor() as cursor:  # autocommit: durable when it returns
-            cursor.execute(
-                f"INSERT INTO audit_auditintake ({_INTAKE_COLUMNS})"  # noqa: S608 - placeholders only
-                f" SELECT * FROM (VALUES {values}) AS v"
-                f" WHERE NOT EXISTS (SELECT 1 FROM ({_OLDEST_WAITING}) oldest WHERE oldest.queued_at < %s)"
-                " RETURNING id",
-                [*(value for row in rows for value in row), refuse_before],
-            )
-            ids = sorted(row[0] for row in cursor.fetchall())
-    except DatabaseError as exc:
-        raise _sink_failed(exc) from exc
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO audit_auditintake ({_INTAKE_COLUMNS})"  # noqa: S608 - placeholders only
+            f" SELECT * FROM (VALUES {values}) AS v"
+            f" WHERE NOT EXISTS (SELECT 1 FROM ({_OLDEST_WAITING}) oldest WHERE oldest.queued_at < %s)"
+            " RETURNING id",
+            [*(value for row in rows for value in row), refuse_before],
+        )
+        ids = sorted(row[0] for row in cursor.fetchall())
     if not ids:
-        raise _sink_failed(IntegrationLagging("IntegrationLagging"))
-    observe_appended([draft.record for draft in presealed], since=started)
-    sequenced = integrate()
-    receipts = []
-    for intake_id, draft in zip(ids, presealed, strict=True):
-        placed = sequenced.get(intake_id)
-        if placed is None:
-            receipts.append(Receipt(draft.entry_hash, queued_at=started))
-        else:
-            receipts.append(Receipt(draft.entry_hash, placed[0], placed[1]))
-    return receipts
+        raise IntegrationLagging("IntegrationLagging")
+    tx.drafts.extend(draft.record for draft in presealed)
+    return ids
 
 
 def integrate(*, max_batches: int = 16) -> dict[int, tuple[int, str]]:
@@ -393,7 +370,8 @@ def integrate(*, max_batches: int = 16) -> dict[int, tuple[int, str]]:
 
 
 def _integrate_batch(placed: dict[int, tuple[int, str]]) -> bool:
-    """One sequencer transaction. False when the lock is taken or the intake empty."""
+    """One sequencer transaction. True when rows are waiting after its commit;
+    False when the lock was taken or the intake is empty."""
     begun = False
     try:
         with connection.cursor() as cursor:
@@ -441,15 +419,19 @@ def _integrate_batch(placed: dict[int, tuple[int, str]]) -> bool:
                 params=[list(done)],
             )
             mirror().append(lines)
-            cursor.execute("COMMIT")
+            # The look again, in the commit's round trip: rows committed while
+            # the lock was held are waiting for this holder.
+            cursor.execute(f"COMMIT; {_ANY_WAITING}")
             begun = False
+            cursor.nextset()
+            more = bool(cursor.fetchone()[0])
     finally:
         if begun:
             _rollback_quietly()
     placed.update(done)
     observe_integrated(len(batch), since=started)
     _checkpoint_if_due(first, seq)
-    return True  # look again: rows committed while the lock was held are waiting
+    return more
 
 
 def oldest_waiting() -> datetime | None:

@@ -170,7 +170,7 @@ VERITTA_AUDIT_ORIGIN = env.str("VERITTA_AUDIT_ORIGIN", default="veritta.local/au
 # in the intake before it must be in the chain (the deadline of an inclusion
 # promise; new writes are refused at half of it), and how often every server
 # process looks for waiting records.
-VERITTA_AUDIT_MAX_MERGE_DELAY_S = env.float("VERITTA_AUDIT_MAX_MERGE_DELAY_S", default=10.0)
+VERITTA_AUDIT_MAX_MERGE_DELAY_S = env.float("VERITTA_AUDIT_MAX_MERGE_DELAY_S", default=4.0)
 VERITTA_AUDIT_SEQUENCER_INTERVAL_S = env.float("VERITTA_AUDIT_SEQUENCER_INTERVAL_S", default=0.5)
 VERITTA_AUDIT_DIGEST_ENABLED = env.bool("VERITTA_AUDIT_DIGEST_ENABLED", default=True)
 VERITTA_MAX_PAYLOAD_SIZE = env.int("VERITTA_MAX_PAYLOAD_SIZE", default=8192)
