@@ -34,3 +34,21 @@ def receipts_missing(server: Any, receipts: list[dict[str, Any]], *, within_s: f
         if not missing or time.monotonic() > deadline:
             return missing
         time.sleep(0.25)
+
+
+def committed_statuses(database_url: str, trace_id: str) -> list[tuple[str, str | None, str | None]]:
+    """(event_type, decision, status) of the trace's records committed to the
+    database, in the chain or in the intake, read over a connection of our own."""
+    query = (
+        "SELECT event_type, decision, status FROM audit_auditrecord WHERE trace_id = {p}"
+        " UNION ALL SELECT event_type, decision, status FROM audit_auditintake WHERE trace_id = {p}"
+    )
+    if database_url.startswith("sqlite"):
+        import sqlite3
+
+        with sqlite3.connect(database_url.removeprefix("sqlite:///")) as conn:
+            return [tuple(row) for row in conn.execute(query.format(p="?"), [trace_id, trace_id])]
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        return [tuple(row) for row in conn.execute(query.format(p="%s"), [trace_id, trace_id])]
