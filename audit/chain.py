@@ -33,7 +33,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -73,6 +73,8 @@ _INTAKE_PLACEHOLDERS = "(%s::timestamptz, " + ", ".join(["%s"] * 10) + ")"
 _INTAKE_BATCH = f"SELECT id, entry_hash, {_FIELD_COLUMNS}, body FROM audit_auditintake ORDER BY id LIMIT {INTEGRATE_BATCH}"
 _OLDEST_WAITING = "SELECT queued_at FROM audit_auditintake ORDER BY id LIMIT 1"
 _ANY_WAITING = "SELECT EXISTS (SELECT 1 FROM audit_auditintake)"
+_TRY_LOCK = f"SELECT pg_try_advisory_lock({CHAIN_LOCK_KEY})"
+_UNLOCK = f"SELECT pg_advisory_unlock({CHAIN_LOCK_KEY})"
 
 
 class AuditSinkError(Exception):
@@ -181,14 +183,6 @@ def _insert_rows(cursor: Any, rows: list[tuple[Any, ...]], *, prefix: str = "", 
     )
 
 
-def _rollback_quietly() -> None:
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("ROLLBACK")
-    except DatabaseError:
-        pass  # a broken connection has no transaction left to end
-
-
 def _sink_failed(exc: BaseException) -> AuditSinkError:
     """Log and count a failed write (after its rollback: an alert it raises is
     not part of it); the error to raise for it."""
@@ -198,7 +192,7 @@ def _sink_failed(exc: BaseException) -> AuditSinkError:
 
 
 @contextmanager
-def chain_transaction() -> Iterator[_Transaction]:
+def chain_transaction(*, one_statement: bool = False) -> Iterator[_Transaction]:
     """One database transaction for every append made inside it, and for
     whatever else the caller writes in it: one commit. The pipeline puts its
     rate-limit counters in the same transaction as the decision records: on
@@ -212,7 +206,9 @@ def chain_transaction() -> Iterator[_Transaction]:
     mirror refuses, the rows roll back) and checkpoints after it. Metrics
     follow the commit. Raises AuditSinkError if the transaction cannot begin
     or commit, the mirror refuses or the intake is refused: nothing of it is
-    kept. Nested use joins the open transaction.
+    kept. Nested use joins the open transaction. `one_statement`: the caller
+    makes a single intake INSERT, atomic by itself, so on the batched path no
+    BEGIN/COMMIT is sent around it (one round trip instead of two).
     """
     open_tx = getattr(_open, "tx", None)
     if open_tx is not None:
@@ -221,7 +217,7 @@ def chain_transaction() -> Iterator[_Transaction]:
     batched = connection.vendor == "postgresql" and not connection.in_atomic_block
     tx = _open.tx = _Transaction(started=datetime.now(UTC), batched=batched)
     try:
-        with transaction.atomic():
+        with nullcontext() if batched and one_statement else transaction.atomic():
             try:
                 yield tx
                 if tx.lines:
@@ -267,7 +263,7 @@ def chain_append(drafts: Sequence[dict[str, Any] | Presealed]) -> list[Receipt]:
     are promises: the sequencer runs only after its commit.
     """
     presealed = [d if isinstance(d, Presealed) else preseal(d) for d in drafts]
-    with chain_transaction() as tx:
+    with chain_transaction(one_statement=True) as tx:
         if not tx.batched:
             return _append_direct(tx, presealed)
         ids = _append_to_intake(tx, presealed)
@@ -371,25 +367,26 @@ def integrate(*, max_batches: int = 16) -> dict[int, tuple[int, str]]:
 
 def _integrate_batch(placed: dict[int, tuple[int, str]]) -> bool:
     """One sequencer transaction. True when rows are waiting after its commit;
-    False when the lock was taken or the intake is empty."""
-    begun = False
-    try:
-        with connection.cursor() as cursor:
-            begun = True
-            cursor.execute(f"BEGIN; SELECT pg_try_advisory_xact_lock({CHAIN_LOCK_KEY})")
-            cursor.nextset()
-            if not cursor.fetchone()[0]:
-                cursor.execute("ROLLBACK")
-                begun = False
-                return False
+    False when the lock was taken or the intake is empty.
+
+    The lock is session-level, tried before the transaction: a writer that
+    finds it taken pays one round trip. It is released in the commit's round
+    trip; on any failure the transaction is rolled back and the lock released,
+    and if even that fails the connection is closed (PostgreSQL releases a
+    session's locks with it, as it does for a killed process)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_TRY_LOCK)
+        if not cursor.fetchone()[0]:
+            return False
+        try:
             started = datetime.now(UTC)
-            cursor.execute(f"{_HEAD}; {_INTAKE_BATCH}")
+            cursor.execute(f"BEGIN; {_HEAD}; {_INTAKE_BATCH}")
+            cursor.nextset()
             seq, prev_hash = _head_of(cursor.fetchone())
             cursor.nextset()
             batch = cursor.fetchall()
             if not batch:
-                cursor.execute("COMMIT")
-                begun = False
+                cursor.execute(f"COMMIT; {_UNLOCK}")
                 return False
             now = datetime.now(UTC)
             ts = now.isoformat(timespec="microseconds")
@@ -419,19 +416,27 @@ def _integrate_batch(placed: dict[int, tuple[int, str]]) -> bool:
                 params=[list(done)],
             )
             mirror().append(lines)
-            # The look again, in the commit's round trip: rows committed while
-            # the lock was held are waiting for this holder.
-            cursor.execute(f"COMMIT; {_ANY_WAITING}")
-            begun = False
+            # The look again goes in the commit's round trip: rows committed
+            # while the lock was held are waiting for this holder.
+            cursor.execute(f"COMMIT; {_UNLOCK}; {_ANY_WAITING}")
+            cursor.nextset()
             cursor.nextset()
             more = bool(cursor.fetchone()[0])
-    finally:
-        if begun:
-            _rollback_quietly()
+        except BaseException:
+            _abandon_batch()
+            raise
     placed.update(done)
     observe_integrated(len(batch), since=started)
     _checkpoint_if_due(first, seq)
     return more
+
+
+def _abandon_batch() -> None:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"ROLLBACK; {_UNLOCK}")
+    except DatabaseError:
+        connection.close()  # the session goes, and its lock with it
 
 
 def oldest_waiting() -> datetime | None:
