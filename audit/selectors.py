@@ -69,6 +69,24 @@ def audit_head_seq() -> int:
     return int(row or 0)
 
 
+@dataclass(frozen=True)
+class IntakeStatus:
+    """Records committed to the intake of the batched write path (PostgreSQL)
+    and not yet in the chain."""
+
+    waiting: int
+    oldest_age_s: float | None
+
+
+def audit_intake_status() -> IntakeStatus | None:
+    """None where there is no batched write path (SQLite)."""
+    if connection.vendor != "postgresql":
+        return None
+    oldest = AuditIntake.objects.order_by("id").values_list("queued_at", flat=True).first()
+    age = (timezone.now() - oldest).total_seconds() if oldest else None
+    return IntakeStatus(waiting=AuditIntake.objects.count(), oldest_age_s=age)
+
+
 def audit_records_for_trace(*, trace_id: str) -> list[AuditRecord]:
     return list(AuditRecord.objects.filter(trace_id=trace_id).order_by("seq"))
 
