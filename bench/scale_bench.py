@@ -97,7 +97,9 @@ def drive_all(ports: list[int], request: bytes, connections: int, seconds: float
 
     async def together() -> list[Round]:
         shares = split(connections, len(ports))
-        return list(await asyncio.gather(*(drive_async(p, request, n, seconds) for p, n in zip(ports, shares, strict=True))))
+        return list(
+            await asyncio.gather(*(drive_async(p, request, n, seconds) for p, n in zip(ports, shares, strict=True)))
+        )
 
     parts = asyncio.run(together())
     return merge(parts), parts
