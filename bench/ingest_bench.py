@@ -38,6 +38,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -58,68 +59,57 @@ TARGET_LOCK_HELD = 0.5
 # --- the writers ----------------------------------------------------------------------------
 
 
-class _Connection(threading.Thread):
-    """One connection of a writer: a thread that keeps its Django connection
-    (Django's connections are per thread) across runs, and appends on command."""
+# A step: one unit of work on this thread's connection; returns (records it
+# wrote, whether a whole request ends with it, whether it succeeded).
+Step = Callable[[], tuple[int, bool, bool]]
 
-    def __init__(self) -> None:
+
+class _Connection(threading.Thread):
+    """One connection of a child process: a thread that keeps its Django
+    connection (Django's connections are per thread) across runs and, on
+    command, repeats its step for so many seconds, stopping on a whole request."""
+
+    def __init__(self, make_step: Callable[[], Step]) -> None:
         super().__init__(daemon=True)
+        self.make_step = make_step
         self.commands: queue.Queue[float] = queue.Queue()
         self.results: queue.Queue[dict[str, Any]] = queue.Queue()
         self.start()
 
     def run(self) -> None:
-        from audit.chain import chain_append
-        from bench.verify_bench import trace_drafts
-
-        rng = random.Random(f"{os.getpid()}-{threading.get_ident()}")
-
-        def calls() -> Any:
-            while True:
-                drafts = trace_drafts(rng, datetime.now(UTC))  # ts_utc is set again by chain_append
-                if len(drafts) == 3:  # an allowed request (denials are one record, one call)
-                    yield drafts[:2]
-                    yield drafts[2:]
-
-        source = calls()
-        for _ in range(4):  # warm: connection, first statements, the mirror file
-            chain_append(next(source))
+        step = self.make_step()  # warms up: connection, first statements, the mirror file
         self.results.put({"ready": True})
         while True:
             seconds = self.commands.get()
             latencies: list[float] = []
-            records = 0
+            records = errors = 0
             started = time.perf_counter()
             deadline = started + seconds
-            pending = False  # stop on a whole request: no PENDING left without its SUCCESS
-            while time.perf_counter() < deadline or pending:
-                drafts = next(source)
-                pending = len(drafts) == 2
+            whole = True
+            while time.perf_counter() < deadline or not whole:
                 t0 = time.perf_counter()
-                chain_append(drafts)
+                wrote, whole, ok = step()
                 latencies.append(time.perf_counter() - t0)
-                records += len(drafts)
-            self.results.put({"latencies": latencies, "records": records, "elapsed": time.perf_counter() - started})
+                records += wrote
+                errors += not ok
+            elapsed = time.perf_counter() - started
+            self.results.put({"latencies": latencies, "records": records, "errors": errors, "elapsed": elapsed})
 
 
-def writer() -> None:
-    """A child process (--writer): Django on the bench settings, then for each
-    "run SECONDS CONNS" line on stdin, CONNS connections (a thread each) append
-    for that long; prints one JSON line per run. Answers "ready" once warm."""
-    import django
-
-    django.setup()
-    from audit.chain import CHAIN_LOCK_KEY
-
+def child(make_step: Callable[[], Step], hello: dict[str, Any]) -> None:
+    """The loop of a child process (a writer, an app server): for each
+    "run SECONDS CONNS" line on stdin, CONNS connections (a thread each) repeat
+    their step for that long; prints one JSON line per run. Answers `hello`
+    once ready."""
     connections: list[_Connection] = []
-    print(json.dumps({"ready": os.getpid(), "lock_key": CHAIN_LOCK_KEY}), flush=True)
+    print(json.dumps({"ready": os.getpid(), **hello}), flush=True)
     while line := sys.stdin.readline():
         command, *values = line.split()
         if command != "run":
             break
         seconds, conns = float(values[0]), int(values[1])
         while len(connections) < conns:
-            connections.append(_Connection())
+            connections.append(_Connection(make_step))
             connections[-1].results.get()  # warm
         used = connections[:conns]
         for c in used:
@@ -130,6 +120,7 @@ def writer() -> None:
                 {
                     "calls": sum(len(a["latencies"]) for a in answers),
                     "records": sum(a["records"] for a in answers),
+                    "errors": sum(a["errors"] for a in answers),
                     "elapsed": max(a["elapsed"] for a in answers),
                     "latencies": [v for a in answers for v in a["latencies"]],
                 }
@@ -138,11 +129,49 @@ def writer() -> None:
         )
 
 
-class Writers:
-    """N writer processes, started once, run on command (the first P of them)."""
+def _append_step() -> Step:
+    """chain_append in a loop: an ALLOW+PENDING pair, then a SUCCESS record,
+    as a governed request makes them."""
+    from audit.chain import chain_append
+    from bench.verify_bench import trace_drafts
 
-    def __init__(self, env: dict[str, str], count: int) -> None:
-        argv = [sys.executable, str(Path(__file__).resolve()), "--writer"]
+    rng = random.Random(f"{os.getpid()}-{threading.get_ident()}")
+
+    def calls() -> Iterator[list[dict[str, Any]]]:
+        while True:
+            drafts = trace_drafts(rng, datetime.now(UTC))  # ts_utc is set again by chain_append
+            if len(drafts) == 3:  # an allowed request (denials are one record, one call)
+                yield drafts[:2]
+                yield drafts[2:]
+
+    source = calls()
+
+    def step() -> tuple[int, bool, bool]:
+        drafts = next(source)
+        chain_append(drafts)
+        return len(drafts), len(drafts) == 1, True
+
+    for _ in range(4):
+        step()
+    return step
+
+
+def writer() -> None:
+    """A writer process (--writer): Django on the bench settings, chain appends on command."""
+    import django
+
+    django.setup()
+    from audit.chain import CHAIN_LOCK_KEY
+
+    child(_append_step, {"lock_key": CHAIN_LOCK_KEY})
+
+
+class Writers:
+    """N child processes (`script --role`), started once, run on command (the
+    first P of them)."""
+
+    def __init__(self, env: dict[str, str], count: int, script: Path | None = None, role: str = "--writer") -> None:
+        argv = [sys.executable, str(script or Path(__file__).resolve()), role]
         self.processes = [
             subprocess.Popen(argv, cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             for _ in range(count)
