@@ -170,11 +170,26 @@ class Writers:
     """N child processes (`script --role`), started once, run on command (the
     first P of them)."""
 
-    def __init__(self, env: dict[str, str], count: int, script: Path | None = None, role: str = "--writer") -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        count: int,
+        script: Path | None = None,
+        role: str = "--writer",
+        env_of: Callable[[int], dict[str, str]] | None = None,
+    ) -> None:
+        """`env_of(i)`: what child i adds to `env` (its own mirror, say)."""
         argv = [sys.executable, str(script or Path(__file__).resolve()), role]
         self.processes = [
-            subprocess.Popen(argv, cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-            for _ in range(count)
+            subprocess.Popen(
+                argv,
+                cwd=ROOT,
+                env=env | (env_of(i) if env_of else {}),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for i in range(count)
         ]
         # The chain lock's key, as the project names it (the parent has no Django).
         self.lock_key = {self._answer(p)["lock_key"] for p in self.processes}.pop()
@@ -244,6 +259,7 @@ class LockSampler:
         import psycopg
 
         self._conn = psycopg.connect(self.url, autocommit=True)
+        self.backend_pid = self._conn.info.backend_pid  # its own CPU is not the chain's
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         return self
