@@ -243,14 +243,19 @@ SELECT EXISTS (
 """
 
 
+def lock_held(conn: Any, key: int) -> bool:
+    """Whether any backend holds the advisory lock `key` (by transaction or by session)."""
+    row = conn.execute(_HELD, lock_key_parts(key)).fetchone()
+    return bool(row and row[0])
+
+
 class LockSampler:
     """From a thread: every `interval` s, whether any backend holds the chain
     lock. pg_locks lists advisory locks held by a transaction and by a session
     alike, so the share is right for either way of taking it."""
 
     def __init__(self, url: str, key: int, interval: float) -> None:
-        self.url, self.interval = url, interval
-        self._key = lock_key_parts(key)
+        self.url, self.key, self.interval = url, key, interval
         self.held = self.samples = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -266,8 +271,7 @@ class LockSampler:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            row = self._conn.execute(_HELD, self._key).fetchone()
-            self.held += bool(row and row[0])
+            self.held += lock_held(self._conn, self.key)
             self.samples += 1
 
     def __exit__(self, *exc: object) -> None:
