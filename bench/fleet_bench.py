@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere: import the project
 
 from bench.http_bench import BODY, RESULTS, governed_env, machine, prepare_database  # noqa: E402
-from bench.ingest_bench import LockSampler, Step, Writers, _ms, chain_size, child, wait_drained  # noqa: E402
+from bench.ingest_bench import Children, LockSampler, Step, chain_size, child, percentile_ms, wait_drained  # noqa: E402
 from bench.scale_bench import CpuMeter, _median  # noqa: E402
 from bench.support import audit_verify, durability_line, pg_durability, verify_line  # noqa: E402
 from tests.support.servers import PostgresCluster  # noqa: E402
@@ -151,7 +151,9 @@ def children(pid: int) -> list[int]:
 # --- the fleet -------------------------------------------------------------------------------------
 
 
-def measure(servers: Writers, conn: Any, url: str, postmaster: int, n: int, args: argparse.Namespace) -> dict[str, Any]:
+def measure(
+    servers: Children, conn: Any, url: str, postmaster: int, n: int, args: argparse.Namespace
+) -> dict[str, Any]:
     apps = [p.pid for p in servers.processes[:n]]
     with CpuMeter() as cpu, LockSampler(url, servers.lock_key, args.sample_ms / 1000) as lock:
         backends = [pid for pid in children(postmaster) if pid != lock.backend_pid]
@@ -170,8 +172,8 @@ def measure(servers: Writers, conn: Any, url: str, postmaster: int, n: int, args
     requests = sum(a["calls"] for a in answers)
     return {
         "rps": requests / elapsed,
-        "p50_ms": _ms(latencies, 0.50),
-        "p99_ms": _ms(latencies, 0.99),
+        "p50_ms": percentile_ms(latencies, 0.50),
+        "p99_ms": percentile_ms(latencies, 0.99),
         "errors": sum(a["errors"] for a in answers),
         "requests": requests,
         "integrated_records_per_s": (seq1 - seq0) / window,
@@ -193,7 +195,7 @@ def bench_fleet(args: argparse.Namespace, tmp: Path, env: dict[str, str], url: s
         (tmp / f"server-{i}").mkdir(exist_ok=True)
         return {"VERITTA_AUDIT_LOG_PATH": str(tmp / f"server-{i}" / "audit.log")}
 
-    servers = Writers(env, max(args.servers), Path(__file__).resolve(), "--app-server", own_mirror)
+    servers = Children(env, max(args.servers), Path(__file__).resolve(), "--app-server", own_mirror)
     runs: dict[int, list[dict[str, Any]]] = {n: [] for n in args.servers}
     try:
         servers.results(servers.start(max(args.servers), args.warmup, args.threads))  # warm-up

@@ -166,7 +166,7 @@ def writer() -> None:
     child(_append_step, {"lock_key": CHAIN_LOCK_KEY})
 
 
-class Writers:
+class Children:
     """N child processes (`script --role`), started once, run on command (the
     first P of them)."""
 
@@ -302,11 +302,11 @@ def wait_drained(conn: Any, timeout: float = 15.0) -> int:
     return waiting
 
 
-def _ms(ordered: list[float], q: float) -> float:
+def percentile_ms(ordered: list[float], q: float) -> float:
     return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-def measure(writers: Writers, conn: Any, url: str, procs: int, args: argparse.Namespace) -> dict[str, Any]:
+def measure(writers: Children, conn: Any, url: str, procs: int, args: argparse.Namespace) -> dict[str, Any]:
     """One window with `procs` writers: integrated records/s over exactly
     --seconds, as the parent sees max(seq) grow."""
     with CpuMeter() as cpu, LockSampler(url, writers.lock_key, args.sample_ms / 1000) as lock:
@@ -325,8 +325,8 @@ def measure(writers: Writers, conn: Any, url: str, procs: int, args: argparse.Na
         "integrated_records_per_s": (seq1 - seq0) / window,
         "committed_records_per_s": sum(a["records"] for a in answers) / elapsed,
         "calls_per_s": calls / elapsed,
-        "p50_ms": _ms(latencies, 0.50),
-        "p99_ms": _ms(latencies, 0.99),
+        "p50_ms": percentile_ms(latencies, 0.50),
+        "p99_ms": percentile_ms(latencies, 0.99),
         "lock_held_share": lock.share,
         "lock_samples": lock.samples,
         "cpu_busy": cpu.busy,
@@ -341,7 +341,7 @@ def bench_ingest(args: argparse.Namespace, env: dict[str, str], url: str) -> dic
     import psycopg
 
     started = time.monotonic()
-    writers = Writers(env, max(args.procs))
+    writers = Children(env, max(args.procs))
     runs: dict[int, list[dict[str, Any]]] = {p: [] for p in args.procs}
     try:
         writers.results(writers.start(max(args.procs), args.warmup, args.conns_per_writer))  # warm-up
