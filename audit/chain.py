@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, transaction
 
@@ -70,7 +71,16 @@ _FIELD_COLUMNS = "event_type, trace_id, decision, status, action, reason_code, a
 _INTAKE_COLUMNS = f"queued_at, entry_hash, {_FIELD_COLUMNS}, body"
 _INTAKE_PLACEHOLDERS = "(%s::timestamptz, " + ", ".join(["%s"] * 10) + ")"
 # The batch of the sequencer, under the lock, after the head: oldest first.
-_INTAKE_BATCH = f"SELECT id, entry_hash, {_FIELD_COLUMNS}, body FROM audit_auditintake ORDER BY id LIMIT {INTEGRATE_BATCH}"
+_INTAKE_BATCH = f"SELECT id, body FROM audit_auditintake ORDER BY id LIMIT {INTEGRATE_BATCH}"
+_INTEGRATE = (
+    # %b: binary parameters, so a thousand bodies are sent as they are, unescaped.
+    f"WITH integrated AS (DELETE FROM audit_auditintake WHERE id = ANY(%b) RETURNING id, entry_hash, {_FIELD_COLUMNS})"
+    f" INSERT INTO audit_auditrecord ({_COLUMNS})"
+    " SELECT v.seq, v.record_hash, v.prev_hash, i.event_type, %b, i.trace_id, i.decision, i.status, i.action,"
+    " i.reason_code, i.actor_kind, i.actor_id, v.body, i.entry_hash"
+    " FROM integrated i JOIN unnest(%b::bigint[], %b::bigint[], %b::text[], %b::text[], %b::text[])"
+    " AS v(id, seq, record_hash, prev_hash, body) ON v.id = i.id"
+)
 _OLDEST_WAITING = "SELECT queued_at FROM audit_auditintake ORDER BY id LIMIT 1"
 _ANY_WAITING = "SELECT EXISTS (SELECT 1 FROM audit_auditintake)"
 _TRY_LOCK = f"SELECT pg_try_advisory_lock({CHAIN_LOCK_KEY})"
@@ -116,6 +126,8 @@ class _Transaction:
     started: datetime
     head: tuple[int, str] | None = None  # read under the lock by the first direct append
     batched: bool = False  # PostgreSQL outside atomic: appends go to the intake
+    one_statement: bool = False  # batched, and the caller makes one intake INSERT: no atomic() around it
+    locked: bool = False  # the chain lock was got in the INSERT's round trip
     drafts: list[dict[str, Any]] = field(default_factory=list)
     lines: list[bytes] = field(default_factory=list)
     placed: dict[int, tuple[int, str]] = field(default_factory=dict)  # intake id -> (seq, hash)
@@ -215,9 +227,9 @@ def chain_transaction(*, one_statement: bool = False) -> Iterator[_Transaction]:
         yield open_tx
         return
     batched = connection.vendor == "postgresql" and not connection.in_atomic_block
-    tx = _open.tx = _Transaction(started=datetime.now(UTC), batched=batched)
+    tx = _open.tx = _Transaction(started=datetime.now(UTC), batched=batched, one_statement=batched and one_statement)
     try:
-        with nullcontext() if batched and one_statement else transaction.atomic():
+        with nullcontext() if tx.one_statement else transaction.atomic():
             try:
                 yield tx
                 if tx.lines:
@@ -237,7 +249,7 @@ def chain_transaction(*, one_statement: bool = False) -> Iterator[_Transaction]:
         return
     observe_appended(tx.drafts, since=tx.started)
     if batched:
-        tx.placed = integrate()
+        tx.placed = integrate(locked=tx.locked)
     else:
         _checkpoint_if_due(tx.drafts[0]["seq"], tx.drafts[-1]["seq"])
 
@@ -323,27 +335,46 @@ def _append_to_intake(tx: _Transaction, presealed: list[Presealed]) -> list[int]
     mirror().check_writable()
     rows = [(tx.started, draft.entry_hash, *_field_columns(draft.record), draft.intake_text) for draft in presealed]
     values = ", ".join([_INTAKE_PLACEHOLDERS] * len(rows))
+    insert = (
+        f"INSERT INTO audit_auditintake ({_INTAKE_COLUMNS})"  # noqa: S608 - placeholders only
+        f" SELECT * FROM (VALUES {values}) AS v"
+        f" WHERE NOT EXISTS (SELECT 1 FROM ({_OLDEST_WAITING}) oldest WHERE oldest.queued_at < %s)"
+        " RETURNING id"
+    )
+    params = [*(value for row in rows for value in row), refuse_before]
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO audit_auditintake ({_INTAKE_COLUMNS})"  # noqa: S608 - placeholders only
-            f" SELECT * FROM (VALUES {values}) AS v"
-            f" WHERE NOT EXISTS (SELECT 1 FROM ({_OLDEST_WAITING}) oldest WHERE oldest.queued_at < %s)"
-            " RETURNING id",
-            [*(value for row in rows for value in row), refuse_before],
-        )
-        ids = sorted(row[0] for row in cursor.fetchall())
+        if not tx.one_statement:
+            cursor.execute(insert, params)
+            ids = sorted(row[0] for row in cursor.fetchall())
+        else:
+            # A lone INSERT: its commit and the try for the chain lock (after
+            # the commit, as `integrate` requires) go in the same round trip.
+            try:
+                cursor.execute(f"BEGIN; {insert}; COMMIT; {_TRY_LOCK}", params)
+            except DatabaseError:
+                _abandon_batch()  # the BEGIN's transaction is aborted, and must be ended
+                raise
+            cursor.nextset()
+            ids = sorted(row[0] for row in cursor.fetchall())
+            cursor.nextset()
+            cursor.nextset()
+            tx.locked = bool(cursor.fetchone()[0])
     if not ids:
+        if tx.locked:
+            integrate(locked=True)  # holding the lock anyway: catch up, then release it
         raise IntegrationLagging("IntegrationLagging")
     tx.drafts.extend(draft.record for draft in presealed)
     return ids
 
 
-def integrate(*, max_batches: int = 16) -> dict[int, tuple[int, str]]:
+def integrate(*, max_batches: int = 16, locked: bool = False) -> dict[int, tuple[int, str]]:
     """The sequencer's step, open to every writer: if no one holds the chain
     lock, move the intake into the chain, a batch per transaction, until it is
     empty (or max_batches, so that one caller's request is not held forever
     under a steady stream; the next writer or the timer goes on). Returns
     {intake id: (seq, record_hash)} of what this call sequenced.
+
+    `locked`: the caller already holds the chain lock (got with its INSERT).
 
     Never raises for a failed batch: the rows stay in the intake, the failure
     is logged and counted, and the next attempt takes them again. Looking at
@@ -356,7 +387,8 @@ def integrate(*, max_batches: int = 16) -> dict[int, tuple[int, str]]:
         return placed  # SQLite: every append is sequenced at once
     for _ in range(max_batches):
         try:
-            more = _integrate_batch(placed)
+            more = _integrate_batch(placed, locked=locked)
+            locked = False  # released in the batch's commit
         except (DatabaseError, OSError) as exc:
             _sink_failed(exc)
             break
@@ -365,7 +397,7 @@ def integrate(*, max_batches: int = 16) -> dict[int, tuple[int, str]]:
     return placed
 
 
-def _integrate_batch(placed: dict[int, tuple[int, str]]) -> bool:
+def _integrate_batch(placed: dict[int, tuple[int, str]], *, locked: bool = False) -> bool:
     """One sequencer transaction. True when rows are waiting after its commit;
     False when the lock was taken or the intake is empty.
 
@@ -375,9 +407,10 @@ def _integrate_batch(placed: dict[int, tuple[int, str]]) -> bool:
     and if even that fails the connection is closed (PostgreSQL releases a
     session's locks with it, as it does for a killed process)."""
     with connection.cursor() as cursor:
-        cursor.execute(_TRY_LOCK)
-        if not cursor.fetchone()[0]:
-            return False
+        if not locked:
+            cursor.execute(_TRY_LOCK)
+            if not cursor.fetchone()[0]:
+                return False
         try:
             started = datetime.now(UTC)
             cursor.execute(f"BEGIN; {_HEAD}; {_INTAKE_BATCH}")
@@ -391,30 +424,25 @@ def _integrate_batch(placed: dict[int, tuple[int, str]]) -> bool:
             now = datetime.now(UTC)
             ts = now.isoformat(timespec="microseconds")
             first = seq + 1
-            rows, lines, done = [], [], {}
-            for intake_id, entry_hash, *fields, text in batch:
+            ids, seqs, hashes, prevs, bodies, lines, done = [], [], [], [], [], [], {}
+            for intake_id, text in batch:
                 seq += 1
                 body, record_hash = seal_members(members_of_intake(text), seq=seq, prev_hash=prev_hash, ts_utc=ts)
-                rows.append(
-                    _chain_row(
-                        seq=seq,
-                        record_hash=record_hash,
-                        prev_hash=prev_hash,
-                        ts=now,
-                        fields=fields,
-                        body=body,
-                        entry_hash=entry_hash,
-                    )
-                )
+                ids.append(intake_id)
+                seqs.append(seq)
+                hashes.append(record_hash)
+                prevs.append(prev_hash)
+                bodies.append(body.decode("utf-8"))
                 lines.append(body)
                 done[intake_id] = (seq, record_hash)
                 prev_hash = record_hash
-            _insert_rows(
-                cursor,
-                rows,
-                prefix="WITH integrated AS (DELETE FROM audit_auditintake WHERE id = ANY(%s)) ",
-                params=[list(done)],
-            )
+            # One statement, a handful of array parameters whatever the batch size:
+            # the rows leave the intake and enter the chain together, the copied
+            # columns taken from the intake row itself.
+            # Bound server-side (psycopg's own cursor, not Django's client-side
+            # one): the arrays travel as parameters, not as quoted literals.
+            with psycopg.Cursor(connection.connection) as bound:
+                bound.execute(_INTEGRATE, [ids, now, ids, seqs, hashes, prevs, bodies])
             mirror().append(lines)
             # The look again goes in the commit's round trip: rows committed
             # while the lock was held are waiting for this holder.
