@@ -33,24 +33,22 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere: import the project
 
-from bench.http_bench import BODY, RESULTS, governed_env, machine, prepare_database  # noqa: E402
+from bench.http_bench import BODY, governed_env, machine, prepare_database  # noqa: E402
 from bench.ingest_bench import Children, LockSampler, Step, chain_size, child, percentile_ms, wait_drained  # noqa: E402
 from bench.scale_bench import CpuMeter, _median  # noqa: E402
-from bench.support import audit_verify, durability_line, pg_durability, verify_line  # noqa: E402
+from bench.support import audit_verify, durability_line, pg_durability, verify_line, write_result  # noqa: E402
 from tests.support.servers import PostgresCluster  # noqa: E402
 
 # A server's throughput grows "with N" while the next step adds at least this
@@ -331,20 +329,14 @@ def main() -> None:
     print(report(result, args))
 
     config = {k: v for k, v in vars(args).items() if k not in ("output", "app_server")}
-    document = {
-        "benchmark": "fleet",
-        "started_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine() | {"loadavg": os.getloadavg()},
-        "config": {**config, "database": "postgres", "body_bytes": len(BODY)},
-        "results": result,
-        "sizing_table_markdown": sizing_table(result, args),
-        "wall_seconds": round(time.monotonic() - started, 1),
-    }
-    output = args.output or RESULTS / f"fleet-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(document, indent=2) + "\n")
-    print(
-        f"\nwrote {output.relative_to(ROOT) if output.is_relative_to(ROOT) else output} in {document['wall_seconds']} s"
+    write_result(
+        "fleet",
+        result,
+        config={**config, "database": "postgres", "body_bytes": len(BODY)},
+        started=started,
+        machine=machine() | {"loadavg": os.getloadavg()},
+        output=args.output,
+        extra={"sizing_table_markdown": sizing_table(result, args)},
     )
 
 

@@ -38,14 +38,13 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere: import the project
 
-from bench.support import audit_verify, bench_env, durability_line, pg_durability, verify_line  # noqa: E402
+from bench.support import audit_verify, bench_env, durability_line, pg_durability, verify_line, write_result  # noqa: E402
 from tests.support.appserver import manage  # noqa: E402
 from tests.support.servers import PostgresCluster, RedisServer, free_port, wait_for_port  # noqa: E402
 
@@ -626,19 +625,13 @@ def main() -> None:
         print(report(result, args.connections))
 
     config = {k: v for k, v in vars(args).items() if k != "output"}
-    document = {
-        "benchmark": "http",
-        "started_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
-        "config": {**config, "body_bytes": len(BODY)},
-        "results": results,
-        "wall_seconds": round(time.monotonic() - started, 1),
-    }
-    output = args.output or RESULTS / f"http-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(document, indent=2) + "\n")
-    print(
-        f"\nwrote {output.relative_to(ROOT) if output.is_relative_to(ROOT) else output} in {document['wall_seconds']} s"
+    write_result(
+        "http",
+        results,
+        config={**config, "body_bytes": len(BODY)},
+        started=started,
+        machine=machine(),
+        output=args.output,
     )
 
 

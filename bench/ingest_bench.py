@@ -46,9 +46,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere: import the project
 
-from bench.http_bench import RESULTS, governed_env, machine, prepare_database  # noqa: E402
+from bench.http_bench import governed_env, machine, prepare_database  # noqa: E402
 from bench.scale_bench import CpuMeter, _median  # noqa: E402
-from bench.support import audit_verify, durability_line, pg_durability, verify_line  # noqa: E402
+from bench.support import audit_verify, durability_line, pg_durability, verify_line, write_result  # noqa: E402
 from tests.support.servers import PostgresCluster  # noqa: E402
 
 TARGET_RECORDS_PER_S = 10_000  # issue 12, from 8 writers
@@ -448,19 +448,13 @@ def main() -> None:
     print(report(result, args))
 
     config = {k: v for k, v in vars(args).items() if k not in ("output", "writer")}
-    document = {
-        "benchmark": "ingest",
-        "started_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine() | {"loadavg": os.getloadavg()},
-        "config": {**config, "database": "postgres"},
-        "results": result,
-        "wall_seconds": round(time.monotonic() - started, 1),
-    }
-    output = args.output or RESULTS / f"ingest-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(document, indent=2) + "\n")
-    print(
-        f"\nwrote {output.relative_to(ROOT) if output.is_relative_to(ROOT) else output} in {document['wall_seconds']} s"
+    write_result(
+        "ingest",
+        result,
+        config={**config, "database": "postgres"},
+        started=started,
+        machine=machine() | {"loadavg": os.getloadavg()},
+        output=args.output,
     )
 
 

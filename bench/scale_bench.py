@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import shutil
 import statistics
@@ -36,7 +35,6 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +43,6 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere: import the proje
 
 from bench.http_bench import (  # noqa: E402
     BODY,
-    RESULTS,
     Gunicorn,
     Round,
     drive_async,
@@ -54,7 +51,7 @@ from bench.http_bench import (  # noqa: E402
     prepare_database,
     request_bytes,
 )
-from bench.support import audit_verify, durability_line, pg_durability, verify_line  # noqa: E402
+from bench.support import audit_verify, durability_line, pg_durability, verify_line, write_result  # noqa: E402
 from tests.support.servers import PostgresCluster  # noqa: E402
 
 TARGET = 1.5  # issue 7: two servers >= 1.5x one server's throughput
@@ -324,19 +321,13 @@ def main() -> None:
     print(report(result, args))
 
     config = {k: v for k, v in vars(args).items() if k != "output"}
-    document = {
-        "benchmark": "scale",
-        "started_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine() | {"loadavg": os.getloadavg()},
-        "config": {**config, "database": "postgres", "body_bytes": len(BODY)},
-        "results": result,
-        "wall_seconds": round(time.monotonic() - started, 1),
-    }
-    output = args.output or RESULTS / f"scale-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(document, indent=2) + "\n")
-    print(
-        f"\nwrote {output.relative_to(ROOT) if output.is_relative_to(ROOT) else output} in {document['wall_seconds']} s"
+    write_result(
+        "scale",
+        result,
+        config={**config, "database": "postgres", "body_bytes": len(BODY)},
+        started=started,
+        machine=machine() | {"loadavg": os.getloadavg()},
+        output=args.output,
     )
 
 

@@ -72,3 +72,36 @@ def verify_line(checked: Mapping[str, Any]) -> str:
     else:
         outcome = f"FAILED (exit {checked['exit_code']}): {json.dumps(found)[:500]}"
     return f"{outcome} in {checked['seconds']} s"
+
+
+def write_result(
+    benchmark: str,
+    results: Any,
+    *,
+    config: Mapping[str, Any],
+    started: float,
+    machine: Mapping[str, Any],
+    output: Path | None,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a bench's JSON document (bench/results/<benchmark>-<timestamp>.json
+    unless `output`) and say where; `started` is time.monotonic() at the start."""
+    from datetime import UTC, datetime
+
+    document = {
+        "benchmark": benchmark,
+        "started_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": dict(machine),
+        "config": dict(config),
+        "results": results,
+        **(extra or {}),
+        "wall_seconds": round(time.monotonic() - started, 1),
+    }
+    root = Path(__file__).resolve().parents[1]
+    output = output or root / "bench" / "results" / f"{benchmark}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(document, indent=2) + "\n")
+    print(
+        f"\nwrote {output.relative_to(root) if output.is_relative_to(root) else output} in {document['wall_seconds']} s"
+    )
+    return output
