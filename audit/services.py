@@ -158,7 +158,8 @@ def audit_allow(
     `prepared`: the same records made earlier by allow_records."""
     records = prepared if prepared is not None else allow_records(ctx, pending=pending, http_status=http_status)
     try:
-        return chain_append(records)[-1]
+        # With PENDING, the terminal record follows and offers to sequence them all.
+        return chain_append(records, sequence_now=not pending)[-1]
     except AuditSinkError as exc:
         raise sink_failure(exc) from exc
 
