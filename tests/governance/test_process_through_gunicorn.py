@@ -38,9 +38,11 @@ def test_seed_readme_curl_examples_verbatim(app_server):
     trace = str(uuid.uuid4())
     status, body = curl(app_server, "-X", "POST", f"{url}/process", "-H", f"X-API-Key: {API_KEY}",
                         "-H", f"X-TRACE-ID: {trace}", "-d", '{"action":"test_action","event_type":"test_event"}')  # fmt: skip
-    assert status == 200 and body["trace_id"] == trace
+    # The server owns the trace id; the caller's id is the records' parent.
+    assert status == 200 and body["trace_id"] != trace
     mirror = (app_server.tmp / "audit.log").read_text()
-    assert len([line for line in mirror.splitlines() if trace in line]) == 3
+    lines = [json.loads(line) for line in mirror.splitlines() if body["trace_id"] in line]
+    assert len(lines) == 3 and {line["parent_trace"] for line in lines} == {trace}
     status, body = curl(app_server, f"{url}/health")
     assert status == 200 and body["status"] == "ok"
 
