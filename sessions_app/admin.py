@@ -138,10 +138,12 @@ def session_state(obj: Session) -> str:
 @admin.register(Session)
 class SessionAdmin(RevocableAdmin):
     revoke_permission = "sessions_app.revoke_session"
-    list_display = ("session_id", "user_id", "state", "created_at", "expires_at", "last_seen_at", "revoked_at", "revoked_by")
+    list_display = (
+        "session_id", "user_id", "state", "created_by", "created_at", "expires_at", "last_seen_at", "revoked_at", "revoked_by",
+    )  # fmt: skip
     list_filter = (SessionStateFilter,)
-    search_fields = ("=session_id", "=user_id")
-    search_help_text = "Exact match: a session id (sess_…) or a user id."
+    search_fields = ("=session_id", "=user_id", "=created_by")
+    search_help_text = "Exact match: a session id (sess_…), a user id, or the prefix of the API key that opened it."
     ordering = ("-created_at",)
     fields = (
         "session_id", "user_id", "state", "created_at", "created_by", "expires_at", "last_seen_at",
@@ -151,8 +153,10 @@ class SessionAdmin(RevocableAdmin):
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet[Session], search_term: str) -> tuple[QuerySet[Session], bool]:
         term = search_term.strip()
-        # The primary key and the (user_id, created_at) index: no LIKE scan.
-        return (queryset.filter(Q(session_id=term) | Q(user_id=term)) if term else queryset), False
+        # The primary key and the (user_id | created_by, created_at) indexes: no LIKE scan.
+        if not term:
+            return queryset, False
+        return queryset.filter(Q(session_id=term) | Q(user_id=term) | Q(created_by=term.removeprefix("vk_"))), False
 
     @admin.display(description="state")
     def state(self, obj: Session) -> str:

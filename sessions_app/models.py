@@ -42,6 +42,8 @@ class Session(models.Model):
         indexes = [
             # serves: the console's list of a user's sessions
             models.Index(fields=["user_id", "created_at"], name="session_user_created"),
+            # serves: revoking and listing the sessions one API key opened
+            models.Index(fields=["created_by", "created_at"], name="session_key_created"),
         ]
         permissions = [("revoke_session", "Can revoke sessions (console)")]
 

@@ -6,12 +6,49 @@ visitor."""
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
+import pytest
 import requests
 
-from conftest import API_KEY
+from conftest import ADMIN_KEY, API_KEY
+
+VIEWER_PASSWORD = "viewer-console-pw-0123456789"
+LOGIN = "/console/login/"
+
+
+@pytest.fixture(scope="module")
+def viewer(app_server):
+    """A view-only console user (what the review attacked the console as)."""
+    app_server.create_user(
+        "viewer", VIEWER_PASSWORD,
+        permissions=("audit.view_auditrecord", "sessions_app.view_session", "sessions_app.view_apikey"),
+    )  # fmt: skip
+    return "viewer"
+
+
+def console_login(server: Any, username: str, password: str, *, address_headers: dict[str, str] | None = None) -> requests.Response:
+    """One login through the console's own HTTP form, CSRF token and all."""
+    browser = requests.Session()
+    page = browser.get(server.url + LOGIN, timeout=30)
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+    form = {"csrfmiddlewaretoken": token, "username": username, "password": password, "next": "/console/"}
+    response = browser.post(server.url + LOGIN, data=form, headers={"Referer": server.url + LOGIN}, allow_redirects=False, timeout=30)
+    response.browser = browser  # type: ignore[attr-defined]
+    return response
+
+
+def console_session(server: Any, username: str, password: str) -> requests.Session:
+    response = console_login(server, username, password)
+    assert response.status_code == 302, response.text[:500]
+    return response.browser  # type: ignore[attr-defined]
+
+
+def mirror_records(server: Any) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (server.tmp / "audit.log").read_text().splitlines()]
 
 
 def test_client_chosen_trace_id_cannot_break_verification(app_server):
@@ -34,3 +71,36 @@ def test_client_chosen_trace_id_cannot_break_verification(app_server):
     # The client's id is still there to correlate by, as the parent.
     mirror = [json.loads(line) for line in (app_server.tmp / "audit.log").read_text().splitlines()]
     assert {r["trace_id"] for r in mirror if r["parent_trace"] == client_id} == traces
+
+
+def test_revoking_a_key_revokes_its_sessions_at_once_and_lists_them(app_server, viewer):
+    """S2: after `sessions revoke-key`, a session the key opened still got 200."""
+    key = app_server.manage("sessions", "create-key", "--name", "review").stdout.strip()
+    prefix = key.split("_")[1]
+    opened = app_server.post("/sessions", json={"user_id": "u_review"}, headers={"X-API-Key": key}).json()
+    bearer = {"Authorization": f"Bearer {opened['token']}", "X-VERITTA-USER-ID": "u_review",
+              "X-VERITTA-SESSION-ID": opened["session_id"]}  # fmt: skip
+    action = {"action": "test_action", "event_type": "t"}
+    assert app_server.post("/process", json=action, headers=bearer).status_code == 200
+
+    app_server.manage("sessions", "revoke-key", prefix)
+    refused = app_server.post("/process", json=action, headers=bearer)
+    assert refused.status_code == 403 and refused.json()["reason_codes"] == ["SESSION_REVOKED"]
+    (revocation,) = [r for r in mirror_records(app_server) if r["action"] == "revoke_api_key" and r["status"] == "SUCCESS"]
+    assert revocation["evidence"]["key_prefix"] == prefix and revocation["evidence"]["sessions_revoked"] == 1
+
+    # The admin API lists the key's sessions ...
+    listed = app_server.get("/admin/sessions", params={"created_by": prefix}, headers={"X-ADMIN-KEY": ADMIN_KEY})
+    assert listed.status_code == 200
+    assert [(s["session_id"], s["state"]) for s in listed.json()["sessions"]] == [(opened["session_id"], "revoked")]
+    assert "token" not in listed.text
+    bad = app_server.get("/admin/sessions", params={"created_by": "x' OR 1=1"}, headers={"X-ADMIN-KEY": ADMIN_KEY})
+    assert bad.status_code == 400 and bad.json()["reason_codes"] == ["VALIDATION_ERROR"]
+    # ... and so does the console, from the key's page.
+    console = console_session(app_server, viewer, VIEWER_PASSWORD)
+    key_pk = re.search(r'href="/console/sessions_app/apikey/(\d+)/change/"',
+                       console.get(app_server.url + "/console/sessions_app/apikey/", timeout=30).text).group(1)  # fmt: skip
+    key_page = console.get(f"{app_server.url}/console/sessions_app/apikey/{key_pk}/change/", timeout=30).text
+    link = re.search(r'href="([^"]+)" id="sessions-of-key"', key_page).group(1).replace("&amp;", "&")
+    sessions_page = console.get(app_server.url + link, timeout=30).text
+    assert opened["session_id"] in sessions_page
