@@ -17,6 +17,8 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group, User
 from django.core.exceptions import PermissionDenied
 from django.db.models import Model, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -27,7 +29,7 @@ from django.utils import timezone
 
 from sessions_app.models import ApiKey, Session
 from sessions_app.services import api_key_revoke, session_revoke
-from veritta_site.admin_mixins import NoWritesMixin
+from veritta_site.admin_mixins import NoWritesMixin, OfferedFiltersOnlyMixin
 from veritta_site.errors import VerittaError
 
 
@@ -41,7 +43,7 @@ class RevokeForm(forms.Form):
     )
 
 
-class RevocableAdmin(NoWritesMixin, admin.ModelAdmin):
+class RevocableAdmin(OfferedFiltersOnlyMixin, NoWritesMixin, admin.ModelAdmin):
     """Read-only, plus a "revoke" action and button behind `revoke_permission`."""
 
     revoke_permission = ""  # "app_label.codename"
@@ -203,3 +205,19 @@ class ApiKeyAdmin(RevocableAdmin):
         assert isinstance(obj, ApiKey)
         revoked = api_key_revoke(prefix=obj.prefix, actor=console_actor(request), reason=reason)
         return "revoked" if revoked else "already_revoked"
+
+
+# Django's own console users and groups: the same rule on filters (a
+# `?password__startswith=` would read password hashes one character at a time).
+class ConsoleUserAdmin(OfferedFiltersOnlyMixin, UserAdmin):
+    pass
+
+
+class ConsoleGroupAdmin(OfferedFiltersOnlyMixin, GroupAdmin):
+    pass
+
+
+admin.site.unregister(User)
+admin.site.register(User, ConsoleUserAdmin)
+admin.site.unregister(Group)
+admin.site.register(Group, ConsoleGroupAdmin)

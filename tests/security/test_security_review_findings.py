@@ -25,7 +25,8 @@ def viewer(app_server):
     """A view-only console user (what the review attacked the console as)."""
     app_server.create_user(
         "viewer", VIEWER_PASSWORD,
-        permissions=("audit.view_auditrecord", "sessions_app.view_session", "sessions_app.view_apikey"),
+        permissions=("audit.view_auditrecord", "audit.view_verificationrun", "governance.view_policyprofile",
+                     "sessions_app.view_session", "sessions_app.view_apikey"),
     )  # fmt: skip
     return "viewer"
 
@@ -104,3 +105,29 @@ def test_revoking_a_key_revokes_its_sessions_at_once_and_lists_them(app_server, 
     link = re.search(r'href="([^"]+)" id="sessions-of-key"', key_page).group(1).replace("&amp;", "&")
     sessions_page = console.get(app_server.url + link, timeout=30).text
     assert opened["session_id"] in sessions_page
+
+
+def test_console_refuses_filters_it_does_not_offer(app_server, viewer):
+    """S3: any local field could be filtered with any lookup, so a view-only
+    user read token digests one character at a time and ran body regexes."""
+    app_server.post("/sessions", json={"user_id": "u_oracle"}, headers={"X-API-Key": API_KEY})
+    console = console_session(app_server, viewer, VIEWER_PASSWORD)
+    base = app_server.url + "/console"
+    refused = [
+        "/sessions_app/session/?token_digest__startswith=a",
+        "/sessions_app/session/?token_digest__gt=8",
+        "/sessions_app/apikey/?digest__startswith=a",
+        "/audit/auditrecord/?body__contains=u_oracle",
+        "/audit/auditrecord/?body__regex=(a%2B)%2B%24",
+        "/audit/auditrecord/?actor__regex=.*",
+        "/sessions_app/session/?user_id__regex=.*",
+    ]
+    for path in refused:
+        response = console.get(base + path, timeout=30)
+        assert response.status_code == 400, path
+        assert response.headers["Content-Type"].startswith("application/json") and "u_oracle" not in response.text
+    # The filters the pages offer still work.
+    for path in ["/sessions_app/session/?state=active", "/sessions_app/apikey/?state=revoked", "/audit/auditrecord/?type=decision_audit",
+                 "/audit/auditrecord/?since=2020-01-01T00:00", "/audit/verificationrun/?ok__exact=1",
+                 "/governance/policyprofile/?active__exact=1"]:  # fmt: skip
+        assert console.get(base + path, timeout=30).status_code == 200, path
