@@ -81,7 +81,7 @@ class LoginFailure(models.Model):
     Rows older than the throttle window are deleted as new failures arrive."""
 
     at = models.DateTimeField()
-    username = models.CharField(max_length=64)  # as typed, truncated
+    username = models.CharField(max_length=64)  # the identity: an existing username, or a keyed digest of the typed one
     client = models.CharField(max_length=40)  # keyed digest of the address (audit.services.client_digest)
 
     class Meta:

@@ -31,9 +31,23 @@ def viewer(app_server):
     return "viewer"
 
 
-def console_login(server: Any, username: str, password: str, *, address_headers: dict[str, str] | None = None) -> requests.Response:
+class FromAddress(requests.adapters.HTTPAdapter):
+    """Connect from another loopback address: the console throttles per client address too."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["source_address"] = (self.address, 0)
+        super().init_poolmanager(*args, **kwargs)
+
+
+def console_login(server: Any, username: str, password: str, *, source: str | None = None) -> requests.Response:
     """One login through the console's own HTTP form, CSRF token and all."""
     browser = requests.Session()
+    if source:
+        browser.mount("http://", FromAddress(source))
     page = browser.get(server.url + LOGIN, timeout=30)
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
     form = {"csrfmiddlewaretoken": token, "username": username, "password": password, "next": "/console/"}
@@ -131,3 +145,38 @@ def test_console_refuses_filters_it_does_not_offer(app_server, viewer):
                  "/audit/auditrecord/?since=2020-01-01T00:00", "/audit/verificationrun/?ok__exact=1",
                  "/governance/policyprofile/?active__exact=1"]:  # fmt: skip
         assert console.get(base + path, timeout=30).status_code == 200, path
+
+
+def _console_login_records(server: Any, *, reason: str | None = None) -> list[dict[str, Any]]:
+    return [r for r in mirror_records(server) if r["endpoint"] == "POST /console/login/" and (reason is None or r["reason_codes"] == [reason])]
+
+
+def test_console_login_throttle_counts_the_normalised_username_exactly(start_app_server):
+    """S4: " root" and full-width "ｒｏｏｔ" logged in as root after root was
+    throttled; 24 parallel logins got more password checks than the limit;
+    console failures were missing from veritta_authn_failures_total and the alert."""
+    server = start_app_server(env={"VERITTA_ALERT_AUTHN_FAILURES_PER_MIN": "5"})
+    server.create_user("root", VIEWER_PASSWORD)
+    for i in range(5):  # five failures, each from its own address
+        assert console_login(server, "root", "wrong", source=f"127.0.1.{i + 1}").status_code == 200
+    for i, look_alike in enumerate([" root", "root ", "\uff52\uff4f\uff4f\uff54"]):
+        refused = console_login(server, look_alike, VIEWER_PASSWORD, source=f"127.0.2.{i + 1}")
+        assert refused.status_code == 200 and "Too many failed logins" in refused.text, repr(look_alike)
+    throttled = _console_login_records(server, reason="RATE_LIMIT_EXCEEDED")
+    assert [r["actor"]["id"] for r in throttled] == ["root"] * 3
+
+    # 24 at once for another user, from 24 addresses: exactly the limit gets a password check.
+    server.create_user("bob", VIEWER_PASSWORD)
+    with ThreadPoolExecutor(24) as pool:
+        answers = list(pool.map(lambda i: console_login(server, "bob", f"guess-{i}", source=f"127.0.3.{i + 1}"), range(24)))
+    assert all(a.status_code == 200 for a in answers)
+    bob = [r for r in _console_login_records(server) if r["actor"]["id"] == "bob"]
+    assert sorted(r["reason_codes"][0] for r in bob).count("CONSOLE_LOGIN_FAILED") == 5
+    assert len(bob) == 24
+
+    # The failures are authentication failures: counted, and an incident.
+    metrics = server.get("/metrics", headers={"X-ADMIN-KEY": ADMIN_KEY}).text
+    (line,) = [m for m in metrics.splitlines() if m.startswith("veritta_authn_failures_total")]
+    assert float(line.split()[-1]) == 10
+    alerts = [r for r in mirror_records(server) if r["action"] == "alert" and r["status"] == "PENDING"]
+    assert {"console:root", "console:bob"} <= {r["evidence"]["subject"] for r in alerts}
