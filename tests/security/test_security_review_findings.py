@@ -180,3 +180,49 @@ def test_console_login_throttle_counts_the_normalised_username_exactly(start_app
     assert float(line.split()[-1]) == 10
     alerts = [r for r in mirror_records(server) if r["action"] == "alert" and r["status"] == "PENDING"]
     assert {"console:root", "console:bob"} <= {r["evidence"]["subject"] for r in alerts}
+
+
+@pytest.fixture(scope="module")
+def test_executor_server(tmp_path_factory):
+    from conftest import env_for_test_profiles
+    from tests.support.appserver import AppServer
+
+    server = AppServer(tmp_path_factory.mktemp("exec"), workers=2, env=env_for_test_profiles()).prepare().start()
+    yield server
+    server.stop()
+
+
+def test_executor_raising_system_exit_is_contained_in_the_envelope(test_executor_server):
+    """S6: SystemExit from an executor escaped to gunicorn's HTML 500."""
+    server = test_executor_server
+    response = server.post("/process", json={"action": "exit"}, headers={"X-API-Key": API_KEY})
+    assert response.status_code == 500 and response.headers["Content-Type"].startswith("application/json")
+    body = response.json()
+    assert body["reason_codes"] == ["EXECUTOR_FAILED"] and body["trace_id"] == response.headers["X-Trace-ID"]
+    records = [r for r in mirror_records(server) if r["trace_id"] == body["trace_id"]]
+    assert [(r["status"], r["reason_codes"]) for r in records[1:]] == [("PENDING", ["EXECUTION_ATTEMPT"]), ("FAILED", ["EXECUTOR_FAILED"])]
+    assert records[-1]["evidence"]["exc_class"] == "SystemExit"
+    # The worker goes on serving.
+    assert server.post("/process", json={"action": "noop"}, headers={"X-API-Key": API_KEY}).status_code == 200
+
+
+def test_outcome_unrecorded_after_execution_is_said_and_named_by_verify(test_executor_server):
+    """S5: a 503 said "nothing was executed" when the executor had run and only
+    its terminal record failed."""
+    server = test_executor_server
+    mirror = server.tmp / "audit.log"
+    try:
+        response = server.post("/process", json={"action": "break_sink"}, headers={"X-API-Key": API_KEY})
+    finally:
+        mirror.rmdir()
+        (server.tmp / "audit.log.moved").rename(mirror)
+    assert response.status_code == 503
+    body = response.json()
+    assert body["reason_codes"] == ["AUDIT_SINK_FAILED"] and "nothing was executed" not in body["message"]
+    assert "executed" in body["message"] and body["details"] == {"executed": True, "outcome_recorded": False}
+    (pending,) = [r for r in mirror_records(server) if r["trace_id"] == body["trace_id"] and r["status"] == "PENDING"]
+    # An export is checked with no "may still be running" grace for PENDING records.
+    export = server.tmp / "export.jsonl"
+    server.manage("audit", "export", "--output", str(export))
+    report = json.loads(server.manage("audit", "verify", "--file", str(export), "--json", check=False).stdout)
+    assert {"seq": pending["seq"], "kind": "incomplete"} in [{"seq": p["seq"], "kind": p["kind"]} for p in report["problems"]]
