@@ -164,6 +164,7 @@ class SessionRevokeApi(GovernedApi):
                 parse=lambda data: validated(self.InputSerializer, data if data is not None else {}),
                 perform=perform,
                 records_own_decision=True,
+                rate_bucket="revoke",
             )
         )
 

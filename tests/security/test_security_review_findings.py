@@ -226,3 +226,14 @@ def test_outcome_unrecorded_after_execution_is_said_and_named_by_verify(test_exe
     server.manage("audit", "export", "--output", str(export))
     report = json.loads(server.manage("audit", "verify", "--file", str(export), "--json", check=False).stdout)
     assert {"seq": pending["seq"], "kind": "incomplete"} in [{"seq": p["seq"], "kind": p["kind"]} for p in report["problems"]]
+
+
+def test_admin_reads_cannot_use_up_session_revocation(start_app_server):
+    """S7: 100 /metrics scrapes in a minute blocked the next session revocation."""
+    server = start_app_server(env={"VERITTA_ADMIN_RATE_LIMIT_PER_MIN": "5"})
+    admin = {"X-ADMIN-KEY": ADMIN_KEY}
+    opened = server.post("/sessions", json={"user_id": "u_brake"}, headers={"X-API-Key": API_KEY}).json()
+    scrapes = [server.get("/metrics", headers=admin).status_code for _ in range(7)]
+    assert scrapes[:5] == [200] * 5 and scrapes[5:] == [429, 429]  # the read limit holds
+    revoked = server.post("/admin/sessions/revoke", json={"session_id": opened["session_id"], "reason": "stolen"}, headers=admin)
+    assert revoked.status_code == 200 and revoked.json()["status"] == "revoked"
