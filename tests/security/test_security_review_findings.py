@@ -237,3 +237,29 @@ def test_admin_reads_cannot_use_up_session_revocation(start_app_server):
     assert scrapes[:5] == [200] * 5 and scrapes[5:] == [429, 429]  # the read limit holds
     revoked = server.post("/admin/sessions/revoke", json={"session_id": opened["session_id"], "reason": "stolen"}, headers=admin)
     assert revoked.status_code == 200 and revoked.json()["status"] == "revoked"
+
+
+def test_access_log_lines_stay_json_whatever_the_path(start_app_server):
+    """S8: the access log was templated, so %0a or %5c in a path split or broke its lines."""
+    server = start_app_server()
+    hostile = '/x%0a{"logger":"forged"}%5c%22%0d/'
+    assert server.get(hostile).status_code == 404
+    server.stop()
+    access = []
+    for line in filter(str.strip, server.log().splitlines()):
+        parsed = json.loads(line)  # every line is one JSON object
+        assert parsed.get("logger") != "forged", line
+        if parsed.get("logger") == "gunicorn.access":
+            access.append(parsed)
+    (line,) = [p for p in access if p["path"].startswith("/x")]
+    assert line["path"] == '/x\n{"logger":"forged"}\\"\r/' and line["status"] == 404 and uuid.UUID(line["trace_id"])
+
+
+def test_gunicorn_opens_no_control_socket(start_app_server, tmp_path):
+    """S10: gunicorn's control socket was on, in a path shared by every gunicorn the user runs."""
+    home, runtime = tmp_path / "home", tmp_path / "run"
+    home.mkdir()
+    runtime.mkdir(mode=0o700)
+    server = start_app_server(env={"HOME": str(home), "XDG_RUNTIME_DIR": str(runtime)})
+    assert server.get("/health").status_code == 200
+    assert not list(runtime.iterdir()) and not (home / ".gunicorn").exists()
