@@ -263,3 +263,63 @@ def test_gunicorn_opens_no_control_socket(start_app_server, tmp_path):
     server = start_app_server(env={"HOME": str(home), "XDG_RUNTIME_DIR": str(runtime)})
     assert server.get("/health").status_code == 200
     assert not list(runtime.iterdir()) and not (home / ".gunicorn").exists()
+
+
+def test_check_deploy_refuses_short_api_and_admin_keys(tmp_path):
+    """S10: `check --deploy` accepted one-character API and admin keys."""
+    from tests.support.appserver import fresh_database_url, manage, server_env
+
+    env = server_env(tmp_path, fresh_database_url(tmp_path))
+    env.update(DJANGO_SECURE="true", DJANGO_DEBUG="false", DJANGO_ALLOWED_HOSTS="veritta.example.com",
+               DJANGO_SECRET_KEY="k" * 20 + "-production-secret-key-with-enough-entropy-0123456789",
+               VERITTA_BETA_API_KEY="x", VERITTA_ADMIN_API_KEY="y" * 31)  # fmt: skip
+    result = manage(env, "check", "--deploy", check=False)
+    assert result.returncode != 0
+    assert "VERITTA_BETA_API_KEY is shorter than 32" in result.stderr and "VERITTA_ADMIN_API_KEY is shorter than 32" in result.stderr
+
+
+def test_a_webhook_url_that_is_not_http_stops_the_server_from_starting(start_app_server):
+    """S10: a file:// webhook URL raised an uncaught TypeError when an alert fired."""
+    server = start_app_server()
+    server.stop()
+    for url in ["file:///etc/passwd", "ftp://127.0.0.1/x", "http:///no-host", "gopher://x"]:
+        server.env["VERITTA_ALERT_WEBHOOK_URL"] = url
+        with pytest.raises(RuntimeError, match="VERITTA_ALERT_WEBHOOK_URL must be an http"):
+            server.start()
+
+
+def test_the_alert_webhook_follows_no_redirect(start_app_server):
+    """S10: the webhook followed redirects, so an alert could be sent elsewhere."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    from tests.operations.conftest import WebhookReceiver
+
+    target = WebhookReceiver()
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            self.send_response(307)
+            self.send_header("Location", target.url)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return None
+
+    redirector = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    Thread(target=redirector.serve_forever, daemon=True).start()
+    try:
+        server = start_app_server(env={
+            "VERITTA_ALERT_WEBHOOK_URL": f"http://127.0.0.1:{redirector.server_address[1]}/alerts",
+            "VERITTA_ALERT_AUTHN_FAILURES_PER_MIN": "1", "VERITTA_ALERT_WEBHOOK_ATTEMPTS": "1",
+        })  # fmt: skip
+        assert server.post("/process", json={"action": "noop"}, headers={"X-API-Key": "wrong"}).status_code == 403
+        server.stop()  # alerts are delivered in the background: let them finish
+        ends = [r for r in mirror_records(server) if r["action"] == "alert" and r["status"] in ("SUCCESS", "FAILED")]
+        assert ends and {r["status"] for r in ends} == {"FAILED"}
+        assert target.attempts == 0
+    finally:
+        redirector.shutdown()
+        redirector.server_close()
+        target.stop()
