@@ -50,8 +50,9 @@ def validated(serializer_class: type[serializers.Serializer], data: Any) -> dict
         raise VerittaError("INVALID_JSON", evidence={"problem": "not_an_object"}, details={"problem": "not_an_object"})
     unknown = sorted(set(data) - set(serializer_class().fields))
     if unknown:
-        info = {"fields": [n[:64] for n in unknown[:20]], "problem": "unknown"}
-        raise VerittaError("VALIDATION_ERROR", evidence=info, details=info)
+        details = {"fields": [n[:64] for n in unknown[:20]], "problem": "unknown"}
+        evidence = {**gates.unknown_fields_evidence(unknown), "problem": "unknown"}
+        raise VerittaError("VALIDATION_ERROR", evidence=evidence, details=details)
     # DRF's CharField turns 0 into "0"; a field documented as a string takes only strings.
     not_strings = sorted(
         name

@@ -22,8 +22,6 @@ for veritta_authn_failures_total and the auth_incident alert.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -38,6 +36,7 @@ from audit.services import RequestContext, audit_allow, audit_deny, client_diges
 from sessions_app.models import LoginFailure
 from sessions_app.services import profile_hash_of
 from veritta_site.errors import VerittaError
+from veritta_site.redact import keyed_digest
 
 LOGIN_ENDPOINT = "POST /console/login/"
 
@@ -48,8 +47,7 @@ def console_identity(normalised: str) -> str:
 
     if normalised and get_user_model()._default_manager.filter(username=normalised).exists():
         return normalised[:64]
-    mac = hmac.new(settings.SECRET_KEY.encode(), normalised.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
-    return "unknown_" + mac[:16]
+    return keyed_digest("unknown_", normalised)
 
 
 def login_retry_after(*, username: str, client: str, exclude: int | None = None) -> int:

@@ -12,11 +12,13 @@ import pytest
 from django.test import Client
 
 from conftest import CONSOLE_PASSWORD
+from tests.support.campaign import LEAKS
 
 LOGIN = "/console/login/"
 
 
 def _login(client: Client, username: str, password: str, address: str = "10.0.0.1") -> Any:
+    LEAKS.add_console_username(username)  # must never be stored as typed: the leak scan looks for it
     return client.post(LOGIN, {"username": username, "password": password, "next": "/console/"}, REMOTE_ADDR=address)
 
 

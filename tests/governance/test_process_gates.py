@@ -168,8 +168,13 @@ def test_evidence_names_fields_never_values(api, audit_records):
     response = api.process({"action": "process", "secret_note": "VALUE-THAT-MUST-NOT-LEAK"})
     envelope = response.json()
     (decision,) = audit_records(envelope["trace_id"])
-    assert decision["evidence"] == {"fields": ["secret_note"]}
+    from veritta_site.redact import keyed_digest
+
+    # An unknown field's name is the client's text too: a keyed digest in the trail.
+    assert decision["evidence"] == {"field_digests": [keyed_digest("field_", "secret_note")], "count": 1}
+    assert envelope["details"] == {"fields": ["secret_note"]}
     assert "VALUE-THAT-MUST-NOT-LEAK" not in json.dumps(envelope) + json.dumps(decision)
+    assert "secret_note" not in json.dumps(decision)
 
 
 def test_unknown_action_name_is_not_stored(api, audit_records):

@@ -91,7 +91,7 @@ def test_no_payload_value_reaches_the_database_mirror_or_logs(app_server):
     marker = f"PAYLOAD-MARKER-{uuid.uuid4().hex}"
     payloads = [
         {"action": "process", "text": marker},
-        {"action": "process", "colour": marker},  # an unknown field: its name is evidence, never its value
+        {"action": "process", "colour": marker},  # an unknown field: its name's keyed digest is evidence, never its value
         {"action": "process", "text": 7, "event_type": marker},
         {"action": marker},
     ]
@@ -107,5 +107,5 @@ def test_no_payload_value_reaches_the_database_mirror_or_logs(app_server):
     if db_file.exists():
         for path in app_server.tmp.glob("veritta.sqlite3*"):
             assert marker.encode() not in path.read_bytes()
-    assert marker not in dumped and '"fields":["colour"]' in dumped
+    assert marker not in dumped and '"field_digests":["field_' in dumped and '"colour"' not in dumped
     assert API_KEY not in dumped and API_KEY not in app_server.log()
