@@ -120,6 +120,8 @@ class ConsoleAuthenticationForm(AdminAuthenticationForm):
             )
         try:
             cleaned = super().clean()
+            if self.get_user() is None:  # a field was invalid (a name too long): nobody logged in
+                raise self.get_invalid_login_error()
         except forms.ValidationError:
             error = VerittaError("CONSOLE_LOGIN_FAILED", evidence={"cause": "invalid_login"})
             audit_deny(_login_context(request, identity), gate="console_login", error=error)

@@ -43,7 +43,9 @@ def test_a_failed_login_is_a_deny_record_with_the_typed_username_and_no_password
 def test_a_username_no_user_has_is_recorded_as_a_keyed_digest(alice: Any, audit_records: Any) -> None:
     _login(Client(), "m" * 300, "nope")
     _login(Client(), "hunter2-typed-as-name", "nope")
-    ids = [r["actor"]["id"] for r in _console_logins(audit_records)]
+    records = _console_logins(audit_records)
+    assert [r["reason_codes"] for r in records] == [["CONSOLE_LOGIN_FAILED"]] * 2  # too long a name is no login either
+    ids = [r["actor"]["id"] for r in records]
     assert all(re.fullmatch(r"unknown_[0-9a-f]{16}", i) for i in ids) and ids[0] != ids[1]
     assert "hunter2" not in json.dumps(audit_records())
 
