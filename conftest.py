@@ -169,6 +169,8 @@ def _every_response_uses_catalogued_codes(monkeypatch: pytest.MonkeyPatch) -> No
     def session_request(self: requests.Session, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
         if url.endswith("/process") and isinstance(kwargs.get("json"), dict):
             LEAKS.add_payload(kwargs["json"])
+        if url.endswith("/console/login/") and isinstance(kwargs.get("data"), dict):
+            LEAKS.add_console_username(str(kwargs["data"].get("username", "")))
         response = original_session(self, method, url, *args, **kwargs)
         if "127.0.0.1" in url and not kwargs.get("stream"):
             assert_envelope_codes_catalogued(response.status_code, response.headers.get("Content-Type", ""), response.content)

@@ -2,6 +2,7 @@
 
     GUNICORN_BIND     default 127.0.0.1:8000
     WEB_CONCURRENCY   worker processes, default 2 x cores + 1
+    GUNICORN_CONTROL_SOCKET  path of gunicorn's control socket; unset: no socket
     GUNICORN_TIMEOUT  seconds before a silent worker is restarted, default 30
                       (keep it above VERITTA_EXECUTOR_TIMEOUT_S)
     PROMETHEUS_MULTIPROC_DIR  where workers keep their /metrics samples; default a
@@ -16,6 +17,35 @@ import multiprocessing
 import os
 import shutil
 import tempfile
+from datetime import UTC, datetime
+
+from gunicorn.glogging import Logger
+
+
+class JsonAccessLogger(Logger):
+    """gunicorn's logger, with each access line encoded by json.dumps, with the
+    trace id the response carries."""
+
+    def access(self, resp, req, environ, request_time):  # noqa: ANN001, ANN201 - gunicorn hook
+        if not self.access_log_enabled:
+            return
+        status = resp.status.split(None, 1)[0] if isinstance(resp.status, str) else resp.status
+        trace_id = next((value for name, value in resp.headers if name.lower() == "x-trace-id"), None)
+        line = {
+            "ts_utc": datetime.now(UTC).isoformat(),
+            "logger": "gunicorn.access",
+            "method": environ.get("REQUEST_METHOD"),
+            "path": environ.get("PATH_INFO"),
+            "status": int(status) if str(status).isdigit() else str(status),
+            "bytes": getattr(resp, "sent", None),
+            "duration_us": request_time.seconds * 1_000_000 + request_time.microseconds,
+            "trace_id": trace_id,
+        }
+        try:
+            self.access_log.info(json.dumps(line, ensure_ascii=True, default=str))
+        except Exception:  # noqa: BLE001 - as gunicorn's own access(): never fail the request
+            self.exception("access log line could not be written")
+
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
@@ -27,23 +57,23 @@ limit_request_line = 4094
 limit_request_fields = 100
 limit_request_field_size = 8190
 
+# gunicorn's control socket (runtime worker management through `gunicornc`) is
+# off: by default it sits in $XDG_RUNTIME_DIR or $HOME/.gunicorn, one path for
+# every gunicorn that user runs. Set GUNICORN_CONTROL_SOCKET to a path in a
+# directory only this service can reach to turn it on.
+if os.environ.get("GUNICORN_CONTROL_SOCKET"):
+    control_socket = os.environ["GUNICORN_CONTROL_SOCKET"]
+else:
+    control_socket_disable = True
+
 accesslog = "-"
-# One JSON object per line, with the trace id the response carries.
-access_log_format = json.dumps(
-    {
-        "ts_utc": "%(t)s",
-        "logger": "gunicorn.access",
-        "method": "%(m)s",
-        "path": "%(U)s",
-        "status": "%(s)s",
-        "bytes": "%(B)s",
-        "duration_us": "%(D)s",
-        "trace_id": "%({x-trace-id}o)s",
-    }
-)
+logger_class = JsonAccessLogger
+# The access log is one JSON object per line, built by a JSON encoder
+# (JsonAccessLogger below) rather than by templating a format string: a path
+# with %0a or a backslash in it cannot split a line or break its JSON.
 
 # gunicorn's own logs (start, workers, errors) as JSON lines too; the access
-# line is already JSON (access_log_format), so it is written as is.
+# line is already JSON (JsonAccessLogger), so it is written as is.
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -43,7 +43,7 @@ from audit.selectors import (
     verification_run_latest,
 )
 from audit.services import verification_run
-from veritta_site.admin_mixins import NoWritesMixin
+from veritta_site.admin_mixins import NoWritesMixin, OfferedFiltersOnlyMixin
 from veritta_site.errors import CATALOGUE
 from veritta_site.security import ConsoleAuthenticationForm
 
@@ -56,7 +56,7 @@ admin.site.index_template = "admin/veritta_index.html"
 admin.site.enable_nav_sidebar = False
 
 
-class ReadOnlyAdmin(NoWritesMixin, admin.ModelAdmin):
+class ReadOnlyAdmin(OfferedFiltersOnlyMixin, NoWritesMixin, admin.ModelAdmin):
     """No add, change or delete for anyone (the database refuses them too)."""
 
     actions = None  # no delete_selected, no checkbox column

@@ -23,16 +23,10 @@ from audit.reports import audit_summary
 from audit.selectors import audit_events_page, audit_records_for_trace, checkpoint_latest
 from audit.services import RequestContext
 from governance.pipeline import Outcome
-from sessions_app.apis import ADMIN_KEY_HEADER, TRACE_HEADER, GovernedApi, no_parameters, respond
-from sessions_app.flows import admin_request, validated
+from sessions_app.apis import ADMIN_KEY_HEADER, TRACE_HEADER, GovernedApi, no_parameters, query_parameters, respond
+from sessions_app.flows import admin_request
 from veritta_site.errors import VerittaError
 from veritta_site.schema import ERROR_RESPONSES
-
-
-def _query(request: Request, serializer_class: type[serializers.Serializer]) -> Any:
-    """Validate the query string (last value of a repeated parameter)."""
-    params = dict(request.query_params.items())
-    return lambda _body: validated(serializer_class, params)
 
 
 def _parameters(serializer_class: type[serializers.Serializer]) -> list[Any]:
@@ -95,7 +89,7 @@ class AuditSummaryApi(GovernedApi):
 
         return respond(
             admin_request(
-                request._request, endpoint="GET /admin/audit/summary", parse=_query(request, self.InputSerializer), perform=perform
+                request._request, endpoint="GET /admin/audit/summary", parse=query_parameters(request, self.InputSerializer), perform=perform
             )
         )
 
@@ -137,7 +131,7 @@ class AuditEventListApi(GovernedApi):
 
         return respond(
             admin_request(
-                request._request, endpoint="GET /admin/audit/events", parse=_query(request, self.InputSerializer), perform=perform
+                request._request, endpoint="GET /admin/audit/events", parse=query_parameters(request, self.InputSerializer), perform=perform
             )
         )
 

@@ -12,7 +12,7 @@ makes one per server and marks dead workers), and a scrape sums them all.
 Without that variable (tests, `manage.py`), the process's own registry is used.
 
 Security counters use the categories of audit.reports (docs/OPERATIONS.md):
-    veritta_authn_failures_total      MISSING_API_KEY, GATE_DENIED_INVALID_API_KEY, SESSION_*, ADMIN_KEY_*
+    veritta_authn_failures_total      MISSING_API_KEY, GATE_DENIED_INVALID_API_KEY, SESSION_*, ADMIN_KEY_*, CONSOLE_LOGIN_FAILED
     veritta_authz_denials_total       PROFILE_ACTION_MISMATCH, ADMIN_SIGNAL_FORBIDDEN, the registry's codes
     veritta_policy_violations_total   the profile gate's codes
 """
@@ -51,7 +51,7 @@ ACTIONS = Counter(
     "veritta_actions", "Action records, by action and status (PENDING, SUCCESS, FAILED, BLOCKED).", ["action", "status"]
 )
 AUTHN_FAILURES = Counter(
-    "veritta_authn_failures", "Denials for a missing or invalid credential (key, session, admin key)."
+    "veritta_authn_failures", "Denials for a missing or invalid credential (key, session, admin key, console login)."
 )
 AUTHZ_DENIALS = Counter("veritta_authz_denials", "Denials of an action the credential may not run (profile, registry).")
 POLICY_VIOLATIONS = Counter("veritta_policy_violations", "Denials by the policy profile gate.")

@@ -42,7 +42,7 @@ def _quiet(step: str) -> None:
 # --- security categories (metrics and the security SLO) -------------------------
 
 AUTHN_FAILURE_CODES = frozenset(
-    {"MISSING_API_KEY", "GATE_DENIED_INVALID_API_KEY"}
+    {"MISSING_API_KEY", "GATE_DENIED_INVALID_API_KEY", "CONSOLE_LOGIN_FAILED"}
     | {code for code in CATALOGUE if code.startswith(("SESSION_", "ADMIN_KEY_"))}
 )
 REGISTRY_CODES = frozenset(code for code, reason in CATALOGUE.items() if reason.where == "registry")

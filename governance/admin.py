@@ -15,11 +15,11 @@ from django.utils.html import format_html
 
 from governance.models import PolicyProfile
 from governance.selectors import profiles_active_fingerprint
-from veritta_site.admin_mixins import NoWritesMixin
+from veritta_site.admin_mixins import NoWritesMixin, OfferedFiltersOnlyMixin
 
 
 @admin.register(PolicyProfile)
-class PolicyProfileAdmin(NoWritesMixin, admin.ModelAdmin):
+class PolicyProfileAdmin(OfferedFiltersOnlyMixin, NoWritesMixin, admin.ModelAdmin):
     list_display = ("profile_id", "version", "active", "sha256", "loaded_at")
     list_filter = ("active",)
     ordering = ("profile_id", "-loaded_at")

@@ -21,6 +21,7 @@ from sessions_app.selectors import api_key_authenticate, session_authenticate
 from sessions_app.services import session_touch
 from veritta_site.canonical import canonical_json, sha256_hex
 from veritta_site.errors import VerittaError
+from veritta_site.redact import keyed_digest
 
 ACTION_NAME_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 # curl -d sends application/x-www-form-urlencoded unless told otherwise; the
@@ -32,6 +33,14 @@ MAX_EVIDENCE_NAMES = 20
 def _names(names: set[str] | list[str]) -> list[str]:
     """Field names for evidence: sorted, bounded in number and length."""
     return [n[:64] for n in sorted(names)[:MAX_EVIDENCE_NAMES]]
+
+
+def unknown_fields_evidence(names: set[str] | list[str]) -> dict[str, object]:
+    """Field names no profile knows are the client's text, not ours: the trail
+    keeps their keyed digests and count, never the names (the sender's
+    answer still lists them)."""
+    digests = sorted({keyed_digest("field_", n) for n in names})
+    return {"field_digests": digests[:MAX_EVIDENCE_NAMES], "count": len(names)}
 
 
 # --- P0: size, before the body is read -------------------------------------
@@ -258,7 +267,7 @@ def profile_allows(payload: dict[str, Any], profile: Profile, matched: list[str]
     specs = {**doc.get("common_fields", {}), **rule.get("fields", {})}
     unknown = keys - set(specs)
     if unknown:
-        raise VerittaError("UNKNOWN_FIELDS_PRESENT", evidence={"fields": _names(unknown)}, details={"fields": _names(unknown)})
+        raise VerittaError("UNKNOWN_FIELDS_PRESENT", evidence=unknown_fields_evidence(unknown), details={"fields": _names(unknown)})
     matched.append("profile:known_fields")
     max_fields = doc.get("limits", {}).get("max_fields")
     if max_fields is not None and len(keys) > max_fields:

@@ -234,7 +234,7 @@ def _execute(ctx: RequestContext, executor: Executor, payload: dict[str, Any]) -
         trace_id=ctx.trace_id,
         deadline=started + timeout,
     )
-    future = _executor_pool.submit(executor.execute, request)
+    future = _executor_pool.submit(_contained, executor.execute, request)
     try:
         output = future.result(timeout=timeout)
         output_digest = digest_of(output) if isinstance(output, dict) else None
@@ -243,14 +243,49 @@ def _execute(ctx: RequestContext, executor: Executor, payload: dict[str, Any]) -
     except FutureTimeout:
         future.cancel()
         error = VerittaError("EXECUTOR_TIMEOUT", evidence={"timeout_s": str(timeout)})
-        audit_action_end(ctx, status="FAILED", error=error, duration_us=_elapsed_us(started))
+        _action_end(ctx, status="FAILED", error=error, duration_us=_elapsed_us(started))
         return error_outcome(ctx.trace_id, error)
     except Exception as exc:  # noqa: BLE001 - any executor failure is a FAILED record
-        error = VerittaError("EXECUTOR_FAILED", evidence={"exc_class": type(exc).__name__})
-        audit_action_end(ctx, status="FAILED", error=error, duration_us=_elapsed_us(started))
+        exc_class = exc.exc_class if isinstance(exc, ExecutorAborted) else type(exc).__name__
+        error = VerittaError("EXECUTOR_FAILED", evidence={"exc_class": exc_class})
+        _action_end(ctx, status="FAILED", error=error, duration_us=_elapsed_us(started))
         return error_outcome(ctx.trace_id, error)
-    receipt = audit_action_end(ctx, status="SUCCESS", output_digest=output_digest, duration_us=_elapsed_us(started))
+    receipt = _action_end(ctx, status="SUCCESS", output_digest=output_digest, duration_us=_elapsed_us(started))
     return Outcome(200, _success_body(ctx, output, receipt))
+
+
+class ExecutorAborted(Exception):
+    """An executor raised a BaseException that is no Exception (SystemExit,
+    KeyboardInterrupt): contained as an executor failure, so it cannot take the
+    worker's request down without an envelope or a record (docs/SECURITY.md S6)."""
+
+    def __init__(self, exc_class: str) -> None:
+        self.exc_class = exc_class
+        super().__init__(exc_class)
+
+
+def _contained(execute: Callable[[ActionRequest], Any], request: ActionRequest) -> Any:
+    try:
+        return execute(request)
+    except Exception:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - only the executor's own, in its own thread
+        raise ExecutorAborted(type(exc).__name__) from None
+
+
+# The executor has run when its terminal record is written: if that record
+# cannot be written, the sink's usual "nothing was executed" would be false.
+OUTCOME_UNRECORDED = "The action was executed, but its outcome could not be recorded durably; audit verify reports it"
+
+
+def _action_end(ctx: RequestContext, **fields: Any) -> Receipt:
+    try:
+        return audit_action_end(ctx, **fields)
+    except VerittaError as error:
+        if error.code != "AUDIT_SINK_FAILED":
+            raise
+        details = {"executed": True, "outcome_recorded": False}
+        raise VerittaError("AUDIT_SINK_FAILED", evidence=error.evidence, details=details, message=OUTCOME_UNRECORDED) from error
 
 
 def _elapsed_us(started: float) -> int:

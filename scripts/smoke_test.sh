@@ -47,14 +47,16 @@ health=$(curl -sS -H "X-ADMIN-KEY: $VERITTA_ADMIN_API_KEY" "$URL/admin/health")
 [ "$(jq -r .status <<<"$health")" = ok ] || fail "GET /admin/health: $health"
 say "health ok"
 
-# 2. The seed's smoke call (F2.1 X-API-Key), with our own trace id.
-TRACE_ID=$(uuid)
+# 2. The seed's smoke call (F2.1 X-API-Key). Our own id is recorded as the
+# parent; the server owns the trace id and returns it.
+CLIENT_ID=$(uuid)
 answer=$(curl -sS -X POST "$URL/process" \
   -H "X-API-Key: $VERITTA_BETA_API_KEY" \
-  -H "X-TRACE-ID: $TRACE_ID" \
+  -H "X-TRACE-ID: $CLIENT_ID" \
   -d '{"action":"process","event_type":"test_event","text":"Hello World"}')
 [ "$(jq -r .status_code <<<"$answer")" = 200 ] || fail "POST /process: $answer"
-[ "$(jq -r .trace_id <<<"$answer")" = "$TRACE_ID" ] || fail "the answer does not carry our trace id"
+TRACE_ID=$(jq -r .trace_id <<<"$answer")
+[ "$TRACE_ID" != "$CLIENT_ID" ] || fail "the server adopted the client's trace id"
 
 # 3. The audit trail has its records: ALLOW, PENDING, SUCCESS, and the receipt matches.
 trail=$(curl -sS -H "X-ADMIN-KEY: $VERITTA_ADMIN_API_KEY" "$URL/admin/audit/traces/$TRACE_ID")
@@ -66,9 +68,9 @@ jq -e --arg h "$receipt" '[.records[].record_hash] | index($h) != null' <<<"$tra
 say "allowed call audited: $TRACE_ID"
 
 # 4. A denied call (no key) is refused in the envelope, and audited as DENY.
-DENY_TRACE=$(uuid)
-denied=$(curl -sS -X POST "$URL/process" -H "X-TRACE-ID: $DENY_TRACE" -d '{"action":"process"}')
+denied=$(curl -sS -X POST "$URL/process" -d '{"action":"process"}')
 [ "$(jq -r '.reason_codes[0]' <<<"$denied")" = MISSING_API_KEY ] || fail "missing key: $denied"
+DENY_TRACE=$(jq -r .trace_id <<<"$denied")
 trail=$(curl -sS -H "X-ADMIN-KEY: $VERITTA_ADMIN_API_KEY" "$URL/admin/audit/traces/$DENY_TRACE")
 [ "$(jq -r '[.records[].decision] | join(",")' <<<"$trail")" = DENY ] || fail "denied call not audited: $trail"
 say "denied call audited: $DENY_TRACE"

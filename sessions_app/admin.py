@@ -17,6 +17,8 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group, User
 from django.core.exceptions import PermissionDenied
 from django.db.models import Model, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -27,7 +29,7 @@ from django.utils import timezone
 
 from sessions_app.models import ApiKey, Session
 from sessions_app.services import api_key_revoke, session_revoke
-from veritta_site.admin_mixins import NoWritesMixin
+from veritta_site.admin_mixins import NoWritesMixin, OfferedFiltersOnlyMixin
 from veritta_site.errors import VerittaError
 
 
@@ -41,7 +43,7 @@ class RevokeForm(forms.Form):
     )
 
 
-class RevocableAdmin(NoWritesMixin, admin.ModelAdmin):
+class RevocableAdmin(OfferedFiltersOnlyMixin, NoWritesMixin, admin.ModelAdmin):
     """Read-only, plus a "revoke" action and button behind `revoke_permission`."""
 
     revoke_permission = ""  # "app_label.codename"
@@ -138,10 +140,12 @@ def session_state(obj: Session) -> str:
 @admin.register(Session)
 class SessionAdmin(RevocableAdmin):
     revoke_permission = "sessions_app.revoke_session"
-    list_display = ("session_id", "user_id", "state", "created_at", "expires_at", "last_seen_at", "revoked_at", "revoked_by")
+    list_display = (
+        "session_id", "user_id", "state", "created_by", "created_at", "expires_at", "last_seen_at", "revoked_at", "revoked_by",
+    )  # fmt: skip
     list_filter = (SessionStateFilter,)
-    search_fields = ("=session_id", "=user_id")
-    search_help_text = "Exact match: a session id (sess_…) or a user id."
+    search_fields = ("=session_id", "=user_id", "=created_by")
+    search_help_text = "Exact match: a session id (sess_…), a user id, or the prefix of the API key that opened it."
     ordering = ("-created_at",)
     fields = (
         "session_id", "user_id", "state", "created_at", "created_by", "expires_at", "last_seen_at",
@@ -151,8 +155,10 @@ class SessionAdmin(RevocableAdmin):
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet[Session], search_term: str) -> tuple[QuerySet[Session], bool]:
         term = search_term.strip()
-        # The primary key and the (user_id, created_at) index: no LIKE scan.
-        return (queryset.filter(Q(session_id=term) | Q(user_id=term)) if term else queryset), False
+        # The primary key and the (user_id | created_by, created_at) indexes: no LIKE scan.
+        if not term:
+            return queryset, False
+        return queryset.filter(Q(session_id=term) | Q(user_id=term) | Q(created_by=term.removeprefix("vk_"))), False
 
     @admin.display(description="state")
     def state(self, obj: Session) -> str:
@@ -199,3 +205,19 @@ class ApiKeyAdmin(RevocableAdmin):
         assert isinstance(obj, ApiKey)
         revoked = api_key_revoke(prefix=obj.prefix, actor=console_actor(request), reason=reason)
         return "revoked" if revoked else "already_revoked"
+
+
+# Django's own console users and groups: the same rule on filters (a
+# `?password__startswith=` would read password hashes one character at a time).
+class ConsoleUserAdmin(OfferedFiltersOnlyMixin, UserAdmin):
+    pass
+
+
+class ConsoleGroupAdmin(OfferedFiltersOnlyMixin, GroupAdmin):
+    pass
+
+
+admin.site.unregister(User)
+admin.site.register(User, ConsoleUserAdmin)
+admin.site.unregister(Group)
+admin.site.register(Group, ConsoleGroupAdmin)

@@ -4,6 +4,7 @@ rules in services and selectors."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +22,7 @@ from audit.services import RequestContext
 from governance.pipeline import Outcome
 from sessions_app.flows import ADMIN_ACTOR, admin_request, session_open_request, validated
 from sessions_app.models import Session
-from sessions_app.selectors import session_get
+from sessions_app.selectors import session_get, sessions_of_key
 from sessions_app.services import session_revoke
 from veritta_site.errors import CATALOGUE, VerittaError, envelope
 from veritta_site.schema import ERROR_RESPONSES
@@ -39,6 +40,12 @@ def respond(outcome: Outcome) -> Response:
 
 def no_parameters(data: Any) -> dict[str, Any]:
     return {}
+
+
+def query_parameters(request: Request, serializer_class: type[serializers.Serializer]) -> Callable[[Any], dict[str, Any]]:
+    """Validate the query string (last value of a repeated parameter)."""
+    params = dict(request.query_params.items())
+    return lambda _body: validated(serializer_class, params)
 
 
 class GovernedApi(APIView):
@@ -157,6 +164,7 @@ class SessionRevokeApi(GovernedApi):
                 parse=lambda data: validated(self.InputSerializer, data if data is not None else {}),
                 perform=perform,
                 records_own_decision=True,
+                rate_bucket="revoke",
             )
         )
 
@@ -176,12 +184,56 @@ class SessionDetailApi(GovernedApi):
             session = session_get(session_id=session_id[:40])
             if session is None:
                 raise VerittaError("NOT_FOUND", evidence={"object": "session"})
-            fields = {name: getattr(session, name) for name in SessionOutputSerializer().fields if name != "state"}
-            return Outcome(200, SessionOutputSerializer({**fields, "state": session_state(session)}).data)
+            return Outcome(200, _session_body(session))
 
         return respond(
             admin_request(request._request, endpoint="GET /admin/sessions/{session_id}", parse=no_parameters, perform=perform)
         )
+
+
+class SessionListApi(GovernedApi):
+    """The sessions one API key opened, newest first (never a token or its hash):
+    what to check after revoking a key, which revokes them all."""
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "SessionListInput"
+
+        created_by = serializers.RegexField(
+            r"^[A-Za-z0-9]{1,16}$", max_length=16, help_text="The key's prefix (vk_<prefix>_…), or `bootstrap`."
+        )
+        limit = serializers.IntegerField(required=False, default=100, min_value=1, max_value=1000, help_text="1..1000")
+
+    class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "SessionListOutput"
+
+        created_by = serializers.CharField()
+        sessions = SessionOutputSerializer(many=True)
+
+    @extend_schema(
+        operation_id="admin_sessions_list",
+        parameters=[ADMIN_KEY_HEADER, TRACE_HEADER, InputSerializer],
+        responses={200: OutputSerializer, **ERROR_RESPONSES},
+    )
+    def get(self, request: Request) -> Response:
+        def perform(ctx: RequestContext, data: dict[str, Any]) -> Outcome:
+            sessions = sessions_of_key(created_by=data["created_by"], limit=data["limit"])
+            return Outcome(200, {"created_by": data["created_by"], "sessions": [_session_body(s) for s in sessions]})
+
+        return respond(
+            admin_request(
+                request._request,
+                endpoint="GET /admin/sessions",
+                parse=query_parameters(request, self.InputSerializer),
+                perform=perform,
+            )
+        )
+
+
+def _session_body(session: Session) -> dict[str, Any]:
+    fields = {name: getattr(session, name) for name in SessionOutputSerializer().fields if name != "state"}
+    return dict(SessionOutputSerializer({**fields, "state": session_state(session)}).data)
 
 
 class AdminHealthApi(GovernedApi):

@@ -50,8 +50,9 @@ def validated(serializer_class: type[serializers.Serializer], data: Any) -> dict
         raise VerittaError("INVALID_JSON", evidence={"problem": "not_an_object"}, details={"problem": "not_an_object"})
     unknown = sorted(set(data) - set(serializer_class().fields))
     if unknown:
-        info = {"fields": [n[:64] for n in unknown[:20]], "problem": "unknown"}
-        raise VerittaError("VALIDATION_ERROR", evidence=info, details=info)
+        details = {"fields": [n[:64] for n in unknown[:20]], "problem": "unknown"}
+        evidence = {**gates.unknown_fields_evidence(unknown), "problem": "unknown"}
+        raise VerittaError("VALIDATION_ERROR", evidence=evidence, details=details)
     # DRF's CharField turns 0 into "0"; a field documented as a string takes only strings.
     not_strings = sorted(
         name
@@ -133,8 +134,8 @@ def _admin_key_valid(request: HttpRequest) -> dict[str, Any]:
     return dict(ADMIN_ACTOR)
 
 
-def _admin_within_limit() -> dict[str, str]:
-    return tightest(limits_enforce(checks=[("admin", "admin", settings.VERITTA_ADMIN_RATE_LIMIT_PER_MIN)]))
+def _admin_within_limit(bucket: str) -> dict[str, str]:
+    return tightest(limits_enforce(checks=[("admin", bucket, settings.VERITTA_ADMIN_RATE_LIMIT_PER_MIN)]))
 
 
 def admin_request(
@@ -145,6 +146,7 @@ def admin_request(
     perform: Callable[[RequestContext, dict[str, Any]], Outcome],
     records_own_decision: bool = False,
     reports_sink: bool = False,
+    rate_bucket: str = "admin",
 ) -> Outcome:
     """Run one admin API operation behind the admin gates.
 
@@ -155,6 +157,9 @@ def admin_request(
     ALLOW + PENDING before it acts) says so with `records_own_decision`.
     `reports_sink` (health only): an answer whose decision record could not be
     written is still given, since it reports that very failure.
+    `rate_bucket`: the admin limit is counted per bucket; session revocation,
+    the emergency brake, has its own, so no amount of reads (/metrics scrapes,
+    audit queries) can use up the limit it needs (docs/SECURITY.md S7).
     """
     ctx = RequestContext.for_request(request, endpoint=endpoint, profile_id="admin", profile_hash=profile_hash_of("admin"))
     try:
@@ -164,7 +169,7 @@ def admin_request(
             parsed = gates.parse_input(body)
             ctx.input_digest, ctx.digest_kind = parsed.digest, parsed.digest_kind
             _credentials(ctx, [("G0:admin_key_present", _admin_key_present), ("G2:admin_key_valid", _admin_key_valid)], request)
-            headers = run_gate("G10", _admin_within_limit)
+            headers = run_gate("G10", _admin_within_limit, rate_bucket)
             ctx.matched_rules.append(G10_RULE)
             if body and parsed.problem is not None:
                 info = {"problem": parsed.problem}

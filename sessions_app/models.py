@@ -42,6 +42,8 @@ class Session(models.Model):
         indexes = [
             # serves: the console's list of a user's sessions
             models.Index(fields=["user_id", "created_at"], name="session_user_created"),
+            # serves: revoking and listing the sessions one API key opened
+            models.Index(fields=["created_by", "created_at"], name="session_key_created"),
         ]
         permissions = [("revoke_session", "Can revoke sessions (console)")]
 
@@ -79,7 +81,7 @@ class LoginFailure(models.Model):
     Rows older than the throttle window are deleted as new failures arrive."""
 
     at = models.DateTimeField()
-    username = models.CharField(max_length=64)  # as typed, truncated
+    username = models.CharField(max_length=64)  # the identity: an existing username, or a keyed digest of the typed one
     client = models.CharField(max_length=40)  # keyed digest of the address (audit.services.client_digest)
 
     class Meta:

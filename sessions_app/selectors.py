@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import re
 
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from sessions_app.models import ApiKey, Session
@@ -73,7 +74,7 @@ def session_authenticate(*, session_id: str, user_id: str, token: str) -> Sessio
     are read from the database on every request: no process caches them, so a
     revocation holds on the very next request in every worker.
     """
-    session = session_get(session_id=session_id)
+    session = _session_for_gate(session_id=session_id)
     token_ok = _digests_equal(token, session.token_digest if session else DUMMY_DIGEST)
     if session is None:
         raise VerittaError("SESSION_INVALID", evidence={"cause": "unknown_session"})
@@ -83,9 +84,26 @@ def session_authenticate(*, session_id: str, user_id: str, token: str) -> Sessio
         raise VerittaError("SESSION_INVALID", evidence={"cause": "wrong_user"})
     if session.revoked_at is not None:
         raise VerittaError("SESSION_REVOKED", evidence={"session_id": session.session_id})
+    if session.key_revoked:  # type: ignore[attr-defined]
+        # Revoking a key revokes its sessions; this holds also for a session
+        # opened while its key was being revoked.
+        raise VerittaError("SESSION_REVOKED", evidence={"session_id": session.session_id, "cause": "api_key_revoked"})
     if session.expires_at <= timezone.now():
         raise VerittaError("SESSION_EXPIRED", evidence={"session_id": session.session_id})
     return session
+
+
+def _session_for_gate(*, session_id: str) -> Session | None:
+    """The session, annotated with whether the key that opened it is revoked (one query)."""
+    if not SESSION_ID_RE.fullmatch(session_id):
+        return None
+    revoked_key = ApiKey.objects.filter(prefix=OuterRef("created_by"), revoked_at__isnull=False)
+    return Session.objects.filter(session_id=session_id).annotate(key_revoked=Exists(revoked_key)).first()
+
+
+def sessions_of_key(*, created_by: str, limit: int) -> list[Session]:
+    """The newest sessions one API key opened (its prefix, or "bootstrap")."""
+    return list(Session.objects.filter(created_by=created_by).order_by("-created_at")[:limit])
 
 
 def session_get(*, session_id: str) -> Session | None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from audit.chain import AuditSinkError, chain_append
@@ -85,11 +85,15 @@ def api_key_create(*, name: str) -> tuple[ApiKey, str]:
 
 
 def api_key_revoke(*, prefix: str, actor: dict[str, Any] | None = None, reason: str = "") -> bool:
-    """Revoke a stored key; False if there is no active key with that prefix.
+    """Revoke a stored key and, in the same transaction, every active session
+    it opened (docs/SECURITY.md S2: a session must not outlive its key);
+    False if there is no active key with that prefix.
 
     Audited like a session revocation: the action `revoke_api_key` (ALLOW +
-    PENDING, then SUCCESS) when a key is revoked, a DENY NOT_FOUND otherwise.
-    The reason goes to the audit evidence (there is no column for it)."""
+    PENDING, then SUCCESS with the number of sessions revoked) when a key is
+    revoked, a DENY NOT_FOUND otherwise. The reason goes to the audit evidence
+    (there is no column for it); each session row records the key's revocation
+    as its own (`revoked_by`, `revoked_reason`)."""
     actor = actor or {"kind": "operator", "id": "manage.py"}
     ctx = operator_context(endpoint="revoke_api_key", actor=actor)
     ctx.action_fields = {"action": "revoke_api_key"}
@@ -99,8 +103,21 @@ def api_key_revoke(*, prefix: str, actor: dict[str, Any] | None = None, reason: 
         return False
     ctx.matched_rules.append("object:api_key_found")
     _begin(ctx, action="revoke_api_key", evidence=evidence)
-    changed = ApiKey.objects.filter(prefix=prefix, revoked_at__isnull=True).update(revoked_at=timezone.now())
-    _end(ctx, evidence={**evidence, "outcome": "revoked" if changed else "already_revoked"})
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            changed = ApiKey.objects.filter(prefix=prefix, revoked_at__isnull=True).update(revoked_at=now)
+            sessions = Session.objects.filter(created_by=prefix, revoked_at__isnull=True).update(
+                revoked_at=now,
+                revoked_by=f"{actor.get('kind')}:{actor.get('id')}"[:64],
+                revoked_reason=f"API key vk_{prefix} revoked"[:200],
+            )
+    except DatabaseError as exc:
+        error = VerittaError("INTERNAL_ERROR", evidence={"exc_class": type(exc).__name__})
+        _end(ctx, evidence=evidence, error=error)
+        raise error from exc
+    outcome = "revoked" if changed else "already_revoked"
+    _end(ctx, evidence={**evidence, "outcome": outcome, "sessions_revoked": sessions})
     return bool(changed)
 
 

@@ -88,6 +88,39 @@ class PendingWitnessExecutor(Executor):
             connection.close()  # this thread's own connection
         return {"pending_seen": seen}
 
+
+class ExitingExecutor(Executor):
+    """Raises SystemExit, a BaseException that is no Exception."""
+
+    executor_id = "exit_v1"
+    version = "1.0.0"
+    actions = frozenset({"exit"})
+
+    def execute(self, request: ActionRequest) -> dict[str, Any]:
+        raise SystemExit(3)
+
+
+class SinkBreakingExecutor(Executor):
+    """Runs, then leaves the audit sink broken: the mirror path becomes a
+    directory, so the terminal record cannot be written (a disk failing while
+    an executor runs). The test repairs it."""
+
+    executor_id = "sink_breaker_v1"
+    version = "1.0.0"
+    actions = frozenset({"break_sink"})
+
+    def execute(self, request: ActionRequest) -> dict[str, Any]:
+        from pathlib import Path
+
+        from django.conf import settings
+
+        mirror = Path(settings.VERITTA_AUDIT_LOG_PATH)
+        mirror.rename(mirror.with_name(mirror.name + ".moved"))
+        mirror.mkdir()
+        return {"ran": True}
+
+
 TEST_EXECUTORS = ",".join(
-    f"tests.executors.{name}" for name in ("SlowExecutor", "ExplodingExecutor", "BadOutputExecutor", "PlainExecutor", "CountingExecutor", "PendingWitnessExecutor")
+    f"tests.executors.{name}" for name in ("SlowExecutor", "ExplodingExecutor", "BadOutputExecutor", "PlainExecutor", "CountingExecutor", "PendingWitnessExecutor",
+                                              "ExitingExecutor", "SinkBreakingExecutor")
 )

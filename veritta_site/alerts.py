@@ -38,6 +38,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 
 from veritta_site.canonical import digest_of
+from veritta_site.checks import webhook_url_problem
 
 logger = logging.getLogger("veritta.alerts")
 
@@ -157,10 +158,24 @@ def alert_deliver(alert: Alert) -> bool:
     return delivered
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A 3xx from the webhook is an answer (a failed delivery), never a hop:
+    the alert goes only where the operator configured it."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
 def _post(url: str, body: bytes) -> bool:
+    if webhook_url_problem(url):  # checked at start too; fail closed if it was skipped
+        logger.warning("alert webhook URL refused", extra={"problem": "scheme"})
+        return False
     request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=settings.VERITTA_ALERT_WEBHOOK_TIMEOUT_S) as response:
+        with _OPENER.open(request, timeout=settings.VERITTA_ALERT_WEBHOOK_TIMEOUT_S) as response:
             return 200 <= response.status < 300
     except (urllib.error.URLError, OSError, ValueError) as exc:
         logger.warning("alert webhook attempt failed", extra={"exc_class": type(exc).__name__})

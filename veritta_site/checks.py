@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.checks import Error, Warning, register
+from django.core.checks import Error, Tags, Warning, register
 
 # (variable, when it is required)
 REQUIRED = (
@@ -35,3 +36,42 @@ def required_settings_check(app_configs: Any = None, **kwargs: Any) -> list[Erro
         else:
             messages.append(Warning(f"{name} is not set (required in production)", id="veritta.W001"))
     return messages
+
+
+# Shared secrets a client presents: long enough that guessing is hopeless
+# (`scripts/run` makes 43-character ones; `secrets.token_urlsafe(32)`).
+MIN_KEY_LENGTH = 32
+PRESENTED_KEYS = ("VERITTA_BETA_API_KEY", "VERITTA_ADMIN_API_KEY")
+
+
+@register(Tags.security, deploy=True)
+def key_length_check(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """`check --deploy` refuses short API and admin keys (docs/SECURITY.md S10)."""
+    return [
+        Error(
+            f"{name} is shorter than {MIN_KEY_LENGTH} characters",
+            hint=f"Use a random value, e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))' for {name}.",
+            id="veritta.E002",
+        )
+        for name in PRESENTED_KEYS
+        if 0 < len(_value(name)) < MIN_KEY_LENGTH
+    ]
+
+
+def webhook_url_problem(url: str) -> str | None:
+    """Why an alert webhook URL cannot be used, or None. Only http(s) with a
+    host: urllib would open file:// and other schemes too."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "is not a URL"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be an http:// or https:// URL with a host"
+    return None
+
+
+@register()
+def webhook_url_check(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    url = settings.VERITTA_ALERT_WEBHOOK_URL
+    problem = webhook_url_problem(url) if url else None
+    return [Error(f"VERITTA_ALERT_WEBHOOK_URL {problem}", id="veritta.E003")] if problem else []

@@ -72,6 +72,8 @@ CATALOGUE: dict[str, Reason] = {
     "NOT_ACCEPTABLE": Reason(406, "Not acceptable", "routing"),
     "BAD_REQUEST": Reason(400, "Bad request", "routing"),
     "INTERNAL_ERROR": Reason(500, "Internal error", "any"),
+    # audit only: the console's login form answers itself
+    "CONSOLE_LOGIN_FAILED": Reason(0, "Console login with a wrong username or password", "console login"),
     # audit-only marker: carried by PENDING action records, never by a response
     "EXECUTION_ATTEMPT": Reason(0, "Marker on the PENDING record written before an executor runs", "audit"),
 }

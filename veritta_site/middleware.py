@@ -7,7 +7,7 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from veritta_site.errors import CATALOGUE, envelope
-from veritta_site.tracing import current_trace_id, trace_id_from_header, traceparent_from_header
+from veritta_site.tracing import current_trace_id, new_trace_id, parent_trace_from_headers
 
 
 class TraceIdMiddleware:
@@ -15,8 +15,11 @@ class TraceIdMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        request.trace_id = trace_id_from_header(request.META.get("HTTP_X_TRACE_ID"))  # type: ignore[attr-defined]
-        request.traceparent = traceparent_from_header(request.META.get("HTTP_TRACEPARENT"))  # type: ignore[attr-defined]
+        request.trace_id = new_trace_id()  # type: ignore[attr-defined]
+        # Read by the audit writer as the record's `parent_trace`.
+        request.traceparent = parent_trace_from_headers(  # type: ignore[attr-defined]
+            request.META.get("HTTP_TRACEPARENT"), request.META.get("HTTP_X_TRACE_ID")
+        )
         token = current_trace_id.set(request.trace_id)  # type: ignore[attr-defined]
         try:
             response = self.get_response(request)

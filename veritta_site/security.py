@@ -2,12 +2,22 @@
 and the security headers of its pages.
 
 Login throttle: after VERITTA_CONSOLE_LOGIN_MAX_FAILURES failed logins for one
-username, or from one client address, within VERITTA_CONSOLE_LOGIN_WINDOW_S,
+identity, or from one client address, within VERITTA_CONSOLE_LOGIN_WINDOW_S,
 further attempts for it are refused (without checking the password) until the
 oldest of those failures leaves the window. Failures are counted in the
 database (sessions_app.LoginFailure), so every worker and app server sees the
-same count. Every failure and every refusal is a decision_audit DENY with the
-username as typed (truncated to 64) as the actor, never the password.
+same count.
+
+The identity is the username as Django logs in with it (stripped, NFKC: " root"
+and full-width "ｒｏｏｔ" are "root") when such a user exists, otherwise a keyed
+digest of that normalised name: what was typed is never stored, so a password
+typed into the username box does not end up in the trail (docs/SECURITY.md S4,
+S9). The throttle is exact under concurrency: an attempt is counted (a row is
+inserted) before the password is checked, and it goes on only if, counted with
+every attempt in flight, the limit is not passed; a good password removes its
+row. Every failure and every refusal is a decision_audit DENY with the identity
+as the actor; failures carry CONSOLE_LOGIN_FAILED, an authentication failure
+for veritta_authn_failures_total and the auth_incident alert.
 """
 
 from __future__ import annotations
@@ -26,14 +36,25 @@ from audit.services import RequestContext, audit_allow, audit_deny, client_diges
 from sessions_app.models import LoginFailure
 from sessions_app.services import profile_hash_of
 from veritta_site.errors import VerittaError
+from veritta_site.redact import keyed_digest
 
 LOGIN_ENDPOINT = "POST /console/login/"
 
 
-def login_retry_after(*, username: str, client: str) -> int:
-    """Seconds until a login for this username and client may be tried again; 0 if now.
+def console_identity(normalised: str) -> str:
+    """What a login attempt is throttled and recorded as (see the module docstring)."""
+    from django.contrib.auth import get_user_model
 
-    Two indexed counts over the window, (username, at) and (client, at)."""
+    if normalised and get_user_model()._default_manager.filter(username=normalised).exists():
+        return normalised[:64]
+    return keyed_digest("unknown_", normalised)
+
+
+def login_retry_after(*, username: str, client: str, exclude: int | None = None) -> int:
+    """Seconds until a login for this identity and client may be tried again; 0 if now.
+
+    Two indexed counts over the window, (username, at) and (client, at); the
+    attempt `exclude` (the caller's own) is not counted."""
     window = timedelta(seconds=settings.VERITTA_CONSOLE_LOGIN_WINDOW_S)
     since = timezone.now() - window
     limit = settings.VERITTA_CONSOLE_LOGIN_MAX_FAILURES
@@ -43,22 +64,34 @@ def login_retry_after(*, username: str, client: str) -> int:
         LoginFailure.objects.filter(client=client, at__gte=since),
     ):
         # The limit-th newest failure is the one whose leaving the window frees a try.
-        times = list(recent.order_by("-at").values_list("at", flat=True)[:limit])
+        times = list(recent.exclude(pk=exclude).order_by("-at").values_list("at", flat=True)[:limit])
         if len(times) >= limit:
             waits.append(int((times[-1] + window - timezone.now()).total_seconds()) + 1)
     return max(waits)
 
 
-def login_failure_record(*, username: str, client: str) -> None:
+def login_attempt_begin(*, username: str, client: str) -> tuple[int, int]:
+    """Count an attempt before its password is checked: returns (its row, seconds
+    to wait). The row is committed before counting, so of any attempts running
+    at once, the last to commit sees them all: no more than the limit can pass.
+    A refused attempt's row is removed (a refusal is not a failure)."""
     now = timezone.now()
-    LoginFailure.objects.create(at=now, username=username, client=client)
     # Keep the table small: failures that left the window count for nothing.
     LoginFailure.objects.filter(at__lt=now - timedelta(seconds=settings.VERITTA_CONSOLE_LOGIN_WINDOW_S)).delete()
+    row = LoginFailure.objects.create(at=now, username=username, client=client)
+    wait = login_retry_after(username=username, client=client, exclude=row.pk)
+    if wait:
+        row.delete()
+    return row.pk, wait
 
 
-def _login_context(request: HttpRequest, username: str) -> RequestContext:
+def login_attempt_succeeded(*, attempt: int) -> None:
+    LoginFailure.objects.filter(pk=attempt).delete()
+
+
+def _login_context(request: HttpRequest, identity: str) -> RequestContext:
     ctx = RequestContext.for_request(request, endpoint=LOGIN_ENDPOINT, profile_id="admin", profile_hash=profile_hash_of("admin"))
-    ctx.actor = {"kind": "console", "id": username[:64]}
+    ctx.actor = {"kind": "console", "id": identity}
     ctx.digest_kind = "unread"  # the form holds a password: no digest of it is kept
     return ctx
 
@@ -74,23 +107,27 @@ class ConsoleAuthenticationForm(AdminAuthenticationForm):
     def clean(self) -> dict[str, Any]:
         request = self.request
         assert request is not None
-        username = str(self.data.get("username", ""))[:64]
+        # The name exactly as authentication will see it (UsernameField: strip, NFKC).
+        normalised = self.fields["username"].to_python(str(self.data.get("username", ""))[:1000]) or ""
+        identity = console_identity(normalised)
         client = client_digest(request.META.get("REMOTE_ADDR")) or "unknown"
-        wait = login_retry_after(username=username, client=client)
+        attempt, wait = login_attempt_begin(username=identity, client=client)
         if wait:
             error = VerittaError("RATE_LIMIT_EXCEEDED", evidence={"scope": "console_login", "retry_after_s": wait})
-            audit_deny(_login_context(request, username), gate="console_login", error=error)
+            audit_deny(_login_context(request, identity), gate="console_login", error=error)
             raise forms.ValidationError(
                 self.error_messages["throttled"], code="throttled", params={"minutes": max(1, round(wait / 60))}
             )
         try:
             cleaned = super().clean()
+            if self.get_user() is None:  # a field was invalid (a name too long): nobody logged in
+                raise self.get_invalid_login_error()
         except forms.ValidationError:
-            login_failure_record(username=username, client=client)
-            error = VerittaError("FORBIDDEN", evidence={"cause": "invalid_login"})
-            audit_deny(_login_context(request, username), gate="console_login", error=error)
+            error = VerittaError("CONSOLE_LOGIN_FAILED", evidence={"cause": "invalid_login"})
+            audit_deny(_login_context(request, identity), gate="console_login", error=error)
             raise
-        ctx = _login_context(request, username)
+        login_attempt_succeeded(attempt=attempt)
+        ctx = _login_context(request, identity)
         ctx.matched_rules.append("console_login:password")
         audit_allow(ctx, pending=False)
         return cleaned

@@ -110,3 +110,13 @@ def test_the_audit_admin_never_counts_the_table_nor_groups_by_date() -> None:
     assert model_admin.show_full_result_count is False
     assert model_admin.paginator is AuditPaginator
     assert model_admin.actions is None
+
+
+def test_every_console_page_allows_only_the_filters_it_offers():
+    """docs/SECURITY.md S3: no ModelAdmin falls back to Django's any-local-field lookups."""
+    from django.contrib import admin
+
+    from veritta_site.admin_mixins import OfferedFiltersOnlyMixin
+
+    loose = [type(model_admin).__name__ for model_admin in admin.site._registry.values() if not isinstance(model_admin, OfferedFiltersOnlyMixin)]
+    assert loose == []

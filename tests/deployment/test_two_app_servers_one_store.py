@@ -77,7 +77,8 @@ def test_production_settings_pass_check_deploy_with_no_warnings(tmp_path):
 
     env = server_env(tmp_path, fresh_database_url(tmp_path))
     env.update(DJANGO_SECURE="true", DJANGO_DEBUG="false", DJANGO_ALLOWED_HOSTS="veritta.example.com",
-               DJANGO_SECRET_KEY="k" * 20 + "-production-secret-key-with-enough-entropy-0123456789")  # fmt: skip
+               DJANGO_SECRET_KEY="k" * 20 + "-production-secret-key-with-enough-entropy-0123456789",
+               VERITTA_BETA_API_KEY="b" * 43, VERITTA_ADMIN_API_KEY="a" * 43)  # fmt: skip
     result = manage(env, "check", "--deploy", "--fail-level", "WARNING", check=False)
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout

@@ -80,20 +80,28 @@ def test_matched_rules_list_every_rule_that_passed(api, audit_records):
     assert "profile:action_allowed" in rules and "registry:capabilities" in rules
 
 
-def test_valid_trace_id_header_is_adopted_and_traceparent_recorded(api, audit_records):
-    trace = str(uuid.uuid4())
+def test_client_trace_id_is_kept_as_parent_never_as_the_trace_id(api, audit_records):
+    client_id = str(uuid.uuid4())
+    response = api.process(RUNBOOK_SMOKE, HTTP_X_TRACE_ID=client_id)
+    trace = response.json()["trace_id"]
+    assert trace == response["X-Trace-ID"] and trace != client_id and uuid.UUID(trace).version == 4
+    assert {r["parent_trace"] for r in audit_records(trace)} == {client_id}
+    assert audit_records(client_id) == []
+
+
+def test_traceparent_is_the_parent_when_both_are_sent(api, audit_records):
     parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-    response = api.process(RUNBOOK_SMOKE, HTTP_X_TRACE_ID=trace, HTTP_TRACEPARENT=parent)
-    assert response.json()["trace_id"] == trace == response["X-Trace-ID"]
-    assert {r["parent_trace"] for r in audit_records(trace)} == {parent}
+    response = api.process(RUNBOOK_SMOKE, HTTP_X_TRACE_ID=str(uuid.uuid4()), HTTP_TRACEPARENT=parent)
+    assert {r["parent_trace"] for r in audit_records(response.json()["trace_id"])} == {parent}
 
 
 @pytest.mark.parametrize("header", ["not-a-uuid", "{" + "0" * 32 + "}", "x\r\nSet-Cookie: a=b", "a" * 500])
-def test_invalid_trace_id_header_is_replaced_by_a_fresh_uuid(api, header):
+def test_invalid_trace_id_header_is_not_recorded(api, audit_records, header):
     response = api.process(RUNBOOK_SMOKE, HTTP_X_TRACE_ID=header)
     trace = response.json()["trace_id"]
     assert trace != header
     assert uuid.UUID(trace).version == 4
+    assert {r["parent_trace"] for r in audit_records(trace)} == {None}
 
 
 # (payload or raw body, headers, expected status, expected code, deciding gate)
@@ -165,8 +173,13 @@ def test_evidence_names_fields_never_values(api, audit_records):
     response = api.process({"action": "process", "secret_note": "VALUE-THAT-MUST-NOT-LEAK"})
     envelope = response.json()
     (decision,) = audit_records(envelope["trace_id"])
-    assert decision["evidence"] == {"fields": ["secret_note"]}
+    from veritta_site.redact import keyed_digest
+
+    # An unknown field's name is the client's text too: a keyed digest in the trail.
+    assert decision["evidence"] == {"field_digests": [keyed_digest("field_", "secret_note")], "count": 1}
+    assert envelope["details"] == {"fields": ["secret_note"]}
     assert "VALUE-THAT-MUST-NOT-LEAK" not in json.dumps(envelope) + json.dumps(decision)
+    assert "secret_note" not in json.dumps(decision)
 
 
 def test_unknown_action_name_is_not_stored(api, audit_records):

@@ -38,9 +38,11 @@ def test_seed_readme_curl_examples_verbatim(app_server):
     trace = str(uuid.uuid4())
     status, body = curl(app_server, "-X", "POST", f"{url}/process", "-H", f"X-API-Key: {API_KEY}",
                         "-H", f"X-TRACE-ID: {trace}", "-d", '{"action":"test_action","event_type":"test_event"}')  # fmt: skip
-    assert status == 200 and body["trace_id"] == trace
+    # The server owns the trace id; the caller's id is the records' parent.
+    assert status == 200 and body["trace_id"] != trace
     mirror = (app_server.tmp / "audit.log").read_text()
-    assert len([line for line in mirror.splitlines() if trace in line]) == 3
+    lines = [json.loads(line) for line in mirror.splitlines() if body["trace_id"] in line]
+    assert len(lines) == 3 and {line["parent_trace"] for line in lines} == {trace}
     status, body = curl(app_server, f"{url}/health")
     assert status == 200 and body["status"] == "ok"
 
@@ -89,7 +91,7 @@ def test_no_payload_value_reaches_the_database_mirror_or_logs(app_server):
     marker = f"PAYLOAD-MARKER-{uuid.uuid4().hex}"
     payloads = [
         {"action": "process", "text": marker},
-        {"action": "process", "colour": marker},  # an unknown field: its name is evidence, never its value
+        {"action": "process", "colour": marker},  # an unknown field: its name's keyed digest is evidence, never its value
         {"action": "process", "text": 7, "event_type": marker},
         {"action": marker},
     ]
@@ -105,5 +107,5 @@ def test_no_payload_value_reaches_the_database_mirror_or_logs(app_server):
     if db_file.exists():
         for path in app_server.tmp.glob("veritta.sqlite3*"):
             assert marker.encode() not in path.read_bytes()
-    assert marker not in dumped and '"fields":["colour"]' in dumped
+    assert marker not in dumped and '"field_digests":["field_' in dumped and '"colour"' not in dumped
     assert API_KEY not in dumped and API_KEY not in app_server.log()

@@ -90,7 +90,7 @@ def test_tables_are_printed_without_json(api):
 
 
 def test_security_categories_cover_every_credential_profile_and_registry_code():
-    credential = {c for c, r in CATALOGUE.items() if r.where.startswith(("G0", "G2", "G4", "admin G0", "admin G2"))}
+    credential = {c for c, r in CATALOGUE.items() if r.where.startswith(("G0", "G2", "G4", "admin G0", "admin G2", "console login"))}
     assert credential == AUTHN_FAILURE_CODES
     assert {c for c, r in CATALOGUE.items() if r.where == "profile"} == POLICY_VIOLATION_CODES
     assert {c for c, r in CATALOGUE.items() if r.where == "registry"} < AUTHZ_DENIAL_CODES

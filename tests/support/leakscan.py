@@ -1,11 +1,14 @@
 """The leak scan run after the whole suite (conftest.pytest_sessionfinish):
-no API key, admin key, session token, token digest or governed payload value
-anywhere the service wrote — databases, JSONL mirrors, checkpoints, logs —
-and no secret in any response but the one that issued it."""
+no API key, admin key, session token, token digest, governed payload value,
+payload field name no profile knows, or username typed into the console's
+login form (docs/SECURITY.md S9) anywhere the service wrote — databases,
+JSONL mirrors, checkpoints, logs — and no secret in any response but the one
+that issued it."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import sqlite3
 from collections.abc import Iterable
@@ -31,6 +34,17 @@ class LeakScan:
 
     def add_payload(self, payload: object) -> None:
         for value in _strings(payload):
+            if len(value) >= MIN_PAYLOAD_VALUE:
+                self.payload_values.add(value)
+        if isinstance(payload, dict):  # field names no profile knows are client text too
+            for name in payload:
+                if isinstance(name, str) and len(name) >= MIN_PAYLOAD_VALUE and name not in _profile_vocabulary():
+                    self.payload_values.add(name)
+
+    def add_console_username(self, typed: str) -> None:
+        """A username typed into the console's login form: stored only as the
+        user's own name (short, in these tests) or as a keyed digest."""
+        for value in {typed, typed[:64], typed.strip()}:
             if len(value) >= MIN_PAYLOAD_VALUE:
                 self.payload_values.add(value)
 
@@ -81,6 +95,30 @@ class LeakScan:
 
 # (table, column) where a sha256 digest is the stored form of a secret, by design.
 DIGEST_COLUMNS = {"sessions_app_apikey": "digest", "sessions_app_session": "token_digest"}
+
+
+_VOCABULARY: set[str] = set()
+
+
+def _profile_vocabulary() -> set[str]:
+    """Every name the shipped and test policy profiles use: recorded by design."""
+    if not _VOCABULARY:
+        root = Path(__file__).resolve().parents[2]
+        for path in [*root.glob("governance/profiles/*.json"), *root.glob("tests/profiles/*.json")]:
+            _VOCABULARY.update(_names_in(json.loads(path.read_text())))
+    return _VOCABULARY
+
+
+def _names_in(value: object) -> Iterable[str]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield str(key)
+            yield from _names_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _names_in(item)
+    elif isinstance(value, str):
+        yield value
 
 
 def _strings(value: object) -> Iterable[str]:
