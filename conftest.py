@@ -99,12 +99,14 @@ TEST_PROFILES_DIR = Path(__file__).resolve().parent / "tests" / "profiles"
 @pytest.fixture
 def test_profiles(settings: Any, db: None, audit_log: Path) -> Iterator[None]:
     """The test profile set and the test executors (slow, exploding, ...)."""
+    from governance.profiles import shipped_fingerprint
     from governance.registry import executor_registry
     from governance.selectors import profile_cache_clear
     from governance.services import profiles_load
     from tests.executors import TEST_EXECUTORS
 
     settings.VERITTA_PROFILES_DIR = TEST_PROFILES_DIR
+    settings.VERITTA_PROFILES_FINGERPRINT = shipped_fingerprint(TEST_PROFILES_DIR)
     settings.VERITTA_EXECUTORS = [*settings.VERITTA_EXECUTORS, *TEST_EXECUTORS.split(",")]
     settings.VERITTA_EXECUTOR_TIMEOUT_S = 0.5
     executor_registry.cache_clear()

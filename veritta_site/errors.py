@@ -48,6 +48,9 @@ CATALOGUE: dict[str, Reason] = {
     "ADMIN_SIGNAL_FORBIDDEN": Reason(403, "Payload carries a forbidden privilege field", "profile"),
     "EXTERNAL_FIELDS_NOT_ALLOWED": Reason(403, "Payload carries external-target fields", "profile"),
     "LIMIT_EXCEEDED": Reason(403, "Payload exceeds a policy profile limit", "profile"),
+    "PROFILES_NOT_SERVABLE": Reason(
+        503, "The active policy profiles are not a set this server may serve; request refused", "profile"
+    ),
     # registry
     "UNKNOWN_ACTION": Reason(422, "No registered executor handles this action", "registry"),
     "EXECUTOR_NOT_FOUND": Reason(422, "The executor named by the profile is not registered", "registry"),

@@ -200,6 +200,9 @@ VERITTA_METRICS_COMPLETENESS_WINDOW_S = env.int("VERITTA_METRICS_COMPLETENESS_WI
 # Policy profiles shipped in the repo, and the one /process enforces.
 VERITTA_PROFILES_DIR = Path(env.str("VERITTA_PROFILES_DIR", default=str(BASE_DIR / "governance" / "profiles")))
 VERITTA_POLICY_PROFILE = env.str("VERITTA_POLICY_PROFILE", default="default")
+# Every worker re-reads the active profiles at most this many seconds apart: the
+# bound within which `governance load-profiles` reaches every server (docs/POLICY_CHANGES.md).
+VERITTA_PROFILES_RECHECK_S = env.float("VERITTA_PROFILES_RECHECK_S", default=2.0)
 
 # Executors, by dotted path: add your own here (or in VERITTA_EXTRA_EXECUTORS)
 # without touching the pipeline.
