@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -272,6 +272,7 @@ class Objectives:
     latency_p99_ms: float
     trace_completeness: float
     security_violation_rate: float
+    security_min_decisions: int = 0  # from settings: VERITTA_SLO_SECURITY_MIN_DECISIONS
 
     @classmethod
     def from_settings(cls) -> Objectives:
@@ -281,6 +282,7 @@ class Objectives:
             latency_p99_ms=settings.VERITTA_SLO_LATENCY_P99_MS,
             trace_completeness=settings.VERITTA_SLO_TRACE_COMPLETENESS,
             security_violation_rate=settings.VERITTA_SLO_SECURITY_VIOLATION_RATE,
+            security_min_decisions=settings.VERITTA_SLO_SECURITY_MIN_DECISIONS,
         )
 
 
@@ -291,6 +293,7 @@ class SloResult:
     value: float | None  # None: no data in the window
     sample: int
     ok: bool
+    note: str = ""  # why a value was not judged against its objective
 
 
 @dataclass
@@ -338,7 +341,11 @@ def audit_slo(*, objectives: Objectives, now: datetime | None = None, progress: 
 
     progress("security violation rate")
     bad, total = security_violations(window=window)
-    report.results.append(
-        _at_most("security_violation_rate", bad / total if total else None, objectives.security_violation_rate, total)
-    )
+    rate = _at_most("security_violation_rate", bad / total if total else None, objectives.security_violation_rate, total)
+    if total and total < objectives.security_min_decisions:
+        # A rate over a handful of decisions says nothing: the README's one
+        # denial among its five examples is 0.2. Development and production
+        # share this rule; production volumes are far above the minimum.
+        rate = replace(rate, ok=True, note=f"not judged: fewer than {objectives.security_min_decisions} decisions")
+    report.results.append(rate)
     return report

@@ -187,6 +187,8 @@ VERITTA_SLO_LATENCY_P95_MS = env.float("VERITTA_SLO_LATENCY_P95_MS", default=100
 VERITTA_SLO_LATENCY_P99_MS = env.float("VERITTA_SLO_LATENCY_P99_MS", default=5000.0)
 VERITTA_SLO_TRACE_COMPLETENESS = env.float("VERITTA_SLO_TRACE_COMPLETENESS", default=1.0)
 VERITTA_SLO_SECURITY_VIOLATION_RATE = env.float("VERITTA_SLO_SECURITY_VIOLATION_RATE", default=0.05)
+# ... judged only over at least this many decisions in the window.
+VERITTA_SLO_SECURITY_MIN_DECISIONS = env.int("VERITTA_SLO_SECURITY_MIN_DECISIONS", default=100)
 # An incident: this many authentication failures from one client address
 # digest (or one key) within one minute.
 VERITTA_ALERT_AUTHN_FAILURES_PER_MIN = env.int("VERITTA_ALERT_AUTHN_FAILURES_PER_MIN", default=20)

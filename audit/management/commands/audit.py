@@ -64,7 +64,7 @@ class Command(BaseCommand):
         trace = sub.add_parser("trace", help="Every record of one request, in order.")
         trace.add_argument("trace_id")
         trace.add_argument("--json", action="store_true")
-        summary = sub.add_parser("summary", help="Decisions, denials by reason code and records by type (seed 003).")
+        summary = sub.add_parser("summary", help="Decisions ALLOW/DENY, denials by reason code and records by type.")
         summary.add_argument("--days", type=int, default=1, help="Window: the last N days (default 1).")
         summary.add_argument("--event-type", choices=["decision_audit", "action_audit"])
         summary.add_argument("--limit", type=int, help="Count only the newest N records of the window.")
@@ -282,14 +282,6 @@ class Command(BaseCommand):
         if options["hours"] is not None:
             objectives = dataclasses.replace(objectives, window_hours=options["hours"])
         report = audit_slo(objectives=objectives, progress=self._progress(options))
-        for breach in report.breaches:
-            alert_raise(
-                kind="slo_breach",
-                subject=breach.name,
-                summary=f"SLO {breach.name} breached: {breach.value:g} (objective {breach.objective})",
-                detail={"slo": breach.name, "value": str(breach.value), "objective": breach.objective, "sample": breach.sample},
-                background=False,
-            )
         if options["json"]:
             self.stdout.write(json.dumps(report.as_dict()))
         else:
@@ -298,8 +290,19 @@ class Command(BaseCommand):
             for r in report.results:
                 value = "no data" if r.value is None else f"{r.value:.4g}"
                 status = self.style.SUCCESS("OK") if r.ok else self.style.ERROR("BREACH")
-                self.stdout.write(f"  {r.name:26} {r.objective:14} {value:>12} {r.sample:>8}  {status}")
+                note = f" ({r.note})" if r.note else ""
+                self.stdout.write(f"  {r.name:26} {r.objective:14} {value:>12} {r.sample:>8}  {status}{note}")
             self.stdout.write(self.style.SUCCESS("OK: every SLO is met") if report.ok else self.style.ERROR(f"BREACH: {len(report.breaches)} SLO(s) missed"))
+        self.stdout.flush()
+        # After the report, so that the alerts' JSON log lines (stderr) never land inside the table.
+        for breach in report.breaches:
+            alert_raise(
+                kind="slo_breach",
+                subject=breach.name,
+                summary=f"SLO {breach.name} breached: {breach.value:g} (objective {breach.objective})",
+                detail={"slo": breach.name, "value": str(breach.value), "objective": breach.objective, "sample": breach.sample},
+                background=False,
+            )
         if not report.ok:
             sys.exit(1)
 
