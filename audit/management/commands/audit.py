@@ -110,6 +110,10 @@ class Command(BaseCommand):
             sys.exit(1)
 
     def _verify_file(self, path: Path, checkpoint_dir: Path | None, vkey: str | None, progress: Any) -> Report:
+        try:
+            vkey = vkey or public_vkey()  # the configured key, as `verify` on the database uses
+        except SigningKeyError:
+            pass
         checkpoints: list[Any] = []
         problems = []
         if checkpoint_dir is not None:
@@ -118,7 +122,7 @@ class Command(BaseCommand):
                 (checkpoints if not hasattr(result, "kind") else problems).append(result)
         verifier = ChainVerifier(checkpoints=checkpoints)
         verifier.report.problems.extend(problems)
-        verifier.report.signatures_checked = bool(vkey and checkpoint_dir)
+        verifier.report.signatures_checked = bool(vkey)
         try:
             with path.open(encoding="utf-8") as handle:
                 for line in handle:
@@ -129,6 +133,17 @@ class Command(BaseCommand):
         except OSError as exc:
             raise CommandError(f"cannot read {path}: {exc}") from exc
         return verifier.finish()
+
+    @staticmethod
+    def _checkpoints_line(report: Report) -> str:
+        line = f"{report.checkpoints_checked} checkpoints checked"
+        if report.checkpoint_copies > report.checkpoints_checked:
+            line += f" ({report.checkpoint_copies} copies: database and files)"
+        if not report.checkpoint_copies:
+            return line + " (none found; with --file, give them with --checkpoints DIR)"
+        if not report.signatures_checked:
+            line += " (signatures NOT checked: no verifier key; set VERITTA_AUDIT_SIGNING_KEY or pass --vkey)"
+        return line
 
     def _print_report(self, report: Report, *, as_json: bool) -> None:
         if as_json:
@@ -142,7 +157,7 @@ class Command(BaseCommand):
         first, last = report.first_seq or 0, report.last_seq or 0
         self.stdout.write(f"Results found for records {first} to {last}:")
         self.stdout.write(f"{report.records - len(bad_seqs)}/{report.records} records valid")
-        self.stdout.write(f"{report.checkpoints_checked} checkpoints checked" + ("" if report.signatures_checked else " (signatures NOT checked: no key)"))
+        self.stdout.write(self._checkpoints_line(report))
         gaps = sum(1 for p in report.problems if p.kind == "gap")
         incomplete = sum(1 for p in report.problems if p.kind == "incomplete")
         self.stdout.write(f"{gaps} gaps, {incomplete} incomplete traces, {report.in_flight} in flight")
