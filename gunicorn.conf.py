@@ -17,6 +17,8 @@ import os
 import shutil
 import tempfile
 
+from gunicorn import glogging
+
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
@@ -28,6 +30,16 @@ limit_request_fields = 100
 limit_request_field_size = 8190
 
 accesslog = "-"
+
+
+class _Logger(glogging.Logger):
+    def now(self) -> str:  # the access log's %(t)s: the app logs' timestamp, not "[04/Dec/2026:05:10:00 +0000]"
+        from veritta_site.timestamps import utc_timestamp
+
+        return utc_timestamp()
+
+
+logger_class = _Logger
 # One JSON object per line, with the trace id the response carries.
 access_log_format = json.dumps(
     {

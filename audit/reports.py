@@ -31,6 +31,7 @@ from audit.models import AuditRecord
 from audit.records import ACTION, DECISION, TERMINAL_STATUSES
 from audit.verify import in_flight_cutoff
 from veritta_site.errors import CATALOGUE
+from veritta_site.timestamps import utc_timestamp
 
 Progress = Callable[[str], None]
 
@@ -84,7 +85,7 @@ class Window:
         return AuditRecord.objects.filter(ts_utc__gte=self.since, ts_utc__lt=self.until)
 
     def as_dict(self) -> dict[str, str]:
-        return {"since": self.since.isoformat(), "until": self.until.isoformat()}
+        return {"since": utc_timestamp(self.since), "until": utc_timestamp(self.until)}
 
 
 # --- audit summary (seed 003: GET /admin/audit/summary, `audit summary`) ---------
@@ -134,7 +135,7 @@ def audit_summary(
         "decisions": decisions,
         "deny_breakdown": _by_count(deny_breakdown),
         "events_by_type": dict(sorted(events_by_type.items())),
-        "ts_utc": window.until.isoformat(),
+        "ts_utc": utc_timestamp(window.until),
     }
 
 
@@ -183,7 +184,7 @@ def audit_stats(
 
     progress("hours")
     by_hour = [
-        {"hour": g["hour"].isoformat(), "ALLOW": g["allow"], "DENY": g["deny"]}
+        {"hour": utc_timestamp(g["hour"]), "ALLOW": g["allow"], "DENY": g["deny"]}
         for g in decisions.annotate(hour=TruncHour("ts_utc"))
         .values("hour")
         .annotate(allow=Count("seq", filter=Q(decision="ALLOW")), deny=Count("seq", filter=Q(decision="DENY")))

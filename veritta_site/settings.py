@@ -11,6 +11,8 @@ from pathlib import Path
 import environ
 from django.core.management.utils import get_random_secret_key
 
+from veritta_site.timestamps import DRF_DATETIME_FORMAT
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -131,6 +133,8 @@ X_FRAME_OPTIONS = "DENY"
 
 # --- Django REST framework: no implicit authentication; gates do it ---
 REST_FRAMEWORK = {
+    # Datetimes as the audit records write them (veritta_site/timestamps.py), not DRF's "…Z".
+    "DATETIME_FORMAT": DRF_DATETIME_FORMAT,
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": [],
     "UNAUTHENTICATED_USER": None,
