@@ -92,7 +92,7 @@ class ConsoleAuthenticationForm(AdminAuthenticationForm):
             raise
         ctx = _login_context(request, username)
         ctx.matched_rules.append("console_login:password")
-        audit_allow(ctx, pending=False)
+        audit_allow(ctx, pending=False, http_status=302)  # the login view answers a success with a redirect
         return cleaned
 
 
