@@ -18,6 +18,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
@@ -36,6 +37,7 @@ from audit.records import ACTION, DECISION
 from audit.selectors import (
     audit_dashboard,
     audit_head_seq,
+    audit_intake_status,
     audit_trace_view,
     checkpoint_latest,
     verification_run_latest,
@@ -297,6 +299,8 @@ class AuditRecordAdmin(ReadOnlyAdmin):
             head=head,
             checkpoint=checkpoint,
             unsealed=head - (checkpoint.tree_size if checkpoint else 0),
+            intake=audit_intake_status(),
+            max_merge_delay_s=settings.VERITTA_AUDIT_MAX_MERGE_DELAY_S,
             run=run,
             took=(run.finished_at - run.started_at).total_seconds() if run else None,
             recent_runs=VerificationRun.objects.order_by("-started_at")[:10],

@@ -1,66 +1,112 @@
-"""The chain writer: the one place audit records are appended (SPEC §6).
+"""The chain writer: the one place audit records are appended (SPEC §6,
+docs/ARCHITECTURE.md "The audit write path").
 
-Appends are serialized by a per-chain lock taken inside the transaction
-(PostgreSQL: an advisory transaction lock; SQLite: the database write lock,
-taken at BEGIN IMMEDIATE), and the head is read under that lock, so
-concurrent writers in any number of processes or servers never fork the
-chain. Raw SQL rather than the ORM: this runs up to three times per
-request and is the hot path (see docs/PERFORMANCE.md).
+Two ways in, one chain:
 
-Everything the chain lock covers costs every other writer its wait, so the
-time under it is kept to what ordering needs: on PostgreSQL one round trip
-opens the transaction, takes the lock and reads the head, one inserts every
-record of the transaction, then the commit. The canonical JSON of each record is made
-before the lock (audit.records.preseal); under it the chain fields are only
-spliced in and hashed.
+- **Batched (PostgreSQL, a request's own writes).** A writer commits its
+  records to the intake table (`audit_auditintake`) without any chain lock:
+  many writers commit at once, and PostgreSQL's group commit shares their WAL
+  flushes. Durable there, a PENDING record lets its executor run. Then the
+  writer offers to sequence: `integrate()` tries the chain lock without
+  waiting; whoever gets it moves up to INTEGRATE_BATCH intake rows into the
+  chain in id order (seq, prev_hash, record_hash spliced into the presealed
+  JSON), deletes them and writes the mirror, in one transaction, one commit,
+  and goes again until the intake is empty. The ones that did not get the lock
+  leave their rows to it: it looks at the intake again after each commit, so
+  nothing is stranded (and every server process runs the same step on a timer,
+  `start_sequencer`, for a sequencer that died). A writer whose records were
+  sequenced in its own call gets seq receipts; otherwise an entry hash and a
+  signed promise of inclusion by a deadline (audit.promises).
+- **Direct (SQLite, and any caller's open transaction).** The records are
+  sequenced at once under the chain lock, in the caller's transaction: on
+  SQLite that lock is the database's one write lock (BEGIN IMMEDIATE), taken
+  in-process with no client round trip; on PostgreSQL inside a caller's
+  atomic block (console and admin writes that must commit with their
+  records) an advisory transaction lock.
+
+Raw SQL rather than the ORM: this is the hot path (docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db import DatabaseError, connection, transaction
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections, connection, transaction
 
-from audit.metrics import observe_appended, observe_sink_failure
+from audit.metrics import observe_appended, observe_integrated, observe_integration_lag, observe_sink_failure
 from audit.mirror import mirror
-from audit.records import GENESIS_HASH, Presealed, preseal, seal_presealed
+from audit.records import GENESIS_HASH, Presealed, members_of_intake, preseal, seal_members, seal_presealed
 
 logger = logging.getLogger("veritta.audit")
 
 # Any constant works; it names "the audit chain" among advisory locks.
 CHAIN_LOCK_KEY = 0x5645524954544131  # "VERITTA1"
+# Intake rows one sequencer transaction moves into the chain at most.
+INTEGRATE_BATCH = 1000
 
 _HEAD = "SELECT seq, record_hash FROM audit_auditrecord ORDER BY seq DESC LIMIT 1"
-# Lock and head read in one round trip. Two statements, so that the head is
-# read with a snapshot taken after the lock is granted (READ COMMITTED takes
-# one per statement); no parameters, so psycopg sends them as one simple query
-# whichever binding the connection uses.
+# Direct path on PostgreSQL: lock and head read in one round trip. Two
+# statements, so that the head is read with a snapshot taken after the lock is
+# granted (READ COMMITTED takes one per statement); no parameters, so psycopg
+# sends them as one simple query whichever binding the connection uses.
 _LOCK_THEN_HEAD_PG = f"SELECT pg_advisory_xact_lock({CHAIN_LOCK_KEY}); {_HEAD}"
 
 _COLUMNS = (
     "seq, record_hash, prev_hash, event_type, ts_utc, trace_id, decision,"
-    " status, action, reason_code, actor_kind, actor_id, body"
+    " status, action, reason_code, actor_kind, actor_id, body, entry_hash"
 )
-_ROW_PLACEHOLDERS = "(" + ", ".join(["%s"] * 13) + ")"
+_ROW_PLACEHOLDERS = "(" + ", ".join(["%s"] * 14) + ")"
+
+# The copies of record fields a row keeps beside its body, in intake and chain alike.
+_FIELD_COLUMNS = "event_type, trace_id, decision, status, action, reason_code, actor_kind, actor_id"
+_INTAKE_COLUMNS = f"queued_at, entry_hash, {_FIELD_COLUMNS}, body"
+_INTAKE_PLACEHOLDERS = "(%s::timestamptz, " + ", ".join(["%s"] * 10) + ")"
+# The batch of the sequencer, under the lock, after the head: oldest first.
+_INTAKE_BATCH = f"SELECT id, entry_hash, {_FIELD_COLUMNS}, body FROM audit_auditintake ORDER BY id LIMIT {INTEGRATE_BATCH}"
+_OLDEST_WAITING = "SELECT queued_at FROM audit_auditintake ORDER BY id LIMIT 1"
+_ANY_WAITING = "SELECT EXISTS (SELECT 1 FROM audit_auditintake)"
+_TRY_LOCK = f"SELECT pg_try_advisory_lock({CHAIN_LOCK_KEY})"
+_UNLOCK = f"SELECT pg_advisory_unlock({CHAIN_LOCK_KEY})"
 
 
 class AuditSinkError(Exception):
     """The records could not be written durably; nothing of them was kept."""
 
 
+class IntegrationLagging(AuditSinkError):
+    """The intake holds a record older than the write path may let wait: the
+    sequencer is stopped or stuck, so new records are refused (fail closed)
+    rather than piling up behind it."""
+
+
 @dataclass(frozen=True)
 class Receipt:
-    seq: int
-    record_hash: str
+    """What a client keeps to prove later that its record was written.
+
+    With `seq` when the record was sequenced before the answer; otherwise the
+    record is durable in the intake and `as_dict` gives its entry hash with a
+    signed promise to sequence it by `queued_at` + the maximum merge delay."""
+
+    entry_hash: str
+    seq: int | None = None
+    record_hash: str | None = None
+    queued_at: datetime | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"seq": self.seq, "record_hash": self.record_hash}
+        if self.seq is not None:
+            return {"seq": self.seq, "record_hash": self.record_hash, "entry_hash": self.entry_hash}
+        from audit.promises import inclusion_promise  # late: promises sign with the checkpoint key
+
+        assert self.queued_at is not None
+        return inclusion_promise(self.entry_hash, queued_at=self.queued_at)
 
 
 @dataclass
@@ -68,11 +114,11 @@ class _Transaction:
     """The appends of one chain transaction, kept until it commits."""
 
     started: datetime
-    head: tuple[int, str] | None = None  # read under the lock by the first append
-    by_hand: bool = False  # PostgreSQL outside any atomic block: BEGIN goes with the lock
-    begun: bool = False
+    head: tuple[int, str] | None = None  # read under the lock by the first direct append
+    batched: bool = False  # PostgreSQL outside atomic: appends go to the intake
     drafts: list[dict[str, Any]] = field(default_factory=list)
     lines: list[bytes] = field(default_factory=list)
+    placed: dict[int, tuple[int, str]] = field(default_factory=dict)  # intake id -> (seq, hash)
 
 
 _open = threading.local()  # Django's connections are per thread, and so is this
@@ -87,30 +133,19 @@ def chain_head(cursor: Any) -> tuple[int, str]:
     return _head_of(cursor.fetchone())
 
 
-def _locked_head(cursor: Any, tx: _Transaction) -> tuple[int, str]:
+def _locked_head(cursor: Any) -> tuple[int, str]:
     if connection.vendor != "postgresql":
         return chain_head(cursor)  # SQLite: BEGIN IMMEDIATE already holds the write lock
-    if tx.by_hand:
-        # Set first: if the lock statement fails, the BEGIN before it has left an
-        # aborted transaction open, and only a ROLLBACK ends it.
-        tx.begun = True
-        cursor.execute("BEGIN; " + _LOCK_THEN_HEAD_PG)
-        cursor.nextset()
-    else:
-        cursor.execute(_LOCK_THEN_HEAD_PG)
+    cursor.execute(_LOCK_THEN_HEAD_PG)
     cursor.nextset()
     return _head_of(cursor.fetchone())
 
 
-def _row(record: dict[str, Any], body: bytes, ts: datetime) -> tuple[Any, ...]:
+def _field_columns(record: dict[str, Any]) -> tuple[Any, ...]:
     actor = record.get("actor") or {}
     codes = record.get("reason_codes") or []
     return (
-        record["seq"],
-        record["record_hash"],
-        record["prev_hash"],
         record["event_type"],
-        connection.ops.adapt_datetimefield_value(ts),
         record["trace_id"],
         record.get("decision"),
         record.get("status"),
@@ -118,109 +153,347 @@ def _row(record: dict[str, Any], body: bytes, ts: datetime) -> tuple[Any, ...]:
         codes[0] if codes else None,
         actor.get("kind"),
         actor.get("id"),
-        body.decode("utf-8"),
     )
 
 
-@contextmanager
-def _database_transaction(tx: _Transaction) -> Iterator[None]:
-    """Django's atomic(), except on PostgreSQL outside any atomic block. There
-    the transaction is opened by hand in the round trip that takes the chain
-    lock and reads the head ("BEGIN; lock; head"), one round trip less than
-    atomic(), whose BEGIN psycopg sends on its own."""
-    if connection.vendor != "postgresql" or connection.in_atomic_block:
-        with transaction.atomic():
-            yield
-        return
-    tx.by_hand = True
-    try:
-        yield
-    except BaseException:
-        if tx.begun:
-            try:
-                with connection.cursor() as cursor:
-                    cursor.execute("ROLLBACK")
-            except DatabaseError:
-                pass  # a broken connection has no transaction left to end
-        raise
-    if tx.begun:
-        with connection.cursor() as cursor:
-            cursor.execute("COMMIT")
+def _chain_row(
+    *, seq: int, record_hash: str, prev_hash: str, ts: datetime, fields: Sequence[Any], body: bytes, entry_hash: str
+) -> tuple[Any, ...]:
+    """A row of audit_auditrecord, in _COLUMNS order; `fields` in _FIELD_COLUMNS order."""
+    event_type, trace_id, *rest = fields
+    return (
+        seq,
+        record_hash,
+        prev_hash,
+        event_type,
+        connection.ops.adapt_datetimefield_value(ts),
+        trace_id,
+        *rest,
+        body.decode("utf-8"),
+        entry_hash,
+    )
+
+
+def _insert_rows(cursor: Any, rows: list[tuple[Any, ...]], *, prefix: str = "", params: Sequence[Any] = ()) -> None:
+    """One statement for all rows: one round trip under the lock."""
+    values = ", ".join([_ROW_PLACEHOLDERS] * len(rows))
+    cursor.execute(
+        f"{prefix}INSERT INTO audit_auditrecord ({_COLUMNS}) VALUES {values}",  # noqa: S608 - placeholders only
+        [*params, *(value for row in rows for value in row)],
+    )
+
+
+def _sink_failed(exc: BaseException) -> AuditSinkError:
+    """Log and count a failed write (after its rollback: an alert it raises is
+    not part of it); the error to raise for it."""
+    logger.error("audit sink failed", extra={"exc_class": type(exc).__name__})
+    observe_sink_failure(exc)
+    return AuditSinkError(type(exc).__name__)
 
 
 @contextmanager
-def chain_transaction() -> Iterator[None]:
+def chain_transaction(*, one_statement: bool = False) -> Iterator[_Transaction]:
     """One database transaction for every append made inside it, and for
-    whatever else the caller writes in it: one commit. On SQLite that is one
-    turn on the single write lock and one fsync, which is why the pipeline puts
-    its rate-limit counters in the same transaction as the decision records.
+    whatever else the caller writes in it: one commit. The pipeline puts its
+    rate-limit counters in the same transaction as the decision records: on
+    SQLite that is one turn on the single write lock and one fsync, on
+    PostgreSQL one WAL flush for the counters and the intake rows.
 
-    The mirror lines are written just before the commit (if the mirror refuses,
-    the rows roll back); metrics and checkpoints follow the commit. Raises
-    AuditSinkError if the transaction cannot begin or commit or the mirror
-    refuses: nothing of it is kept. Nested use joins the open transaction.
+    On PostgreSQL outside any atomic block the appends go to the intake, and
+    the sequencer step runs after the commit (`tx.placed` then maps the intake
+    ids it sequenced); otherwise they are direct, sequenced at once under the
+    chain lock, with the mirror lines written just before the commit (if the
+    mirror refuses, the rows roll back) and checkpoints after it. Metrics
+    follow the commit. Raises AuditSinkError if the transaction cannot begin
+    or commit, the mirror refuses or the intake is refused: nothing of it is
+    kept. Nested use joins the open transaction. `one_statement`: the caller
+    makes a single intake INSERT, atomic by itself, so on the batched path no
+    BEGIN/COMMIT is sent around it (one round trip instead of two).
     """
-    if getattr(_open, "tx", None) is not None:
-        yield
+    open_tx = getattr(_open, "tx", None)
+    if open_tx is not None:
+        yield open_tx
         return
-    tx = _open.tx = _Transaction(started=datetime.now(UTC))
+    batched = connection.vendor == "postgresql" and not connection.in_atomic_block
+    tx = _open.tx = _Transaction(started=datetime.now(UTC), batched=batched)
     try:
-        with _database_transaction(tx):
+        with nullcontext() if batched and one_statement else transaction.atomic():
             try:
-                yield
+                yield tx
                 if tx.lines:
                     mirror().append(tx.lines)
             finally:
                 _open.tx = None  # closed before the commit: on_commit callbacks start afresh
+    except AuditSinkError as exc:
+        _sink_failed(exc)
+        raise
     except (DatabaseError, OSError) as exc:
-        # Observed after the rollback: an alert it raises is not part of it.
-        logger.error("audit sink failed", extra={"exc_class": type(exc).__name__})
-        observe_sink_failure(exc)
-        raise AuditSinkError(type(exc).__name__) from exc
+        raise _sink_failed(exc) from exc
     finally:
         # Also when the transaction could not even begin (SQLite's BEGIN IMMEDIATE
         # timed out): a stale one would make the next append "join" nothing.
         _open.tx = None
-    if tx.drafts:
-        observe_appended(tx.drafts, since=tx.started)
-        from audit.checkpoints import checkpoint_if_due  # late: checkpoints import the chain
+    if not tx.drafts:
+        return
+    observe_appended(tx.drafts, since=tx.started)
+    if batched:
+        tx.placed = integrate()
+    else:
+        _checkpoint_if_due(tx.drafts[0]["seq"], tx.drafts[-1]["seq"])
 
-        checkpoint_if_due(tx.drafts[0]["seq"], tx.drafts[-1]["seq"])
+
+def _checkpoint_if_due(first_seq: int, last_seq: int) -> None:
+    from audit.checkpoints import checkpoint_if_due  # late: checkpoints import the chain
+
+    checkpoint_if_due(first_seq, last_seq)
 
 
 def chain_append(drafts: Sequence[dict[str, Any] | Presealed]) -> list[Receipt]:
     """Append the drafts, in order, in the open chain transaction or in one of
-    their own; return receipts. The records are durable once the transaction
-    has committed (at once when there is none open). Drafts may come presealed
+    their own; return receipts. Drafts may come presealed
     (audit.records.preseal), so that their canonical JSON was made before any
-    lock was taken; plain drafts are presealed here, before the transaction.
+    lock was taken; plain drafts are presealed here.
 
-    Raises AuditSinkError if the database or the mirror refuses: the
-    transaction is rolled back, so no half-written record stays in the chain.
-    (Inside an open chain transaction the DatabaseError itself propagates, and
-    the transaction turns it into AuditSinkError once it has rolled back.)
+    Durable once the transaction has committed (at once when there is none
+    open). Raises AuditSinkError if the database or the mirror refuses, or
+    IntegrationLagging if the sequencer is too far behind: nothing of the
+    drafts is kept. (Inside an open chain transaction the error itself
+    propagates, and the transaction turns it into AuditSinkError once it has
+    rolled back.) Receipts of intake rows appended inside an open transaction
+    are promises: the sequencer runs only after its commit.
     """
     presealed = [d if isinstance(d, Presealed) else preseal(d) for d in drafts]
-    with chain_transaction():
-        tx = _open.tx
-        now = datetime.now(UTC)
-        ts = now.isoformat(timespec="microseconds")
-        with connection.cursor() as cursor:
-            seq, prev_hash = tx.head if tx.head is not None else _locked_head(cursor, tx)
-            rows, lines = [], []
-            for draft in presealed:
-                seq += 1
-                body = seal_presealed(draft, seq=seq, prev_hash=prev_hash, ts_utc=ts)
-                prev_hash = draft.record["record_hash"]
-                rows.append(_row(draft.record, body, now))
-                lines.append(body)
-            # One statement for all rows: one round trip under the lock.
-            values = ", ".join([_ROW_PLACEHOLDERS] * len(rows))
-            cursor.execute(
-                f"INSERT INTO audit_auditrecord ({_COLUMNS}) VALUES {values}",  # noqa: S608 - placeholders only
-                [value for row in rows for value in row],
+    with chain_transaction(one_statement=True) as tx:
+        if not tx.batched:
+            return _append_direct(tx, presealed)
+        ids = _append_to_intake(tx, presealed)
+    return [
+        Receipt(draft.entry_hash, *tx.placed[intake_id])
+        if intake_id in tx.placed
+        else Receipt(draft.entry_hash, queued_at=tx.started)
+        for intake_id, draft in zip(ids, presealed, strict=True)
+    ]
+
+
+def _append_direct(tx: _Transaction, presealed: list[Presealed]) -> list[Receipt]:
+    now = datetime.now(UTC)
+    ts = now.isoformat(timespec="microseconds")
+    with connection.cursor() as cursor:
+        seq, prev_hash = tx.head if tx.head is not None else _locked_head(cursor)
+        rows, lines = [], []
+        for draft in presealed:
+            seq += 1
+            body = seal_presealed(draft, seq=seq, prev_hash=prev_hash, ts_utc=ts)
+            rows.append(
+                _chain_row(
+                    seq=seq,
+                    record_hash=draft.record["record_hash"],
+                    prev_hash=prev_hash,
+                    ts=now,
+                    fields=_field_columns(draft.record),
+                    body=body,
+                    entry_hash=draft.entry_hash,
+                )
             )
-        tx.head = (seq, prev_hash)
-        tx.drafts.extend(draft.record for draft in presealed)
-        tx.lines.extend(lines)
-    return [Receipt(d.record["seq"], d.record["record_hash"]) for d in presealed]
+            prev_hash = draft.record["record_hash"]
+            lines.append(body)
+        _insert_rows(cursor, rows)
+    tx.head = (seq, prev_hash)
+    tx.drafts.extend(draft.record for draft in presealed)
+    tx.lines.extend(lines)
+    return [Receipt(d.entry_hash, d.record["seq"], d.record["record_hash"]) for d in presealed]
+
+
+# --- the batched path: intake, then the sequencer ------------------------------------------
+
+
+def max_merge_delay() -> timedelta:
+    """How long a record may wait in the intake: the deadline of a promise."""
+    return timedelta(seconds=settings.VERITTA_AUDIT_MAX_MERGE_DELAY_S)
+
+
+def _append_to_intake(tx: _Transaction, presealed: list[Presealed]) -> list[int]:
+    """Insert the records into the intake, in the open transaction; their ids.
+    Refused (IntegrationLagging) when the oldest waiting record has waited half
+    the merge delay: the sequencer is stopped or stuck, and the other half is
+    the margin for it to keep the promises already given."""
+    refuse_before = tx.started - max_merge_delay() / 2
+    # This process's mirror path must open: the sequencer writes the mirror, and
+    # a path that cannot open fails every batch (a stat, no write).
+    mirror().check_writable()
+    rows = [(tx.started, draft.entry_hash, *_field_columns(draft.record), draft.intake_text) for draft in presealed]
+    values = ", ".join([_INTAKE_PLACEHOLDERS] * len(rows))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO audit_auditintake ({_INTAKE_COLUMNS})"  # noqa: S608 - placeholders only
+            f" SELECT * FROM (VALUES {values}) AS v"
+            f" WHERE NOT EXISTS (SELECT 1 FROM ({_OLDEST_WAITING}) oldest WHERE oldest.queued_at < %s)"
+            " RETURNING id",
+            [*(value for row in rows for value in row), refuse_before],
+        )
+        ids = sorted(row[0] for row in cursor.fetchall())
+    if not ids:
+        raise IntegrationLagging("IntegrationLagging")
+    tx.drafts.extend(draft.record for draft in presealed)
+    return ids
+
+
+def integrate(*, max_batches: int = 16) -> dict[int, tuple[int, str]]:
+    """The sequencer's step, open to every writer: if no one holds the chain
+    lock, move the intake into the chain, a batch per transaction, until it is
+    empty (or max_batches, so that one caller's request is not held forever
+    under a steady stream; the next writer or the timer goes on). Returns
+    {intake id: (seq, record_hash)} of what this call sequenced.
+
+    Never raises for a failed batch: the rows stay in the intake, the failure
+    is logged and counted, and the next attempt takes them again. Looking at
+    the intake again after its own commit is what makes "leave it to the lock
+    holder" safe: a writer that failed to get the lock had committed its rows
+    before it tried, so the holder's next look, after its commit, sees them.
+    """
+    placed: dict[int, tuple[int, str]] = {}
+    if connection.vendor != "postgresql":
+        return placed  # SQLite: every append is sequenced at once
+    for _ in range(max_batches):
+        try:
+            more = _integrate_batch(placed)
+        except (DatabaseError, OSError) as exc:
+            _sink_failed(exc)
+            break
+        if not more:
+            break
+    return placed
+
+
+def _integrate_batch(placed: dict[int, tuple[int, str]]) -> bool:
+    """One sequencer transaction. True when rows are waiting after its commit;
+    False when the lock was taken or the intake is empty.
+
+    The lock is session-level, tried before the transaction: a writer that
+    finds it taken pays one round trip. It is released in the commit's round
+    trip; on any failure the transaction is rolled back and the lock released,
+    and if even that fails the connection is closed (PostgreSQL releases a
+    session's locks with it, as it does for a killed process)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_TRY_LOCK)
+        if not cursor.fetchone()[0]:
+            return False
+        try:
+            started = datetime.now(UTC)
+            cursor.execute(f"BEGIN; {_HEAD}; {_INTAKE_BATCH}")
+            cursor.nextset()
+            seq, prev_hash = _head_of(cursor.fetchone())
+            cursor.nextset()
+            batch = cursor.fetchall()
+            if not batch:
+                cursor.execute(f"COMMIT; {_UNLOCK}")
+                return False
+            now = datetime.now(UTC)
+            ts = now.isoformat(timespec="microseconds")
+            first = seq + 1
+            rows, lines, done = [], [], {}
+            for intake_id, entry_hash, *fields, text in batch:
+                seq += 1
+                body, record_hash = seal_members(members_of_intake(text), seq=seq, prev_hash=prev_hash, ts_utc=ts)
+                rows.append(
+                    _chain_row(
+                        seq=seq,
+                        record_hash=record_hash,
+                        prev_hash=prev_hash,
+                        ts=now,
+                        fields=fields,
+                        body=body,
+                        entry_hash=entry_hash,
+                    )
+                )
+                lines.append(body)
+                done[intake_id] = (seq, record_hash)
+                prev_hash = record_hash
+            _insert_rows(
+                cursor,
+                rows,
+                prefix="WITH integrated AS (DELETE FROM audit_auditintake WHERE id = ANY(%s)) ",
+                params=[list(done)],
+            )
+            mirror().append(lines)
+            # The look again goes in the commit's round trip: rows committed
+            # while the lock was held are waiting for this holder.
+            cursor.execute(f"COMMIT; {_UNLOCK}; {_ANY_WAITING}")
+            cursor.nextset()
+            cursor.nextset()
+            more = bool(cursor.fetchone()[0])
+        except BaseException:
+            _abandon_batch()
+            raise
+    placed.update(done)
+    observe_integrated(len(batch), since=started)
+    _checkpoint_if_due(first, seq)
+    return more
+
+
+def _abandon_batch() -> None:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"ROLLBACK; {_UNLOCK}")
+    except DatabaseError:
+        connection.close()  # the session goes, and its lock with it
+
+
+def oldest_waiting() -> datetime | None:
+    """When the oldest record still in the intake was committed (None: empty)."""
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(_OLDEST_WAITING)
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+# --- the timer: every server process is a standby sequencer ----------------------------
+
+
+_sequencer_started = False
+_sequencer_lock = threading.Lock()
+
+
+def start_sequencer(interval_s: float | None = None) -> bool:
+    """Start this process's sequencer thread (PostgreSQL only; once). Every
+    `interval_s` it runs `integrate()` and watches the lag, so records are
+    sequenced within the merge delay even when no request comes to do it, or
+    when the process that held the lock was killed. Returns whether it runs."""
+    global _sequencer_started
+    interval = settings.VERITTA_AUDIT_SEQUENCER_INTERVAL_S if interval_s is None else interval_s
+    if interval <= 0 or connection.vendor != "postgresql":
+        return False
+    with _sequencer_lock:
+        if not _sequencer_started:
+            threading.Thread(target=_sequencer_loop, args=(interval,), name="veritta-sequencer", daemon=True).start()
+            _sequencer_started = True
+    return True
+
+
+def _sequencer_loop(interval: float) -> None:
+    while True:
+        time.sleep(interval)
+        try:
+            close_old_connections()
+            integrate()
+            watch_lag()
+        except Exception:  # noqa: BLE001 - the timer must outlive any one failure
+            logger.exception("sequencer step failed")
+            try:
+                connection.close()
+            except DatabaseError:
+                pass
+
+
+def watch_lag() -> timedelta | None:
+    """The intake's lag; raises the alert when it passes a quarter of the merge
+    delay (refusals start at a half)."""
+    oldest = oldest_waiting()
+    if oldest is None:
+        return None
+    lag = datetime.now(UTC) - oldest
+    if lag > max_merge_delay() / 4:
+        observe_integration_lag(lag)
+    return lag

@@ -66,6 +66,21 @@ AUDIT_SINK_FAILURES = Counter(
     "veritta_audit_sink_failures", "Appends the database or the mirror refused (AUDIT_SINK_FAILED)."
 )
 
+AUDIT_INTEGRATED = Histogram(
+    "veritta_audit_integration_batch_records",
+    "Records the sequencer moved from the intake into the chain per transaction (PostgreSQL).",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+)
+AUDIT_INTEGRATION_SECONDS = Histogram(
+    "veritta_audit_integration_seconds",
+    "Time the sequencer held the chain lock per batch (PostgreSQL).",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
+AUDIT_INTEGRATION_LAGS = Counter(
+    "veritta_audit_integration_lags",
+    "Times a sequencer found the intake's oldest record waiting past a quarter of the merge delay.",
+)
+
 _CATEGORY_COUNTERS = {
     "authn_failure": AUTHN_FAILURES,
     "authz_denial": AUTHZ_DENIALS,
@@ -99,6 +114,25 @@ def observe_appended(drafts: list[dict[str, Any]], *, since: datetime) -> None:
                 authn_failure_observed(client=record.get("client"), actor=record.get("actor") or {})
     except Exception:  # noqa: BLE001 - observation is best effort
         logger.exception("metrics observation failed")
+
+
+def observe_integrated(records: int, *, since: datetime) -> None:
+    try:
+        AUDIT_INTEGRATED.observe(records)
+        AUDIT_INTEGRATION_SECONDS.observe((datetime.now(UTC) - since).total_seconds())
+    except Exception:  # noqa: BLE001 - observation is best effort
+        logger.exception("metrics observation failed")
+
+
+def observe_integration_lag(lag: timedelta) -> None:
+    """The intake is behind: count it and raise an alert."""
+    try:
+        AUDIT_INTEGRATION_LAGS.inc()
+        from veritta_site.alerts import integration_lag_observed
+
+        integration_lag_observed(lag_s=lag.total_seconds())
+    except Exception:  # noqa: BLE001 - the sequencer goes on whatever happens here
+        logger.exception("integration lag observation failed")
 
 
 def observe_sink_failure(exc: BaseException) -> None:

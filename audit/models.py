@@ -42,6 +42,10 @@ class AuditRecord(AppendOnlyModel):
     actor_kind = models.CharField(max_length=16, null=True)
     actor_id = models.CharField(max_length=64, null=True)
     body = models.TextField()
+    # sha256 of the record without its chain fields: what an inclusion promise
+    # names before the seq is known (audit.records.Presealed.entry_hash).
+    # Null for records written before migration 0005. serves: prove by hash
+    entry_hash = models.CharField(max_length=64, null=True, db_index=True)
 
     class Meta:
         ordering = ["-seq"]
@@ -74,6 +78,36 @@ class AuditRecord(AppendOnlyModel):
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.event_type} {self.trace_id}"
+
+
+class AuditIntake(models.Model):
+    """A record committed durably but not yet in the chain (PostgreSQL's
+    batched write path, audit/chain.py): a request writes here without the
+    chain lock; the sequencer moves rows into AuditRecord in id order, many
+    per lock and commit, and deletes them in the same transaction.
+
+    `body` is the record's canonical JSON cut at its chain fields
+    (audit.records.Presealed.intake_text); the other columns are the copies
+    AuditRecord keeps, so the sequencer never parses JSON under the lock."""
+
+    id = models.BigAutoField(primary_key=True)
+    queued_at = models.DateTimeField()
+    entry_hash = models.CharField(max_length=64)
+    event_type = models.CharField(max_length=32)
+    trace_id = models.CharField(max_length=36)
+    decision = models.CharField(max_length=8, null=True)
+    status = models.CharField(max_length=8, null=True)
+    action = models.CharField(max_length=64, null=True)
+    reason_code = models.CharField(max_length=64, null=True)
+    actor_kind = models.CharField(max_length=16, null=True)
+    actor_id = models.CharField(max_length=64, null=True)
+    body = models.TextField()
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"intake {self.id} {self.event_type} {self.trace_id}"
 
 
 class Checkpoint(AppendOnlyModel):

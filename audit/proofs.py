@@ -7,11 +7,13 @@ the signed checkpoint note, and for each record its leaf index and audit path.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from audit import signed_note
 from audit.merkle import CompactRange, leaf_hash, verify_inclusion_hash
-from audit.models import AuditRecord, Checkpoint
+from audit.models import AuditIntake, AuditRecord, Checkpoint
+from audit.records import entry_hash, record_hash
 from audit.selectors import audit_rows_stream
 
 
@@ -57,21 +59,45 @@ def _inclusion_proofs(indexes: list[int], size: int) -> list[list[bytes]]:
 
 
 def trace_inclusion_proof(*, trace_id: str, vkey: str | None) -> dict[str, Any]:
-    records = list(AuditRecord.objects.filter(trace_id=trace_id).order_by("seq").values_list("seq", "record_hash"))
-    if not records:
+    rows = AuditRecord.objects.filter(trace_id=trace_id).order_by("seq").values_list("seq", "record_hash", "body")
+    if not rows:
         raise ProofError(f"no audit records for trace {trace_id}")
-    newest = records[-1][0]
+    return {"trace_id": trace_id, **_proof_document(list(rows), vkey)}
+
+
+def entry_inclusion_proof(*, entry_hash: str, vkey: str | None) -> dict[str, Any]:
+    """The proof for a receipt that names only an entry hash (a promise: the
+    record was still in the intake when its request was answered). Each item
+    carries the record's body, so a checker can recompute both its entry hash
+    and its record hash."""
+    rows = list(AuditRecord.objects.filter(entry_hash=entry_hash).values_list("seq", "record_hash", "body"))
+    if not rows:
+        waiting = AuditIntake.objects.filter(entry_hash=entry_hash).values_list("queued_at", flat=True).first()
+        if waiting is not None:
+            raise ProofError(f"entry {entry_hash} is still in the intake (committed {waiting.isoformat()}): try again")
+        raise ProofError(f"no audit record has entry hash {entry_hash}")
+    trace_id = json.loads(rows[0][2])["trace_id"]
+    return {"trace_id": trace_id, "entry_hash": entry_hash, **_proof_document(rows, vkey)}
+
+
+def _proof_document(rows: list[tuple[int, str, str]], vkey: str | None) -> dict[str, Any]:
+    newest = rows[-1][0]
     checkpoint = Checkpoint.objects.filter(tree_size__gte=newest).order_by("tree_size").first()
     if checkpoint is None:
         raise ProofError(f"no checkpoint covers seq {newest} yet: run `python manage.py audit checkpoint`")
-    proofs = _inclusion_proofs([seq - 1 for seq, _ in records], checkpoint.tree_size)
+    proofs = _inclusion_proofs([seq - 1 for seq, _, _ in rows], checkpoint.tree_size)
     return {
-        "trace_id": trace_id,
         "checkpoint": checkpoint.note,
         "vkey": vkey,
         "records": [
-            {"seq": seq, "leaf_index": seq - 1, "record_hash": record_hash, "proof": [h.hex() for h in proof]}
-            for (seq, record_hash), proof in zip(records, proofs, strict=True)
+            {
+                "seq": seq,
+                "leaf_index": seq - 1,
+                "record_hash": record_hash,
+                "proof": [h.hex() for h in proof],
+                "body": json.loads(body),
+            }
+            for (seq, record_hash, body), proof in zip(rows, proofs, strict=True)
         ],
     }
 
@@ -87,7 +113,13 @@ def check_proof(document: dict[str, Any], *, vkey: str | None) -> list[str]:
     except (signed_note.NoteVerificationError, signed_note.CheckpointFormatError, KeyError, ValueError) as exc:
         return [f"checkpoint: {exc}"]
     problems = []
+    wanted = document.get("entry_hash")
+    if wanted is not None and not any(_entry_of(item) == wanted for item in document.get("records", [])):
+        problems.append(f"entry {wanted}: no record of the proof has this entry hash")
     for item in document.get("records", []):
+        if "body" in item and _hash_of(item) != item.get("record_hash"):
+            problems.append(f"seq {item.get('seq')}: the record body does not hash to its record_hash")
+            continue
         try:
             ok = verify_inclusion_hash(
                 leaf_hash(bytes.fromhex(item["record_hash"])),
@@ -101,3 +133,15 @@ def check_proof(document: dict[str, Any], *, vkey: str | None) -> list[str]:
         if not ok:
             problems.append(f"seq {item.get('seq')}: not included in the signed tree")
     return problems
+
+
+def _hash_of(item: dict[str, Any]) -> str | None:
+    body = item.get("body")
+    return record_hash(body) if isinstance(body, dict) else None
+
+
+def _entry_of(item: dict[str, Any]) -> str | None:
+    body = item.get("body")
+    if not isinstance(body, dict) or record_hash(body) != item.get("record_hash"):
+        return None
+    return entry_hash(body)

@@ -99,6 +99,20 @@ class Presealed:
     record: dict[str, Any]
     members: tuple[str, ...]  # canonical runs of members, or a chain field's name, in key order
 
+    @property
+    def entry_hash(self) -> str:
+        """sha256 of the canonical JSON of the record without its chain fields:
+        known before the record has a place in the chain, so it is what an
+        inclusion promise names (docs/AUDIT_LOG_SPEC.md, "Entry hash")."""
+        return entry_hash_of(self.members)
+
+    @property
+    def intake_text(self) -> str:
+        """The members one a line, as the intake table keeps them. A member is
+        canonical JSON, which escapes every control character, so no member
+        holds a newline."""
+        return "\n".join(self.members)
+
 
 def preseal(record: dict[str, Any]) -> Presealed:
     members: list[str] = []
@@ -116,19 +130,38 @@ def preseal(record: dict[str, Any]) -> Presealed:
     return Presealed(record, tuple(members))
 
 
-def seal_presealed(draft: Presealed, *, seq: int, prev_hash: str, ts_utc: str) -> bytes:
-    """`seal` for a presealed draft (its record gets seq, prev_hash, ts_utc and
-    record_hash too); returns the canonical body stored."""
+def members_of_intake(text: str) -> tuple[str, ...]:
+    return tuple(text.split("\n"))
+
+
+def entry_hash_of(members: tuple[str, ...]) -> str:
+    return sha256_hex(("{" + ",".join(m for m in members if m[0] == '"') + "}").encode("utf-8"))
+
+
+def entry_hash(record: dict[str, Any]) -> str:
+    """The entry hash of a whole record (chain fields present or not)."""
+    return sha256_hex(canonical_json({k: v for k, v in record.items() if k not in CHAIN_FIELDS}))
+
+
+def seal_members(members: tuple[str, ...], *, seq: int, prev_hash: str, ts_utc: str) -> tuple[bytes, str]:
+    """`seal` on the members of a presealed record: (canonical body, record_hash)."""
     chain = {"prev_hash": json.dumps(prev_hash), "seq": str(int(seq)), "ts_utc": json.dumps(ts_utc)}
 
     def joined(fields: dict[str, str]) -> bytes:
-        parts = [f'"{m}":{fields[m]}' if m in fields else m for m in draft.members if m in fields or m[0] == '"']
+        parts = [f'"{m}":{fields[m]}' if m in fields else m for m in members if m in fields or m[0] == '"']
         return ("{" + ",".join(parts) + "}").encode("utf-8")
 
     digest = sha256_hex(joined(chain))  # the hash covers every field but record_hash
     chain["record_hash"] = json.dumps(digest)
+    return joined(chain), digest
+
+
+def seal_presealed(draft: Presealed, *, seq: int, prev_hash: str, ts_utc: str) -> bytes:
+    """`seal` for a presealed draft (its record gets seq, prev_hash, ts_utc and
+    record_hash too); returns the canonical body stored."""
+    body, digest = seal_members(draft.members, seq=seq, prev_hash=prev_hash, ts_utc=ts_utc)
     draft.record.update(seq=seq, prev_hash=prev_hash, ts_utc=ts_utc, record_hash=digest)
-    return joined(chain)
+    return body
 
 
 def parse_body(body: str | bytes) -> dict[str, Any]:

@@ -11,8 +11,10 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 
-from audit.models import AuditRecord, Checkpoint, VerificationRun
+from audit.chain import max_merge_delay
+from audit.models import AuditIntake, AuditRecord, Checkpoint, VerificationRun
 from audit.records import ACTION, DECISION, parse_body
 from audit.triggers import missing_or_disabled
 from audit.verify import (
@@ -67,6 +69,24 @@ def audit_head_seq() -> int:
     return int(row or 0)
 
 
+@dataclass(frozen=True)
+class IntakeStatus:
+    """Records committed to the intake of the batched write path (PostgreSQL)
+    and not yet in the chain."""
+
+    waiting: int
+    oldest_age_s: float | None
+
+
+def audit_intake_status() -> IntakeStatus | None:
+    """None where there is no batched write path (SQLite)."""
+    if connection.vendor != "postgresql":
+        return None
+    oldest = AuditIntake.objects.order_by("id").values_list("queued_at", flat=True).first()
+    age = (timezone.now() - oldest).total_seconds() if oldest else None
+    return IntakeStatus(waiting=AuditIntake.objects.count(), oldest_age_s=age)
+
+
 def audit_records_for_trace(*, trace_id: str) -> list[AuditRecord]:
     return list(AuditRecord.objects.filter(trace_id=trace_id).order_by("seq"))
 
@@ -104,6 +124,12 @@ def audit_verify(
         verifier.feed(row.pop("body"), row)
         if progress is not None and verifier.report.records % 10000 == 0:
             progress(verifier.report.records, total)
+    # Records still in the intake: only those past their merge deadline are
+    # problems, so one integrated while the chain was read is never blamed.
+    verifier.check_intake(
+        AuditIntake.objects.order_by("id").values_list("id", "entry_hash", "queued_at").iterator(),
+        deadline_passed_before=timezone.now() - max_merge_delay(),
+    )
     return verifier.finish()
 
 

@@ -2,7 +2,11 @@
 completeness fact of the chain, streaming, and names the exact `seq` of each
 problem. It needs no database: `audit verify --file` feeds it an export.
 
-Problem kinds (SPEC §7): content, link, gap, signature, incomplete.
+Problem kinds (SPEC §7): content, link, gap, signature, incomplete, and
+`unintegrated` (database only): a record committed to the intake of the
+batched write path that is still not in the chain past its merge deadline,
+so a promise of inclusion given for it is broken. It has no seq yet; the
+problem names its intake id and entry hash.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ COLUMN_FIELDS = ("record_hash", "prev_hash", "event_type", "trace_id", "decision
 
 @dataclass(frozen=True)
 class Problem:
-    seq: int
+    seq: int | None  # None only for `unintegrated`: the record has no seq yet
     kind: str
     detail: str
 
@@ -50,6 +54,7 @@ class Report:
     checkpoints_checked: int = 0  # distinct checkpoints (tree sizes)
     checkpoint_copies: int = 0  # the notes read: the database's and the files' copies of them
     in_flight: int = 0
+    waiting: int = 0  # records in the intake, within their merge deadline
     signatures_checked: bool = False
     problems: list[Problem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -68,6 +73,7 @@ class Report:
             "checkpoint_copies": self.checkpoint_copies,
             "signatures_checked": self.signatures_checked,
             "in_flight": self.in_flight,
+            "waiting": self.waiting,
             "problems": [p.as_dict() for p in self.problems],
             "warnings": self.warnings,
         }
@@ -247,8 +253,22 @@ class ChainVerifier:
         newest = max(self._roots, default=0)
         if self.report.first_seq in (None, 1) and newest > last:
             self.problem(last + 1, "gap", f"log ends at {last} but a checkpoint covers {newest} records")
-        self.report.problems.sort(key=lambda p: (p.seq, p.kind))
+        self.report.problems.sort(key=lambda p: (p.seq or 0, p.kind))
         return self.report
+
+    def check_intake(self, waiting: Iterable[tuple[int, str, datetime]], *, deadline_passed_before: datetime) -> None:
+        """Records still in the intake (id, entry hash, queued at): within their
+        merge deadline they are `waiting`; past it, each is a problem."""
+        for intake_id, entry, queued_at in waiting:
+            if queued_at >= deadline_passed_before:
+                self.report.waiting += 1
+            else:
+                self.problem(
+                    None,
+                    "unintegrated",
+                    f"intake record {intake_id} (entry {entry}) committed at {queued_at.isoformat()}"
+                    " is not in the chain past its merge deadline",
+                )
 
 
 def _parse_ts(value: str) -> datetime:

@@ -1,9 +1,9 @@
-"""Scaling benchmark on PostgreSQL: one app server against two, and the
-ceiling of the audit chain head.
+"""Scaling benchmark on durable PostgreSQL: one app server against two.
 
     python bench/scale_bench.py [--quick] [--workers 2] [--connections 32]
 
-On a throwaway PostgreSQL cluster, one database, the bench settings:
+On a throwaway durable PostgreSQL cluster (fsync, synchronous_commit and
+full_page_writes on), one database, the bench settings:
 
 1. HTTP: governed `POST /process` (the request of bench/http_bench.py) on
    - one   one gunicorn master (--workers W), driven with C connections;
@@ -14,18 +14,12 @@ On a throwaway PostgreSQL cluster, one database, the bench settings:
    round's two/one ratio (issue 7's target: >= 1.5). While a round runs, a
    thread samples pg_stat_activity: how many backends wait on the chain's
    advisory lock, on other locks (rate-counter rows), sit inside a transaction
-   between statements (the chain lock holder sealing records in Python), or
-   run a statement.
-2. Chain head: the servers are stopped, then P processes (each a Django
-   process on the same database, P in --procs) call audit.chain.chain_append
-   in a loop for S seconds, alternating an ALLOW+PENDING pair and a SUCCESS
-   record as a request does (drafts from bench/verify_bench.py). Reported per
-   P: transactions/s, records/s, per-call latency, the same pg_stat_activity
-   shares, and the ceiling in governed requests/s (two transactions each).
-   If throughput stops growing with P while latency grows and one backend
-   always holds the lock, the chain head is the limit.
-3. `manage.py audit verify --json` on the database afterwards: the bench must
+   between statements, or run a statement.
+2. `manage.py audit verify --json` on the database afterwards: the bench must
    leave a chain that verifies.
+
+The chain's own ceiling is bench/ingest_bench.py's; N app servers in process,
+up to where the database saturates, bench/fleet_bench.py's.
 
 Writes bench/results/scale-<timestamp>.json (or --output).
 """
@@ -36,10 +30,8 @@ import argparse
 import asyncio
 import json
 import os
-import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -53,17 +45,16 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere: import the proje
 
 from bench.http_bench import (  # noqa: E402
     BODY,
-    HIGH,
     RESULTS,
     Gunicorn,
     Round,
     drive_async,
+    governed_env,
     machine,
     prepare_database,
     request_bytes,
 )
-from bench.support import bench_env  # noqa: E402
-from tests.support.appserver import manage  # noqa: E402
+from bench.support import audit_verify, durability_line, pg_durability, verify_line  # noqa: E402
 from tests.support.servers import PostgresCluster  # noqa: E402
 
 TARGET = 1.5  # issue 7: two servers >= 1.5x one server's throughput
@@ -97,7 +88,9 @@ def drive_all(ports: list[int], request: bytes, connections: int, seconds: float
 
     async def together() -> list[Round]:
         shares = split(connections, len(ports))
-        return list(await asyncio.gather(*(drive_async(p, request, n, seconds) for p, n in zip(ports, shares, strict=True))))
+        return list(
+            await asyncio.gather(*(drive_async(p, request, n, seconds) for p, n in zip(ports, shares, strict=True)))
+        )
 
     parts = asyncio.run(together())
     return merge(parts), parts
@@ -185,7 +178,7 @@ class CpuMeter:
 def bench_http(args: argparse.Namespace, tmp: Path, env: dict[str, str], url: str) -> dict[str, Any]:
     print("[http] preparing the database", flush=True)
     started = time.monotonic()
-    api_key, token = prepare_database(env)
+    api_key = prepare_database(env)
     # Two masters, each with its own JSONL mirror and checkpoint copies, as two
     # hosts would have (docs/DEPLOYMENT.md); "one" is the first of them alone.
     servers: list[Gunicorn] = []
@@ -197,7 +190,7 @@ def bench_http(args: argparse.Namespace, tmp: Path, env: dict[str, str], url: st
         for server in servers:
             server.wait_ready(args.workers)
         print(f"[http] database and 2 servers ready in {time.monotonic() - started:.0f} s", flush=True)
-        request = request_bytes("governed", api_key, token)
+        request = request_bytes("governed", api_key, "")
         ports = {"one": [servers[0].port], "two": [s.port for s in servers]}
         for name in SCENARIOS:  # warm-up: imports, connections, caches
             warm, _ = drive_all(ports[name], request, args.connections, args.warmup)
@@ -264,169 +257,11 @@ def summarize_http(rounds: dict[str, list[dict[str, Any]]], rss: dict[str, list[
     return {"scenarios": scenarios, "ratio_two_over_one": ratio}
 
 
-# --- the chain head's ceiling ----------------------------------------------------------------
-
-
-def chain_worker() -> None:
-    """A child process (--chain-worker): Django on the bench settings, then, for
-    each "run SECONDS" line on stdin, chain appends for that long, alternating
-    an ALLOW+PENDING pair and a SUCCESS record like a request; prints one JSON
-    line per run. Answers "ready" once warm."""
-    import django
-
-    django.setup()
-    from audit.chain import chain_append
-    from bench.verify_bench import trace_drafts
-
-    rng = random.Random(os.getpid())
-
-    def calls() -> Any:
-        while True:
-            drafts = trace_drafts(rng, datetime.now(UTC))  # ts_utc is set again by chain_append
-            if len(drafts) == 3:  # an allowed request (denials are one record, one call)
-                yield drafts[:2]
-                yield drafts[2:]
-
-    source = calls()
-    for _ in range(4):  # warm: connection, first statements, the mirror file
-        chain_append(next(source))
-    print(json.dumps({"ready": os.getpid()}), flush=True)
-    while line := sys.stdin.readline():
-        command, _, value = line.strip().partition(" ")
-        if command != "run":
-            break
-        seconds = float(value)
-        latencies: list[float] = []
-        records = 0
-        started = time.perf_counter()
-        deadline = started + seconds
-        pending = False  # stop on a whole request: no PENDING left without its SUCCESS
-        while time.perf_counter() < deadline or pending:
-            drafts = next(source)
-            pending = len(drafts) == 2
-            t0 = time.perf_counter()
-            chain_append(drafts)
-            latencies.append(time.perf_counter() - t0)
-            records += len(drafts)
-        elapsed = time.perf_counter() - started
-        result = {"calls": len(latencies), "records": records, "elapsed": elapsed, "latencies": latencies}
-        print(json.dumps(result), flush=True)
-
-
-class ChainWorkers:
-    """N chain_worker processes, started (and warmed) once, run on command."""
-
-    def __init__(self, env: dict[str, str], count: int) -> None:
-        argv = [sys.executable, str(Path(__file__).resolve()), "--chain-worker"]
-        self.processes = [
-            subprocess.Popen(argv, cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-            for _ in range(count)
-        ]
-        for p in self.processes:
-            self._answer(p)
-
-    @staticmethod
-    def _answer(process: subprocess.Popen[str]) -> dict[str, Any]:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        if not line:
-            raise RuntimeError(f"chain worker {process.pid} exited with {process.wait()}")
-        return json.loads(line)
-
-    def run(self, procs: int, seconds: float) -> list[dict[str, Any]]:
-        chosen = self.processes[:procs]
-        for p in chosen:  # the same start, within a millisecond
-            assert p.stdin is not None
-            p.stdin.write(f"run {seconds}\n")
-            p.stdin.flush()
-        return [self._answer(p) for p in chosen]
-
-    def stop(self) -> None:
-        for p in self.processes:
-            if p.poll() is None:
-                assert p.stdin is not None
-                p.stdin.close()  # end of input: the worker returns
-        for p in self.processes:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-
-
-def _ms(ordered: list[float], q: float) -> float:
-    return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
-
-
-def bench_chain(args: argparse.Namespace, env: dict[str, str], url: str) -> dict[str, Any]:
-    started = time.monotonic()
-    workers = ChainWorkers(env, max(args.procs))
-    print(f"[chain] {max(args.procs)} chain workers ready in {time.monotonic() - started:.0f} s", flush=True)
-    runs: dict[int, list[dict[str, Any]]] = {p: [] for p in args.procs}
-    try:
-        for i in range(args.chain_rounds):
-            for procs in args.procs:
-                with CpuMeter() as cpu, Activity(url) as activity:
-                    answers = workers.run(procs, args.chain_seconds)
-                seconds = max(a["elapsed"] for a in answers)
-                latencies = sorted(v for a in answers for v in a["latencies"])
-                calls = sum(a["calls"] for a in answers)
-                runs[procs].append(
-                    {
-                        "tx_per_s": calls / seconds,
-                        "records_per_s": sum(a["records"] for a in answers) / seconds,
-                        "p50_ms": _ms(latencies, 0.50),
-                        "p99_ms": _ms(latencies, 0.99),
-                        "calls": calls,
-                        "cpu_busy": cpu.busy,
-                        **activity.means(),
-                    }
-                )
-                print(
-                    f"[chain] round {i + 1}/{args.chain_rounds} P={procs}: {calls / seconds:.0f} tx/s, "
-                    f"p50 {runs[procs][-1]['p50_ms']:.1f} ms",
-                    flush=True,
-                )
-    finally:
-        workers.stop()
-    per_p = {}
-    for procs, rs in runs.items():
-        entry = {k: _median([r[k] for r in rs]) for k in rs[0] if k != "calls"}
-        entry["calls"] = sum(r["calls"] for r in rs)
-        # Lock held: a backend in its chain transaction, not queued (at most one at a time).
-        held = entry["in_transaction_idle"] + entry["running_statement"]
-        entry["lock_held_share"] = min(held, 1.0)
-        entry["hold_ms_per_tx"] = 1000 * min(held, 1.0) / entry["tx_per_s"] if entry["tx_per_s"] else float("nan")
-        entry["rounds"] = rs
-        per_p[str(procs)] = entry
-    best = max(per_p.values(), key=lambda e: e["tx_per_s"])
-    # With one writer nothing queues: its hold time is the lock's own cost when
-    # the holder never waits for a CPU, and 1/hold the rate the lock alone admits.
-    alone = per_p[str(min(args.procs))]["hold_ms_per_tx"]
-    return {
-        "lock_bound_tx_per_s": 1000 / alone if alone else float("nan"),
-        "per_procs": per_p,
-        "ceiling_tx_per_s": best["tx_per_s"],
-        "ceiling_records_per_s": best["records_per_s"],
-        "ceiling_governed_rps": best["tx_per_s"] / 2,  # ALLOW+PENDING, then SUCCESS
-    }
-
-
-def verify(env: dict[str, str]) -> dict[str, Any]:
-    started = time.monotonic()
-    done = manage(env, "audit", "verify", "--json", check=False)
-    try:
-        report_ = json.loads(done.stdout)
-    except json.JSONDecodeError:
-        report_ = {"stdout": done.stdout[-2000:], "stderr": done.stderr[-2000:]}
-    return {"exit_code": done.returncode, "seconds": round(time.monotonic() - started, 1), "report": report_}
-
-
 # --- report ------------------------------------------------------------------------------------
 
 
 def report(result: dict[str, Any], args: argparse.Namespace) -> str:
-    http, chain, checked = result["http"], result["chain"], result["verify"]
+    http = result["http"]
     lines = [
         f"\n== PostgreSQL: one app server against two ({args.workers} sync workers each, "
         f"{args.connections} connections in all) ==",
@@ -451,35 +286,8 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> str:
         "",
         f"two/one req/s        {ratio:.2f}   (target >= {TARGET}: {'met' if ratio >= TARGET else 'MISSED'})",
         f"load generator CPU   {100 * http['client_cpu_share']:.0f}% of one core while measuring",
-        "",
-        f"== chain head: P processes appending (ALLOW+PENDING, SUCCESS, ...), {args.chain_seconds:g} s each ==",
-        "",
-        f"{'P':>2} {'tx/s':>7} {'records/s':>9} {'req/s=tx/2':>10} {'p50 ms':>7} {'p99 ms':>7} {'CPU':>5}"
-        f" {'chain q':>7} {'lock held':>9} {'hold ms/tx':>10}",
-    ]
-    for procs, e in chain["per_procs"].items():
-        lines.append(
-            f"{procs:>2} {e['tx_per_s']:7.0f} {e['records_per_s']:9.0f} {e['tx_per_s'] / 2:10.0f} {e['p50_ms']:7.2f}"
-            f" {e['p99_ms']:7.2f} {100 * e['cpu_busy']:4.0f}% {e['wait_chain_lock']:7.2f} {100 * e['lock_held_share']:8.0f}%"
-            f" {e['hold_ms_per_tx']:10.2f}"
-        )
-    one = http["scenarios"]["one"]["rps"]
-    ceiling = chain["ceiling_governed_rps"]
-    found = checked["report"]
-    outcome = (
-        f"clean: {found.get('records')} records, {found.get('checkpoints_checked')} checkpoints,"
-        f" {found.get('in_flight')} in flight"
-        if checked["exit_code"] == 0 and found.get("ok")
-        else f"FAILED (exit {checked['exit_code']}): {json.dumps(found)[:500]}"
-    )
-    lines += [
-        "",
-        f"chain ceiling        {chain['ceiling_tx_per_s']:.0f} tx/s = {chain['ceiling_records_per_s']:.0f} records/s"
-        f" = {ceiling:.0f} governed req/s (2 transactions each)",
-        f"ceiling / one server {ceiling / one:.1f}   (app servers of the measured throughput that fit under it)",
-        f"lock-bound ceiling   {chain['lock_bound_tx_per_s']:.0f} tx/s = {chain['lock_bound_tx_per_s'] / 2:.0f} governed req/s"
-        f" (1 / hold time with P={min(args.procs)}: the holder never waits for a CPU)",
-        f"audit verify         {outcome} in {checked['seconds']} s",
+        f"PostgreSQL           {durability_line(result['postgres'])}",
+        f"audit verify         {verify_line(result['verify'])}",
     ]
     return "\n".join(lines)
 
@@ -492,42 +300,22 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, help="rounds of (one, two); default 4 quick, 8 full")
     parser.add_argument("--seconds", type=float, help="seconds per scenario per round; default 2 quick, 6 full")
     parser.add_argument("--warmup", type=float, help="warm-up seconds per scenario; default 1.5 quick, 4 full")
-    parser.add_argument(
-        "--procs", default="1,2,4,8", help="numbers of appending processes for the chain head (default 1,2,4,8)"
-    )
-    parser.add_argument("--chain-seconds", type=float, help="seconds per P per round; default 2 quick, 5 full")
-    parser.add_argument("--chain-rounds", type=int, help="rounds over --procs; default 1 quick, 3 full")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (mirrors, gunicorn logs)")
     parser.add_argument("--output", type=Path, help="JSON result file (default bench/results/scale-<timestamp>.json)")
-    parser.add_argument("--chain-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.chain_worker:
-        chain_worker()
-        return
     args.rounds = args.rounds or (4 if args.quick else 8)
     args.seconds = args.seconds or (2.0 if args.quick else 6.0)
     args.warmup = args.warmup or (1.5 if args.quick else 4.0)
-    args.chain_seconds = args.chain_seconds or (2.0 if args.quick else 5.0)
-    args.chain_rounds = args.chain_rounds or (1 if args.quick else 3)
-    args.procs = [int(p) for p in args.procs.split(",")]
 
     started = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="veritta-scale-"))
     try:
-        with PostgresCluster() as cluster:
+        with PostgresCluster(durable=True) as cluster:
             url = cluster.create_database("veritta_scale")
-            extra = {
-                "DJANGO_SETTINGS_MODULE": "bench.settings",
-                "VERITTA_RATE_LIMIT_KEY_PER_MIN": HIGH,
-                "VERITTA_RATE_LIMIT_SESSION_PER_MIN": HIGH,
-                "VERITTA_RATE_LIMIT_ADDRESS_PER_MIN": HIGH,
-                "VERITTA_ADMIN_RATE_LIMIT_PER_MIN": HIGH,
-                "LOG_LEVEL": "WARNING",
-            }
-            env = bench_env(tmp, url, extra)
-            result = {"http": bench_http(args, tmp, env, url), "chain": bench_chain(args, env, url)}
+            env = governed_env(tmp, url)
+            result = {"postgres": pg_durability(url), "http": bench_http(args, tmp, env, url)}
             print("[verify] audit verify --json", flush=True)
-            result["verify"] = verify(env)
+            result["verify"] = audit_verify(env)
     finally:
         if args.keep:
             print(f"kept {tmp}")
@@ -535,7 +323,7 @@ def main() -> None:
             shutil.rmtree(tmp, ignore_errors=True)
     print(report(result, args))
 
-    config = {k: v for k, v in vars(args).items() if k not in ("output", "chain_worker")}
+    config = {k: v for k, v in vars(args).items() if k != "output"}
     document = {
         "benchmark": "scale",
         "started_utc": datetime.now(UTC).isoformat(timespec="seconds"),

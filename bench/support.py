@@ -1,13 +1,20 @@
-"""What both benchmarks share: the environment of a server or command."""
+"""What the benchmarks share: the environment of a server or command, and
+the checks every one of them reports (the database's durability, `audit
+verify` afterwards)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from tests.support.appserver import server_env
+from tests.support.appserver import manage, server_env
+
+DURABILITY_SETTINGS = ("fsync", "synchronous_commit", "full_page_writes")
 
 
 def bench_env(tmp: Path, database_url: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -20,3 +27,48 @@ def bench_env(tmp: Path, database_url: str, extra: Mapping[str, str] | None = No
     if made is not None:
         shutil.rmtree(made, ignore_errors=True)
     return env
+
+
+def pg_durability(url: str) -> dict[str, Any]:
+    """What the PostgreSQL server says it runs with, read from the server
+    (not from how it was started): every bench runs durable."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        values = {name: conn.execute(f"SHOW {name}").fetchone()[0] for name in DURABILITY_SETTINGS}  # type: ignore[index]
+        version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
+    return {**values, "durable": all(v == "on" for v in values.values()), "server_version": version}
+
+
+def durability_line(found: Mapping[str, Any]) -> str:
+    flags = ", ".join(f"{name}={found[name]}" for name in DURABILITY_SETTINGS)
+    return f"{'durable' if found['durable'] else 'NOT DURABLE'} ({flags}), PostgreSQL {found['server_version']}"
+
+
+def audit_verify(env: dict[str, str]) -> dict[str, Any]:
+    """`manage.py audit verify --json` on the bench database: a bench must leave
+    a chain that verifies."""
+    started = time.monotonic()
+    if env.get("DATABASE_URL", "").startswith("postgres"):
+        # Records still in the intake when the servers stopped go into the
+        # chain first, as an operator's `audit sequence` does: the check then
+        # covers every record the bench wrote.
+        manage(env, "audit", "sequence")
+    done = manage(env, "audit", "verify", "--json", check=False)
+    try:
+        report = json.loads(done.stdout)
+    except json.JSONDecodeError:
+        report = {"stdout": done.stdout[-2000:], "stderr": done.stderr[-2000:]}
+    return {"exit_code": done.returncode, "seconds": round(time.monotonic() - started, 1), "report": report}
+
+
+def verify_line(checked: Mapping[str, Any]) -> str:
+    found = checked["report"]
+    if checked["exit_code"] == 0 and found.get("ok"):
+        outcome = (
+            f"clean: {found.get('records')} records, {found.get('checkpoints_checked')} checkpoints,"
+            f" {found.get('in_flight')} in flight"
+        )
+    else:
+        outcome = f"FAILED (exit {checked['exit_code']}): {json.dumps(found)[:500]}"
+    return f"{outcome} in {checked['seconds']} s"

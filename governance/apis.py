@@ -47,8 +47,18 @@ class ProcessApi(APIView):
                 "output": serializers.DictField(),
             },
         )
+        # Sequenced before the answer: seq and record_hash. Still in the intake
+        # (PostgreSQL's batched write path): nulls, with the signed promise to
+        # sequence the entry by integrate_by (docs/AUDIT_LOG_SPEC.md, "Receipts").
         audit = inline_serializer(
-            "AuditReceipt", {"seq": serializers.IntegerField(), "record_hash": serializers.CharField()}
+            "AuditReceipt",
+            {
+                "seq": serializers.IntegerField(allow_null=True),
+                "record_hash": serializers.CharField(allow_null=True),
+                "entry_hash": serializers.CharField(),
+                "integrate_by": serializers.CharField(required=False),
+                "promise": serializers.CharField(required=False, allow_null=True),
+            },
         )
 
     @extend_schema(

@@ -158,11 +158,12 @@ def store_name() -> str:
 
 def counters_share_audit_transaction() -> bool:
     """Whether the counters should be written in the same transaction as the
-    decision records: on SQLite with the counters in the database, where every
-    write transaction is a turn on the single write lock and an fsync. Not on
-    PostgreSQL: the counter rows would stay locked while their transaction
-    waits for the chain lock. (docs/PERFORMANCE.md)"""
-    return store_name() == "database" and connection.vendor == "sqlite"
+    decision records: whenever the counters are in the database. On SQLite
+    every write transaction is a turn on the single write lock and an fsync;
+    on PostgreSQL the decision records go to the intake, which takes no chain
+    lock, so the counter rows are held only for that one commit and its WAL
+    flush is shared. (docs/PERFORMANCE.md)"""
+    return store_name() == "database"
 
 
 def limits_enforce(*, checks: list[tuple[str, str, int]]) -> list[Usage]:

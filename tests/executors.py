@@ -76,10 +76,14 @@ class PendingWitnessExecutor(Executor):
     def execute(self, request: ActionRequest) -> dict[str, Any]:
         from django.db import connection
 
-        from audit.models import AuditRecord
+        from audit.models import AuditIntake, AuditRecord
 
         try:
-            seen = AuditRecord.objects.filter(trace_id=request.trace_id, status="PENDING").exists()
+            # In the chain, or committed to the intake of the batched write path.
+            seen = any(
+                model.objects.filter(trace_id=request.trace_id, status="PENDING").exists()
+                for model in (AuditRecord, AuditIntake)
+            )
         finally:
             connection.close()  # this thread's own connection
         return {"pending_seen": seen}

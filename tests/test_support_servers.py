@@ -32,3 +32,13 @@ def test_postgres_cluster_accepts_connections():
             assert conn.execute("SELECT current_database()").fetchone() == (
                 "veritta_extra",
             )
+
+
+def test_postgres_cluster_is_durable_only_when_asked():
+    show = "SELECT current_setting('fsync'), current_setting('synchronous_commit'), current_setting('full_page_writes')"
+    with PostgresCluster(durable=True) as cluster:
+        with psycopg.connect(cluster.url(), connect_timeout=10) as conn:
+            assert conn.execute(show).fetchone() == ("on", "on", "on")
+    with PostgresCluster() as cluster:  # the tests' default: no fsync
+        with psycopg.connect(cluster.url(), connect_timeout=10) as conn:
+            assert conn.execute(show).fetchone() == ("off", "on", "off")

@@ -41,7 +41,7 @@ from veritta_site.timestamps import utc_timestamp
 
 logger = logging.getLogger("veritta.alerts")
 
-KINDS = ("slo_breach", "verify_failed", "audit_sink_failure", "auth_incident")
+KINDS = ("slo_breach", "verify_failed", "audit_sink_failure", "auth_incident", "audit_integration_lag")
 ALERT_ACTOR = {"kind": "system", "id": "alerts"}
 RETRY_BACKOFF_S = 0.5
 
@@ -246,4 +246,17 @@ def sink_failure_observed(*, exc_class: str) -> None:
         subject=exc_class,
         summary=f"the audit sink refused a write ({exc_class}); requests are refused with AUDIT_SINK_FAILED",
         detail={"exc_class": exc_class},
+    )
+
+
+def integration_lag_observed(*, lag_s: float) -> None:
+    limit = settings.VERITTA_AUDIT_MAX_MERGE_DELAY_S
+    alert_raise(
+        kind="audit_integration_lag",
+        subject="intake",
+        summary=(
+            f"audit records wait {lag_s:.1f} s to enter the chain (maximum merge delay {limit:g} s);"
+            f" new requests are refused with AUDIT_SINK_FAILED once the wait passes {limit / 2:g} s"
+        ),
+        detail={"lag_ms": int(lag_s * 1000), "max_merge_delay_s": limit},
     )

@@ -95,12 +95,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;",
     }
 else:
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     # A writer that waits this long for a lock (the chain lock included) gives
     # up, and the request fails closed with 503 AUDIT_SINK_FAILED.
     _lock_ms = int(env.float("VERITTA_DB_LOCK_TIMEOUT_S", default=5.0) * 1000)
     DATABASES["default"].setdefault("OPTIONS", {})["options"] = f"-c lock_timeout={_lock_ms}"
+
+# Persistent connections on both databases: opening one per request (and, on
+# SQLite, running its init_command) cost a fifth of a request (docs/PERFORMANCE.md).
+# Health checks drop a connection that died in between instead of failing a request.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -166,6 +170,12 @@ VERITTA_AUDIT_CHECKPOINT_DIR = Path(
 )
 VERITTA_AUDIT_CHECKPOINT_EVERY = env.int("VERITTA_AUDIT_CHECKPOINT_EVERY", default=1000)
 VERITTA_AUDIT_ORIGIN = env.str("VERITTA_AUDIT_ORIGIN", default="veritta.local/audit")
+# PostgreSQL's batched write path (audit/chain.py): how long a record may wait
+# in the intake before it must be in the chain (the deadline of an inclusion
+# promise; new writes are refused at half of it), and how often every server
+# process looks for waiting records.
+VERITTA_AUDIT_MAX_MERGE_DELAY_S = env.float("VERITTA_AUDIT_MAX_MERGE_DELAY_S", default=4.0)
+VERITTA_AUDIT_SEQUENCER_INTERVAL_S = env.float("VERITTA_AUDIT_SEQUENCER_INTERVAL_S", default=0.5)
 VERITTA_AUDIT_DIGEST_ENABLED = env.bool("VERITTA_AUDIT_DIGEST_ENABLED", default=True)
 VERITTA_MAX_PAYLOAD_SIZE = env.int("VERITTA_MAX_PAYLOAD_SIZE", default=8192)
 VERITTA_EXECUTOR_TIMEOUT_S = env.float("VERITTA_EXECUTOR_TIMEOUT_S", default=10.0)

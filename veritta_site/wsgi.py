@@ -14,3 +14,11 @@ application = get_wsgi_application()
 from veritta_site.startup import assert_ready_to_serve  # noqa: E402
 
 assert_ready_to_serve()
+
+# PostgreSQL: this process is a standby sequencer of the batched audit write
+# path, so records are sequenced within the merge delay even when no request
+# comes along to do it (audit/chain.py). Started here, in the worker: threads
+# do not survive a fork.
+from audit.chain import start_sequencer  # noqa: E402
+
+start_sequencer()

@@ -7,6 +7,8 @@ import hashlib
 
 import pytest
 
+from tests.support.receipts import committed_statuses
+
 SMOKE = {"action": "test_action", "event_type": "test_event"}
 
 
@@ -44,6 +46,14 @@ def test_gap05_pending_is_committed_before_the_executor_runs(app_server_with_tes
     response = app_server_with_test_profiles.post("/process", json={"action": "witness"}, headers=_key())
     assert response.status_code == 200
     assert response.json()["result"]["output"] == {"pending_seen": True}
+
+
+def test_gap05_a_deny_is_committed_before_its_answer(app_server_with_test_profiles):
+    server = app_server_with_test_profiles
+    response = server.post("/process", json={"action": "noop"}, headers={"X-API-Key": "vk_not-a-key"})
+    assert response.status_code == 403
+    # Read at once, over a connection of our own: no sequencer has had to run.
+    assert committed_statuses(server.database_url, response.json()["trace_id"]) == [("decision_audit", "DENY", None)]
 
 
 @pytest.mark.parametrize("payload", [SMOKE, {"action": "nope"}, {"event_type": "x"}])

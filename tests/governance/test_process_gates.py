@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+from audit.records import entry_hash
 from conftest import API_KEY
 
 README_PROCESS = {"action": "process", "event_type": "test_event", "text": "Hello World"}
@@ -32,7 +33,11 @@ def test_readme_process_example_succeeds_with_receipt(api, audit_records):
         ("action_audit", None, "PENDING"),
         ("action_audit", None, "SUCCESS"),
     ]
-    assert body["audit"] == {"seq": records[-1]["seq"], "record_hash": records[-1]["record_hash"]}
+    assert body["audit"] == {
+        "seq": records[-1]["seq"],
+        "record_hash": records[-1]["record_hash"],
+        "entry_hash": entry_hash(records[-1]),
+    }
     assert response["X-Trace-ID"] == body["trace_id"]
 
 

@@ -239,10 +239,23 @@ class PostgresCluster(_Server):
     name = "pg"
     _stop_signal = signal.SIGINT  # "fast" shutdown: don't wait for clients
 
-    def __init__(self) -> None:
+    # What a durable cluster runs with (the benchmarks state it in their output).
+    DURABLE_SETTINGS = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
+
+    def __init__(self, *, durable: bool = False) -> None:
+        """``durable``: fsync, synchronous_commit and full_page_writes on, as a
+        production server runs (the benchmarks); the default turns fsync and
+        full-page writes off, which the tests do not need."""
         super().__init__()
+        self.durable = durable
         self.bindir: Path | None = None
         self._as_user: dict = {}
+
+    def settings(self) -> dict[str, str]:
+        """The durability settings the server was started with (-c flags)."""
+        if self.durable:
+            return dict(self.DURABLE_SETTINGS)
+        return {"fsync": "off", "synchronous_commit": "on", "full_page_writes": "off"}
 
     def url(self, dbname: str = "postgres") -> str:
         return f"postgres://postgres@127.0.0.1:{self.port}/{dbname}"
@@ -291,7 +304,7 @@ class PostgresCluster(_Server):
                 "-E",
                 "UTF8",
                 "--no-locale",
-                "--no-sync",
+                *([] if self.durable else ["--no-sync"]),
             )
         pinned = self.port is not None
         log = self.tmpdir / "postgres.log"
@@ -308,12 +321,10 @@ class PostgresCluster(_Server):
                     str(self.tmpdir),
                     "-c",
                     "listen_addresses=127.0.0.1",
-                    # Durability is pointless for a throwaway cluster.
-                    # (synchronous_commit stays on: kill() must not lose commits.)
-                    "-c",
-                    "fsync=off",
-                    "-c",
-                    "full_page_writes=off",
+                    # Durability is pointless for a throwaway test cluster
+                    # (synchronous_commit stays on: kill() must not lose
+                    # commits); a durable one (benchmarks) keeps all three on.
+                    *(f for k, v in self.settings().items() for f in ("-c", f"{k}={v}")),
                 ],
                 log,
                 cwd=self.tmpdir,

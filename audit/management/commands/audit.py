@@ -14,12 +14,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.dateparse import parse_datetime
 
 from audit import signed_note
+from audit.chain import integrate, oldest_waiting, start_sequencer
 from audit.checkpoints import SigningKeyError, checkpoint_create, key_name, public_vkey
-from audit.proofs import ProofError, check_proof, trace_inclusion_proof
+from audit.models import AuditRecord
+from audit.promises import PromiseError, check_promise
+from audit.proofs import ProofError, check_proof, entry_inclusion_proof, trace_inclusion_proof
 from audit.reports import Objectives, Window, audit_slo, audit_stats, audit_summary
 from audit.selectors import audit_bodies_between, audit_records_for_trace, audit_verify
 from audit.services import verification_run_record
@@ -56,8 +60,16 @@ class Command(BaseCommand):
         export.add_argument("--since", help="ISO date/time, inclusive.")
         export.add_argument("--until", help="ISO date/time, exclusive.")
         export.add_argument("--output", type=Path, help="File to write (default: stdout).")
-        prove = sub.add_parser("prove", help="Inclusion proof of a request's records in a signed checkpoint.")
-        prove.add_argument("trace_id")
+        prove = sub.add_parser(
+            "prove", help="Inclusion proof of a request's records (or of one receipt's entry) in a signed checkpoint."
+        )
+        target = prove.add_mutually_exclusive_group(required=True)
+        target.add_argument("trace_id", nargs="?")
+        target.add_argument("--entry-hash", help="The entry_hash of a receipt (a promise names only this).")
+        target.add_argument("--receipt", type=Path, help="A receipt saved as JSON (the answer's `audit` object).")
+        sub.add_parser(
+            "sequence", help="Move records waiting in the intake into the chain now (PostgreSQL's batched write path)."
+        ).add_argument("--follow", action="store_true", help="Keep doing it, as a standby sequencer, until stopped.")
         check = sub.add_parser("check-proof", help="Check a proof from `audit prove`, with no database.")
         check.add_argument("proof", type=Path)
         check.add_argument("--vkey")
@@ -152,7 +164,8 @@ class Command(BaseCommand):
         for warning in report.warnings:
             self.stdout.write(self.style.WARNING(f"warning: {warning}"))
         for problem in report.problems:
-            self.stdout.write(f"seq {problem.seq}: {problem.kind}: {problem.detail}")
+            where = f"seq {problem.seq}" if problem.seq is not None else "intake"
+            self.stdout.write(f"{where}: {problem.kind}: {problem.detail}")
         bad_seqs = {p.seq for p in report.problems if p.kind in ("content", "link")}
         first, last = report.first_seq or 0, report.last_seq or 0
         self.stdout.write(f"Results found for records {first} to {last}:")
@@ -216,10 +229,51 @@ class Command(BaseCommand):
         except SigningKeyError:
             vkey = None
         try:
-            document = trace_inclusion_proof(trace_id=options["trace_id"], vkey=vkey)
+            if options["trace_id"]:
+                document = trace_inclusion_proof(trace_id=options["trace_id"], vkey=vkey)
+            else:
+                document = entry_inclusion_proof(entry_hash=self._entry_to_prove(options, vkey), vkey=vkey)
         except ProofError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(json.dumps(document, indent=2))
+
+    def _entry_to_prove(self, options: dict[str, Any], vkey: str | None) -> str:
+        if options["entry_hash"]:
+            return str(options["entry_hash"])
+        try:
+            receipt = json.loads(options["receipt"].read_text(encoding="utf-8"))
+            wanted = str(receipt["entry_hash"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise CommandError(f"cannot read receipt: {exc}") from exc
+        if receipt.get("promise"):
+            if vkey is None:
+                raise CommandError("cannot check the receipt's promise: no signing key configured")
+            try:
+                promise = check_promise(receipt["promise"], vkey)
+            except PromiseError as exc:
+                raise CommandError(str(exc)) from exc
+            if promise.entry_hash != wanted:
+                raise CommandError("the receipt's promise names another entry hash")
+            if not AuditRecord.objects.filter(entry_hash=wanted).exists() and datetime.now(UTC) > promise.integrate_by:
+                raise CommandError(
+                    f"PROMISE BROKEN: entry {wanted} was promised by {receipt.get('integrate_by')} and is not in the chain"
+                )
+        return wanted
+
+    def cmd_sequence(self, **options: Any) -> None:
+        if not options["follow"]:
+            placed = integrate(max_batches=1_000_000)
+            waiting = oldest_waiting()
+            self.stdout.write(f"sequenced {len(placed)} records" + (f"; the oldest waiting was committed {waiting.isoformat()}" if waiting else ""))
+            return
+        if not start_sequencer():
+            raise CommandError("no batched write path here: sequencing is done by each write (SQLite)")
+        self.stdout.write("sequencing every " f"{settings.VERITTA_AUDIT_SEQUENCER_INTERVAL_S:g} s; stop with Ctrl-C")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            return
 
     def cmd_check_proof(self, **options: Any) -> None:
         try:

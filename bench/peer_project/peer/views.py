@@ -1,4 +1,4 @@
-"""The baselines of the HTTP benchmark.
+"""The baselines of the HTTP benchmark, in the peer project.
 
 PeerProcessApi is what a Django team would write instead of the governed
 pipeline: DRF token authentication, a DRF user throttle on a shared cache,
@@ -18,7 +18,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView
 
-from bench.peer.models import PeerAuditRow
+from peer.models import PeerAuditRow
 
 
 class PeerProcessApi(APIView):
@@ -51,6 +51,7 @@ class PeerProcessApi(APIView):
 class BareApi(APIView):
     authentication_classes: list[type] = []
     permission_classes: list[type] = []
+    throttle_classes: list[type] = []
 
     def post(self, request: Request) -> Response:
         return Response({"ok": True})

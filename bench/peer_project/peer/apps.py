@@ -2,6 +2,5 @@ from django.apps import AppConfig
 
 
 class PeerConfig(AppConfig):
-    name = "bench.peer"
-    label = "bench_peer"
+    name = "peer"
     default_auto_field = "django.db.models.BigAutoField"

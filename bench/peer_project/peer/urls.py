@@ -1,0 +1,8 @@
+from django.urls import path
+
+from peer.views import BareApi, PeerProcessApi
+
+urlpatterns = [
+    path("peer", PeerProcessApi.as_view(), name="peer"),
+    path("bare", BareApi.as_view(), name="bare"),
+]
