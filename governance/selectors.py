@@ -104,16 +104,20 @@ def _read_snapshot() -> _Snapshot:
 def profile_active(profile_id: str) -> Profile:
     """The active version of a profile, as this process serves it.
 
-    Raises ProfilesNotServable when the active set may not be served, and
-    LookupError when the set has no such profile or cannot be read."""
+    Raises ProfilesNotServable when the active set may not be served (or was
+    never read), and LookupError when the set has no such profile."""
     global _snapshot
     snapshot = _snapshot
     if snapshot is None or time.monotonic() - snapshot.read_at >= settings.VERITTA_PROFILES_RECHECK_S:
         try:
-            snapshot = _read_snapshot()
-        except DatabaseError as exc:
-            raise LookupError("the policy profiles could not be read") from exc
-        _snapshot = snapshot
+            snapshot = _snapshot = _read_snapshot()
+        except DatabaseError:
+            # The database is unreachable: nothing can be recorded, so nothing
+            # runs, and the audit gate answers 503. Keep deciding with the last
+            # set read (the next request reads again) rather than turn every
+            # request into a gate exception; with no set read yet, refuse.
+            if snapshot is None:
+                raise ProfilesNotServable("the policy profiles could not be read", fingerprint_value=None) from None
     if snapshot.problem is not None:
         raise ProfilesNotServable(snapshot.problem, fingerprint_value=snapshot.fingerprint)
     try:
