@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from django.test import Client
@@ -99,12 +100,14 @@ TEST_PROFILES_DIR = Path(__file__).resolve().parent / "tests" / "profiles"
 @pytest.fixture
 def test_profiles(settings: Any, db: None, audit_log: Path) -> Iterator[None]:
     """The test profile set and the test executors (slow, exploding, ...)."""
+    from governance.profiles import shipped_fingerprint
     from governance.registry import executor_registry
     from governance.selectors import profile_cache_clear
     from governance.services import profiles_load
     from tests.executors import TEST_EXECUTORS
 
     settings.VERITTA_PROFILES_DIR = TEST_PROFILES_DIR
+    settings.VERITTA_PROFILES_FINGERPRINT = shipped_fingerprint(TEST_PROFILES_DIR)
     settings.VERITTA_EXECUTORS = [*settings.VERITTA_EXECUTORS, *TEST_EXECUTORS.split(",")]
     settings.VERITTA_EXECUTOR_TIMEOUT_S = 0.5
     executor_registry.cache_clear()
@@ -115,11 +118,15 @@ def test_profiles(settings: Any, db: None, audit_log: Path) -> Iterator[None]:
     profile_cache_clear()
 
 
-def assert_envelope_codes_catalogued(status: int, content_type: str, body: bytes) -> None:
-    """Every error response must be the envelope with catalogued codes only."""
+def assert_envelope_codes_catalogued(status: int, content_type: str, body: bytes, *, path: str = "") -> None:
+    """Every error response must be the envelope with catalogued codes only
+    (but a browser in the console gets it as the console's error page)."""
     from veritta_site.errors import CATALOGUE
 
     if status < 400:
+        return
+    if path.startswith("/console/") and content_type.startswith("text/html"):
+        assert b'id="console-error"' in body, f"error {status} is not the console's error page: {body[:200]!r}"
         return
     assert content_type.startswith("application/json"), f"error {status} is not JSON: {body[:200]!r}"
     envelope = json.loads(body)
@@ -162,7 +169,8 @@ def _every_response_uses_catalogued_codes(monkeypatch: pytest.MonkeyPatch) -> No
     def client_request(self: Client, **request: Any) -> Any:
         response = original_client(self, **request)
         if not getattr(response, "streaming", False):
-            assert_envelope_codes_catalogued(response.status_code, response.get("Content-Type", ""), response.content)
+            path = str(request.get("PATH_INFO", ""))
+            assert_envelope_codes_catalogued(response.status_code, response.get("Content-Type", ""), response.content, path=path)
             assert_no_secret_in(response.content)
         return response
 
@@ -173,7 +181,8 @@ def _every_response_uses_catalogued_codes(monkeypatch: pytest.MonkeyPatch) -> No
             LEAKS.add_console_username(str(kwargs["data"].get("username", "")))
         response = original_session(self, method, url, *args, **kwargs)
         if "127.0.0.1" in url and not kwargs.get("stream"):
-            assert_envelope_codes_catalogued(response.status_code, response.headers.get("Content-Type", ""), response.content)
+            path = urlsplit(url).path
+            assert_envelope_codes_catalogued(response.status_code, response.headers.get("Content-Type", ""), response.content, path=path)
             assert_no_secret_in(response.content)
         return response
 

@@ -17,7 +17,6 @@ import multiprocessing
 import os
 import shutil
 import tempfile
-from datetime import UTC, datetime
 
 from gunicorn.glogging import Logger
 
@@ -29,10 +28,11 @@ class JsonAccessLogger(Logger):
     def access(self, resp, req, environ, request_time):  # noqa: ANN001, ANN201 - gunicorn hook
         if not self.access_log_enabled:
             return
+        from veritta_site.timestamps import utc_timestamp  # late: the config loads before the app's path is set
         status = resp.status.split(None, 1)[0] if isinstance(resp.status, str) else resp.status
         trace_id = next((value for name, value in resp.headers if name.lower() == "x-trace-id"), None)
         line = {
-            "ts_utc": datetime.now(UTC).isoformat(),
+            "ts_utc": utc_timestamp(),  # the app logs' format
             "logger": "gunicorn.access",
             "method": environ.get("REQUEST_METHOD"),
             "path": environ.get("PATH_INFO"),
@@ -45,6 +45,7 @@ class JsonAccessLogger(Logger):
             self.access_log.info(json.dumps(line, ensure_ascii=True, default=str))
         except Exception:  # noqa: BLE001 - as gunicorn's own access(): never fail the request
             self.exception("access log line could not be written")
+
 
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")

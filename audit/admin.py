@@ -54,6 +54,8 @@ admin.site.login_form = ConsoleAuthenticationForm
 admin.site.index_template = "admin/veritta_index.html"
 # The audit list needs the width; the index page links every part of the console.
 admin.site.enable_nav_sidebar = False
+# One mark for "no value" in every column, ours and Django's (whose default is "-").
+EMPTY = admin.site.empty_value_display = "—"
 
 
 class ReadOnlyAdmin(OfferedFiltersOnlyMixin, NoWritesMixin, admin.ModelAdmin):
@@ -238,16 +240,16 @@ class AuditRecordAdmin(ReadOnlyAdmin):
 
     @admin.display(description="decision / status")
     def outcome(self, obj: AuditRecord) -> str:
-        return obj.decision or obj.status or "—"
+        return obj.decision or obj.status or EMPTY
 
     @admin.display(description="reason codes")
     def reason_codes(self, obj: AuditRecord) -> str:
         codes = json.loads(obj.body).get("reason_codes") or []
-        return ", ".join(codes) or "—"
+        return ", ".join(codes) or EMPTY
 
     @admin.display(description="actor")
     def actor(self, obj: AuditRecord) -> str:
-        return f"{obj.actor_kind}:{obj.actor_id}" if obj.actor_kind else "—"
+        return f"{obj.actor_kind}:{obj.actor_id}" if obj.actor_kind else EMPTY
 
     @admin.display(description="trace id")
     def trace(self, obj: AuditRecord) -> str:

@@ -51,7 +51,8 @@ class Report:
     records: int = 0
     first_seq: int | None = None
     last_seq: int | None = None
-    checkpoints_checked: int = 0
+    checkpoints_checked: int = 0  # distinct checkpoints (tree sizes)
+    checkpoint_copies: int = 0  # the notes read: the database's and the files' copies of them
     in_flight: int = 0
     waiting: int = 0  # records in the intake, within their merge deadline
     signatures_checked: bool = False
@@ -69,6 +70,7 @@ class Report:
             "first_seq": self.first_seq,
             "last_seq": self.last_seq,
             "checkpoints_checked": self.checkpoints_checked,
+            "checkpoint_copies": self.checkpoint_copies,
             "signatures_checked": self.signatures_checked,
             "in_flight": self.in_flight,
             "waiting": self.waiting,
@@ -129,7 +131,9 @@ class ChainVerifier:
         self._roots: dict[int, list[SignedCheckpoint]] = {}
         for cp in checkpoints:
             self._roots.setdefault(cp.size, []).append(cp)
-        self.report.checkpoints_checked = sum(len(v) for v in self._roots.values())
+        # The database's and the file's copy of one checkpoint are one checkpoint, read twice.
+        self.report.checkpoints_checked = len(self._roots)
+        self.report.checkpoint_copies = sum(len(v) for v in self._roots.values())
         self._hashes = hashes
         self._next_hash: tuple[int, str] | None = None
         self._in_flight_after = in_flight_after

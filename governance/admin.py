@@ -14,7 +14,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.html import format_html
 
 from governance.models import PolicyProfile
-from governance.selectors import profiles_active_fingerprint
+from governance.selectors import profiles_active_fingerprint, profiles_lock_values
 from veritta_site.admin_mixins import NoWritesMixin, OfferedFiltersOnlyMixin
 
 
@@ -35,5 +35,5 @@ class PolicyProfileAdmin(OfferedFiltersOnlyMixin, NoWritesMixin, admin.ModelAdmi
         active = profiles_active_fingerprint()
         locked = settings.VERITTA_PROFILES_FINGERPRINT
         extra_context = {**(extra_context or {}), "active_fingerprint": active, "locked_fingerprint": locked,
-                         "fingerprint_matches": bool(active) and active == locked}  # fmt: skip
+                         "fingerprint_matches": active in profiles_lock_values()}  # fmt: skip
         return super().changelist_view(request, extra_context)

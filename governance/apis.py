@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -14,6 +12,7 @@ from governance.gates import ACTION_NAME_RE
 from governance.pipeline import process_request
 from governance.registry import SEMVER_RE
 from veritta_site.schema import ERROR_RESPONSES, ErrorEnvelopeSerializer
+from veritta_site.timestamps import utc_timestamp
 
 
 class ProcessApi(APIView):
@@ -93,4 +92,4 @@ class HealthApi(APIView):
         },
     )
     def get(self, request: Request) -> Response:
-        return Response({"status": "ok", "ts_utc": datetime.now(UTC).isoformat()})
+        return Response({"status": "ok", "ts_utc": utc_timestamp()})

@@ -6,7 +6,7 @@
 #                                                     # settings and database), test, stop it
 #
 # Needs VERITTA_BETA_API_KEY and VERITTA_ADMIN_API_KEY in the environment (or in
-# ./.env), curl and jq. Runs the seed runbook's smoke calls and checks, by trace
+# ./.env), curl and jq. Runs the runbook's smoke calls and checks, by trace
 # id, that the audit trail recorded each of them; prints "SMOKE OK" or fails
 # with the check that did not hold. Leaves only audit records behind.
 set -euo pipefail
@@ -47,7 +47,7 @@ health=$(curl -sS -H "X-ADMIN-KEY: $VERITTA_ADMIN_API_KEY" "$URL/admin/health")
 [ "$(jq -r .status <<<"$health")" = ok ] || fail "GET /admin/health: $health"
 say "health ok"
 
-# 2. The seed's smoke call (F2.1 X-API-Key). Our own id is recorded as the
+# 2. The runbook's smoke call (X-API-Key). Our own id is recorded as the
 # parent; the server owns the trace id and returns it.
 CLIENT_ID=$(uuid)
 answer=$(curl -sS -X POST "$URL/process" \

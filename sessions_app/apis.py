@@ -26,6 +26,7 @@ from sessions_app.selectors import session_get, sessions_of_key
 from sessions_app.services import session_revoke
 from veritta_site.errors import CATALOGUE, VerittaError, envelope
 from veritta_site.schema import ERROR_RESPONSES
+from veritta_site.timestamps import utc_timestamp
 
 USER_ID_RE = r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,63}$"
 SESSION_ID_RE = r"^[A-Za-z0-9_-]{1,40}$"
@@ -152,7 +153,7 @@ class SessionRevokeApi(GovernedApi):
             body = {
                 "session_id": result.session_id,
                 "status": result.status,
-                "revoked_at": result.revoked_at.isoformat(),
+                "revoked_at": utc_timestamp(result.revoked_at),
                 "trace_id": ctx.trace_id,
             }
             return Outcome(200, body)
@@ -256,7 +257,7 @@ class AdminHealthApi(GovernedApi):
     )
     def get(self, request: Request) -> Response:
         def perform(ctx: RequestContext, data: dict[str, Any]) -> Outcome:
-            report = {"status": "ok", "db": "ok", "audit_sink": "ok", "ts_utc": datetime.now(UTC).isoformat()}
+            report = {"status": "ok", "db": "ok", "audit_sink": "ok", "ts_utc": utc_timestamp()}
             try:
                 audit_head_seq()
             except DatabaseError:

@@ -26,6 +26,7 @@ from governance.pipeline import G10_RULE, Denied, Outcome, error_outcome, failed
 from sessions_app.ratelimit import limits_enforce, tightest
 from sessions_app.services import profile_hash_of, session_open
 from veritta_site.errors import VerittaError
+from veritta_site.timestamps import utc_timestamp
 
 ADMIN_ACTOR = {"kind": "admin_key", "id": "admin"}
 
@@ -109,8 +110,8 @@ def session_open_request(request: HttpRequest, *, input_serializer: type[seriali
         "session_id": session.session_id,
         "user_id": session.user_id,
         "token": token,
-        "created_at": session.created_at.isoformat(),
-        "expires_at": session.expires_at.isoformat(),
+        "created_at": utc_timestamp(session.created_at),
+        "expires_at": utc_timestamp(session.expires_at),
         "trace_id": ctx.trace_id,
     }
     return Outcome(201, body, {**headers, "Cache-Control": "no-store"})

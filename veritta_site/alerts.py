@@ -31,7 +31,6 @@ import urllib.error
 import urllib.request
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
@@ -39,6 +38,7 @@ from django.db import DatabaseError, connection, transaction
 
 from veritta_site.canonical import digest_of
 from veritta_site.checks import webhook_url_problem
+from veritta_site.timestamps import utc_timestamp
 
 logger = logging.getLogger("veritta.alerts")
 
@@ -54,7 +54,7 @@ class Alert:
     summary: str
     detail: dict[str, Any] = field(default_factory=dict)  # counts, codes, names: never values
     alert_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    ts_utc: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    ts_utc: str = field(default_factory=utc_timestamp)
     service: str = "veritta"
 
     def as_dict(self) -> dict[str, Any]:

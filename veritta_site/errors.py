@@ -11,7 +11,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from django.http import Http404, HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.template.response import TemplateResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 
@@ -48,6 +49,9 @@ CATALOGUE: dict[str, Reason] = {
     "ADMIN_SIGNAL_FORBIDDEN": Reason(403, "Payload carries a forbidden privilege field", "profile"),
     "EXTERNAL_FIELDS_NOT_ALLOWED": Reason(403, "Payload carries external-target fields", "profile"),
     "LIMIT_EXCEEDED": Reason(403, "Payload exceeds a policy profile limit", "profile"),
+    "PROFILES_NOT_SERVABLE": Reason(
+        503, "The active policy profiles are not a set this server may serve; request refused", "profile"
+    ),
     # registry
     "UNKNOWN_ACTION": Reason(422, "No registered executor handles this action", "registry"),
     "EXECUTOR_NOT_FOUND": Reason(422, "The executor named by the profile is not registered", "registry"),
@@ -172,19 +176,35 @@ def drf_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     return Response(body, status=500)
 
 
-def _plain(request: HttpRequest, code: str) -> JsonResponse:
+def envelope_response(body: dict[str, Any], *, status: int) -> JsonResponse:
+    """An envelope outside DRF, rendered compact like DRF's JSONRenderer renders the rest."""
+    return JsonResponse(body, status=status, json_dumps_params={"separators": (",", ":"), "ensure_ascii": False})
+
+
+def error_response(request: HttpRequest, code: str, *, status: int | None = None) -> HttpResponse:
+    """An error outside DRF: the envelope; or, for a person's browser in the
+    console, the same status, message and trace id as a console page."""
     reason = CATALOGUE[code]
-    body = envelope(reason.status, [code], getattr(request, "trace_id", ""), reason.message)
-    return JsonResponse(body, status=reason.status)
+    status = status or reason.status
+    trace_id = getattr(request, "trace_id", "")
+    if request.path.startswith("/console/") and "text/html" in request.headers.get("Accept", ""):
+        title = code.replace("_", " ").capitalize()
+        context = {"status": status, "title": title, "message": reason.message, "trace_id": trace_id}
+        return TemplateResponse(request, "console/error.html", context, status=status).render()
+    return envelope_response(envelope(status, [code], trace_id, reason.message), status=status)
 
 
-def handler400(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+def _plain(request: HttpRequest, code: str) -> HttpResponse:
+    return error_response(request, code)
+
+
+def handler400(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     return _plain(request, "BAD_REQUEST")
 
 
-def handler404(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+def handler404(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     return _plain(request, "NOT_FOUND")
 
 
-def handler500(request: HttpRequest) -> JsonResponse:
+def handler500(request: HttpRequest) -> HttpResponse:
     return _plain(request, "INTERNAL_ERROR")

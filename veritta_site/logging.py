@@ -7,6 +7,7 @@ import json
 import logging
 from datetime import UTC, datetime
 
+from veritta_site.timestamps import utc_timestamp
 from veritta_site.tracing import current_trace_id
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "trace_id"}
@@ -21,7 +22,7 @@ class TraceIdFilter(logging.Filter):
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = {
-            "ts_utc": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "ts_utc": utc_timestamp(datetime.fromtimestamp(record.created, UTC)),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),

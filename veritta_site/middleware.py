@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 
-from veritta_site.errors import CATALOGUE, envelope
+from veritta_site.errors import CATALOGUE, error_response
 from veritta_site.tracing import current_trace_id, new_trace_id, parent_trace_from_headers
 
 
@@ -37,7 +37,8 @@ _CODE_FOR_STATUS = {400: "BAD_REQUEST", 403: "FORBIDDEN", 404: "NOT_FOUND", 405:
 class ErrorEnvelopeMiddleware:
     """Every error response of every path leaves in the envelope (SPEC §5),
     whatever produced it: a response of 400 or more that is not already JSON
-    is replaced, so no HTML page or stack trace ever reaches a client."""
+    is replaced, so no stack trace or framework page ever reaches a client
+    (a browser in the console gets it as a page: errors.error_response)."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -47,10 +48,8 @@ class ErrorEnvelopeMiddleware:
         if response.status_code < 400 or response.get("Content-Type", "").startswith("application/json"):
             return response
         code = _CODE_FOR_STATUS.get(response.status_code, "INTERNAL_ERROR" if response.status_code >= 500 else "BAD_REQUEST")
-        reason = CATALOGUE[code]
-        status = response.status_code if response.status_code in _CODE_FOR_STATUS else reason.status
-        body = envelope(status, [code], getattr(request, "trace_id", ""), reason.message)
-        replacement = JsonResponse(body, status=status)
+        status = response.status_code if response.status_code in _CODE_FOR_STATUS else CATALOGUE[code].status
+        replacement = error_response(request, code, status=status)
         if "Allow" in response:
             replacement["Allow"] = response["Allow"]
         return replacement

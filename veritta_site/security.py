@@ -129,7 +129,7 @@ class ConsoleAuthenticationForm(AdminAuthenticationForm):
         login_attempt_succeeded(attempt=attempt)
         ctx = _login_context(request, identity)
         ctx.matched_rules.append("console_login:password")
-        audit_allow(ctx, pending=False)
+        audit_allow(ctx, pending=False, http_status=302)  # the login view answers a success with a redirect
         return cleaned
 
 

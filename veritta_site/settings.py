@@ -11,6 +11,8 @@ from pathlib import Path
 import environ
 from django.core.management.utils import get_random_secret_key
 
+from veritta_site.timestamps import DRF_DATETIME_FORMAT
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -135,6 +137,8 @@ X_FRAME_OPTIONS = "DENY"
 
 # --- Django REST framework: no implicit authentication; gates do it ---
 REST_FRAMEWORK = {
+    # Datetimes as the audit records write them (veritta_site/timestamps.py), not DRF's "…Z".
+    "DATETIME_FORMAT": DRF_DATETIME_FORMAT,
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": [],
     "UNAUTHENTICATED_USER": None,
@@ -197,6 +201,8 @@ VERITTA_SLO_LATENCY_P95_MS = env.float("VERITTA_SLO_LATENCY_P95_MS", default=100
 VERITTA_SLO_LATENCY_P99_MS = env.float("VERITTA_SLO_LATENCY_P99_MS", default=5000.0)
 VERITTA_SLO_TRACE_COMPLETENESS = env.float("VERITTA_SLO_TRACE_COMPLETENESS", default=1.0)
 VERITTA_SLO_SECURITY_VIOLATION_RATE = env.float("VERITTA_SLO_SECURITY_VIOLATION_RATE", default=0.05)
+# ... judged only over at least this many decisions in the window.
+VERITTA_SLO_SECURITY_MIN_DECISIONS = env.int("VERITTA_SLO_SECURITY_MIN_DECISIONS", default=100)
 # An incident: this many authentication failures from one client address
 # digest (or one key) within one minute.
 VERITTA_ALERT_AUTHN_FAILURES_PER_MIN = env.int("VERITTA_ALERT_AUTHN_FAILURES_PER_MIN", default=20)
@@ -210,6 +216,9 @@ VERITTA_METRICS_COMPLETENESS_WINDOW_S = env.int("VERITTA_METRICS_COMPLETENESS_WI
 # Policy profiles shipped in the repo, and the one /process enforces.
 VERITTA_PROFILES_DIR = Path(env.str("VERITTA_PROFILES_DIR", default=str(BASE_DIR / "governance" / "profiles")))
 VERITTA_POLICY_PROFILE = env.str("VERITTA_POLICY_PROFILE", default="default")
+# Every worker re-reads the active profiles at most this many seconds apart: the
+# bound within which `governance load-profiles` reaches every server (docs/POLICY_CHANGES.md).
+VERITTA_PROFILES_RECHECK_S = env.float("VERITTA_PROFILES_RECHECK_S", default=2.0)
 
 # Executors, by dotted path: add your own here (or in VERITTA_EXTRA_EXECUTORS)
 # without touching the pipeline.

@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView
 
 urlpatterns = [
@@ -7,6 +8,8 @@ urlpatterns = [
     path("", include("sessions_app.urls")),
     path("", include("audit.urls")),
     path("console/", admin.site.urls),
+    # APPEND_SLASH is off (API paths have no trailing slash); the console's own address is typed without one too.
+    path("console", RedirectView.as_view(url="/console/", permanent=False)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
 ]
 

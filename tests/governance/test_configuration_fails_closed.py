@@ -67,7 +67,9 @@ def test_load_profiles_is_idempotent(env):
     manage(env, "migrate", "--no-input", "-v0")
     first = manage(env, "governance", "load-profiles").stdout
     second = manage(env, "governance", "load-profiles").stdout
-    assert "2 created" in first and "0 created, 0 activated, 2 unchanged" in second
+    assert first.startswith("profiles: 2 activated (admin 1.0.0, default 1.0.0; 2 never loaded before), 0 unchanged")
+    assert second.startswith("profiles: 0 activated, 2 unchanged, 0 deactivated; active fingerprint ")
+    assert second.split()[-1] == env["VERITTA_PROFILES_FINGERPRINT"]
 
 
 def test_changed_profile_file_without_version_bump_is_refused(env, tmp_path):
@@ -93,4 +95,40 @@ def test_tampered_profile_row_is_refused_at_request_time(api, audit_records):
     PolicyProfile.objects.filter(profile_id="default").update(document={"profile_id": "default", "actions": {}})
     profile_cache_clear()
     response = api.process({"action": "test_action"})
-    assert response.status_code == 500 and response.json()["reason_codes"] == ["GATE_EXCEPTION"]
+    assert response.status_code == 503 and response.json()["reason_codes"] == ["PROFILES_NOT_SERVABLE"]
+    (decision,) = audit_records(response.json()["trace_id"])
+    assert decision["decision"] == "DENY" and "does not match its recorded hash" in decision["evidence"]["problem"]
+
+
+def _profiles_with_an_action_for(executor_id: str, tmp_path) -> tuple[str, str]:
+    """A copy of the shipped profiles whose default, bumped to 1.1.0, routes
+    `count_me` to `executor_id`; returns (directory, its fingerprint)."""
+    import json
+    import shutil
+
+    from governance.profiles import shipped_fingerprint
+
+    profiles = tmp_path / "profiles"
+    shutil.copytree(ROOT / "governance" / "profiles", profiles)
+    doc = json.loads((profiles / "default.json").read_text())
+    doc["version"] = "1.1.0"
+    doc["actions"]["count_me"] = {"executor": executor_id, "min_executor_version": "1.0.0", "capabilities": [], "fields": {}}
+    (profiles / "default.json").write_text(json.dumps(doc))
+    return str(profiles), shipped_fingerprint(profiles)
+
+
+def test_a_profile_naming_an_unregistered_executor_is_refused_by_load_check_and_start(tmp_path):
+    directory, value = _profiles_with_an_action_for("counting_v1", tmp_path)
+    server = AppServer(tmp_path / "srv", env={"VERITTA_PROFILES_DIR": directory, "VERITTA_PROFILES_FINGERPRINT": value})
+    server.manage("migrate", "--no-input", "-v0")
+    refused = server.manage("governance", "load-profiles", check=False)
+    assert refused.returncode != 0
+    assert "not loaded, nothing changed" in refused.stderr and "'counting_v1', which is not registered" in refused.stderr
+
+    # Loaded by a server whose code registers the executor, then served by one that does not:
+    with_executor = {**server.env, "VERITTA_EXTRA_EXECUTORS": "tests.executors.CountingExecutor"}
+    manage(with_executor, "governance", "load-profiles")
+    assert manage(with_executor, "check").returncode == 0
+    check = server.manage("check", check=False)
+    assert check.returncode != 0 and "'counting_v1', which is not registered" in check.stderr
+    assert "'counting_v1', which is not registered" in _start_fails(server)

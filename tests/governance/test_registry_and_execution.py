@@ -9,7 +9,6 @@ import pytest
 @pytest.mark.parametrize(
     ("action", "status", "code"),
     [
-        ("ghost", 422, "EXECUTOR_NOT_FOUND"),
         ("orphan", 422, "UNKNOWN_ACTION"),
         ("needs_v2", 409, "EXECUTOR_VERSION_MISMATCH"),
         ("needs_capability", 409, "CAPABILITY_MISMATCH"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from io import StringIO
 
+import pytest
 from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -94,3 +95,18 @@ def test_security_categories_cover_every_credential_profile_and_registry_code():
     assert credential == AUTHN_FAILURE_CODES
     assert {c for c, r in CATALOGUE.items() if r.where == "profile"} == POLICY_VIOLATION_CODES
     assert {c for c, r in CATALOGUE.items() if r.where == "registry"} < AUTHZ_DENIAL_CODES
+
+
+def test_security_rate_over_too_few_decisions_is_shown_but_not_judged(api, settings):
+    _traffic(api)  # 3 security denials among 5 decisions: 0.6
+    slo = {s["name"]: s for s in _command("slo")["slos"]}["security_violation_rate"]
+    assert slo["value"] == 0.6 and slo["sample"] == 5 and slo["ok"]
+    assert slo["note"] == "not judged: fewer than 100 decisions"
+
+    settings.VERITTA_SLO_SECURITY_MIN_DECISIONS = 5
+    out = StringIO()
+    with pytest.raises(SystemExit) as breached:
+        call_command("audit", "slo", "--json", stdout=out)
+    assert breached.value.code == 1
+    slo = {s["name"]: s for s in json.loads(out.getvalue())["slos"]}["security_violation_rate"]
+    assert not slo["ok"] and slo["note"] == ""

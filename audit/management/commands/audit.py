@@ -76,7 +76,7 @@ class Command(BaseCommand):
         trace = sub.add_parser("trace", help="Every record of one request, in order.")
         trace.add_argument("trace_id")
         trace.add_argument("--json", action="store_true")
-        summary = sub.add_parser("summary", help="Decisions, denials by reason code and records by type (seed 003).")
+        summary = sub.add_parser("summary", help="Decisions ALLOW/DENY, denials by reason code and records by type.")
         summary.add_argument("--days", type=int, default=1, help="Window: the last N days (default 1).")
         summary.add_argument("--event-type", choices=["decision_audit", "action_audit"])
         summary.add_argument("--limit", type=int, help="Count only the newest N records of the window.")
@@ -122,6 +122,10 @@ class Command(BaseCommand):
             sys.exit(1)
 
     def _verify_file(self, path: Path, checkpoint_dir: Path | None, vkey: str | None, progress: Any) -> Report:
+        try:
+            vkey = vkey or public_vkey()  # the configured key, as `verify` on the database uses
+        except SigningKeyError:
+            pass
         checkpoints: list[Any] = []
         problems = []
         if checkpoint_dir is not None:
@@ -130,7 +134,7 @@ class Command(BaseCommand):
                 (checkpoints if not hasattr(result, "kind") else problems).append(result)
         verifier = ChainVerifier(checkpoints=checkpoints)
         verifier.report.problems.extend(problems)
-        verifier.report.signatures_checked = bool(vkey and checkpoint_dir)
+        verifier.report.signatures_checked = bool(vkey)
         try:
             with path.open(encoding="utf-8") as handle:
                 for line in handle:
@@ -141,6 +145,17 @@ class Command(BaseCommand):
         except OSError as exc:
             raise CommandError(f"cannot read {path}: {exc}") from exc
         return verifier.finish()
+
+    @staticmethod
+    def _checkpoints_line(report: Report) -> str:
+        line = f"{report.checkpoints_checked} checkpoints checked"
+        if report.checkpoint_copies > report.checkpoints_checked:
+            line += f" ({report.checkpoint_copies} copies: database and files)"
+        if not report.checkpoint_copies:
+            return line + " (none found; with --file, give them with --checkpoints DIR)"
+        if not report.signatures_checked:
+            line += " (signatures NOT checked: no verifier key; set VERITTA_AUDIT_SIGNING_KEY or pass --vkey)"
+        return line
 
     def _print_report(self, report: Report, *, as_json: bool) -> None:
         if as_json:
@@ -155,7 +170,7 @@ class Command(BaseCommand):
         first, last = report.first_seq or 0, report.last_seq or 0
         self.stdout.write(f"Results found for records {first} to {last}:")
         self.stdout.write(f"{report.records - len(bad_seqs)}/{report.records} records valid")
-        self.stdout.write(f"{report.checkpoints_checked} checkpoints checked" + ("" if report.signatures_checked else " (signatures NOT checked: no key)"))
+        self.stdout.write(self._checkpoints_line(report))
         gaps = sum(1 for p in report.problems if p.kind == "gap")
         incomplete = sum(1 for p in report.problems if p.kind == "incomplete")
         self.stdout.write(f"{gaps} gaps, {incomplete} incomplete traces, {report.in_flight} in flight")
@@ -336,14 +351,6 @@ class Command(BaseCommand):
         if options["hours"] is not None:
             objectives = dataclasses.replace(objectives, window_hours=options["hours"])
         report = audit_slo(objectives=objectives, progress=self._progress(options))
-        for breach in report.breaches:
-            alert_raise(
-                kind="slo_breach",
-                subject=breach.name,
-                summary=f"SLO {breach.name} breached: {breach.value:g} (objective {breach.objective})",
-                detail={"slo": breach.name, "value": str(breach.value), "objective": breach.objective, "sample": breach.sample},
-                background=False,
-            )
         if options["json"]:
             self.stdout.write(json.dumps(report.as_dict()))
         else:
@@ -352,8 +359,19 @@ class Command(BaseCommand):
             for r in report.results:
                 value = "no data" if r.value is None else f"{r.value:.4g}"
                 status = self.style.SUCCESS("OK") if r.ok else self.style.ERROR("BREACH")
-                self.stdout.write(f"  {r.name:26} {r.objective:14} {value:>12} {r.sample:>8}  {status}")
+                note = f" ({r.note})" if r.note else ""
+                self.stdout.write(f"  {r.name:26} {r.objective:14} {value:>12} {r.sample:>8}  {status}{note}")
             self.stdout.write(self.style.SUCCESS("OK: every SLO is met") if report.ok else self.style.ERROR(f"BREACH: {len(report.breaches)} SLO(s) missed"))
+        self.stdout.flush()
+        # After the report, so that the alerts' JSON log lines (stderr) never land inside the table.
+        for breach in report.breaches:
+            alert_raise(
+                kind="slo_breach",
+                subject=breach.name,
+                summary=f"SLO {breach.name} breached: {breach.value:g} (objective {breach.objective})",
+                detail={"slo": breach.name, "value": str(breach.value), "objective": breach.objective, "sample": breach.sample},
+                background=False,
+            )
         if not report.ok:
             sys.exit(1)
 

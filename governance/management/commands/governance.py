@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from governance.profiles import ProfileFileError, shipped_fingerprint
-from governance.services import profiles_load
+from governance.services import ProfileLoadRefused, profiles_load
 from veritta_site.errors import catalogue_markdown
 
 
@@ -19,7 +19,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="subcommand", required=True)
         sub.add_parser("fingerprint", help="Print only the 64-hex value for VERITTA_PROFILES_FINGERPRINT.")
-        sub.add_parser("load-profiles", help="Load the profiles shipped in the repo (idempotent).")
+        sub.add_parser("load-profiles", help="Load the profiles shipped in the repo and make them the active set (idempotent; refused, changing nothing, unless VERITTA_PROFILES_FINGERPRINT accepts the new set).")
         sub.add_parser("reason-codes", help="Print the reason-code catalogue as the Markdown table of docs/ERROR_ENVELOPE.md.")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -31,10 +31,13 @@ class Command(BaseCommand):
                 self.stdout.write(catalogue_markdown())
                 return
             result = profiles_load()
-        except (ProfileFileError, ValueError) as exc:
+        except (ProfileFileError, ProfileLoadRefused) as exc:
             raise CommandError(str(exc)) from exc
+        activated = f"{len(result.activated)} activated"
+        if result.activated:
+            activated += f" ({', '.join(result.activated)}; {result.new} never loaded before)"
         self.stdout.write(
-            f"profiles: {result.created} created, {result.activated} activated, "
+            f"profiles: {activated}, "
             f"{result.unchanged} unchanged, {result.deactivated} deactivated; "
-            f"fingerprint {shipped_fingerprint()}"
+            f"active fingerprint {result.fingerprint}"
         )

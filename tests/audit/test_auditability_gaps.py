@@ -72,7 +72,7 @@ def test_gap07_matched_rules_record_what_passed(api, audit_records):
 def test_gap08_every_action_record_has_the_same_schema(api, test_profiles, audit_records):
     from audit.records import RECORD_FIELDS
 
-    traces = [api.process({"action": a}).json()["trace_id"] for a in ("noop", "ghost", "explode", "slow")]
+    traces = [api.process({"action": a}).json()["trace_id"] for a in ("noop", "orphan", "explode", "slow")]
     actions = [r for t in traces for r in audit_records(t) if r["event_type"] == "action_audit"]
     assert {r["status"] for r in actions} == {"PENDING", "SUCCESS", "BLOCKED", "FAILED"}
     assert all(tuple(sorted(r)) == tuple(sorted(RECORD_FIELDS)) for r in actions)
