@@ -1,6 +1,7 @@
 """OpenAPI pieces shared by every API view: the error envelope and the
 catalogue of reason codes it may carry."""
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
@@ -19,10 +20,17 @@ class ErrorEnvelopeSerializer(serializers.Serializer):
     details = serializers.DictField(allow_null=True)
 
 
-ERROR_RESPONSES = {
+ERROR_RESPONSES: dict[int | tuple[int, str], OpenApiResponse] = {
     status: OpenApiResponse(ErrorEnvelopeSerializer, description="Error envelope")
     for status in sorted({reason.status for reason in CATALOGUE.values() if reason.status})
 }
+# The one answer that is not the application's: a request line longer than
+# gunicorn's limit (4094 bytes) is refused by gunicorn itself, before Django
+# sees it, with its own short HTML page (docs/ERROR_ENVELOPE.md, "Answers not
+# in the envelope").
+ERROR_RESPONSES[(414, "text/html")] = OpenApiResponse(
+    OpenApiTypes.STR, description="Request line too long: refused by the HTTP server (gunicorn), not an envelope"
+)
 
 
 def strict_request_bodies(result: dict, generator: object, request: object, public: bool) -> dict:
