@@ -170,9 +170,11 @@ def _field_columns(record: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def _chain_row(
-    *, seq: int, record_hash: str, prev_hash: str, ts: datetime, fields: Sequence[Any], body: bytes, entry_hash: str
+    *, seq: int, record_hash: str, prev_hash: str, ts: datetime, fields: Sequence[Any], body: bytes
 ) -> tuple[Any, ...]:
-    """A row of audit_auditrecord, in _COLUMNS order; `fields` in _FIELD_COLUMNS order."""
+    """A row of audit_auditrecord as the direct path writes it, in _COLUMNS
+    order; `fields` in _FIELD_COLUMNS order. No entry_hash: its receipt has the
+    seq and record hash, so nothing looks it up by entry (models.AuditRecord)."""
     event_type, trace_id, *rest = fields
     return (
         seq,
@@ -183,7 +185,7 @@ def _chain_row(
         trace_id,
         *rest,
         body.decode("utf-8"),
-        entry_hash,
+        None,
     )
 
 
@@ -312,7 +314,6 @@ def _append_direct(tx: _Transaction, presealed: list[Presealed]) -> list[Receipt
                     ts=now,
                     fields=_field_columns(draft.record),
                     body=body,
-                    entry_hash=draft.entry_hash,
                 )
             )
             prev_hash = draft.record["record_hash"]

@@ -43,9 +43,12 @@ class AuditRecord(AppendOnlyModel):
     actor_id = models.CharField(max_length=64, null=True)
     body = models.TextField()
     # sha256 of the record without its chain fields: what an inclusion promise
-    # names before the seq is known (audit.records.Presealed.entry_hash).
-    # Null for records written before migration 0005. serves: prove by hash
-    entry_hash = models.CharField(max_length=64, null=True, db_index=True)
+    # names before the seq is known (audit.records.Presealed.entry_hash). Kept
+    # only for records that went through the intake (PostgreSQL's batched
+    # path), whose answer may have been a promise; null for records sequenced
+    # at once (their receipt has seq and record_hash) and for those older
+    # than migration 0005. Anyone can recompute it from the body.
+    entry_hash = models.CharField(max_length=64, null=True)
 
     class Meta:
         ordering = ["-seq"]
@@ -74,6 +77,11 @@ class AuditRecord(AppendOnlyModel):
             ),
             # serves: events filtered by actor
             models.Index(fields=["actor_id", "seq"], name="audit_actor_seq"),
+            # serves: prove by entry hash (a promise receipt); partial, so a
+            # record sequenced at once (SQLite's only kind) costs no entry in it
+            models.Index(
+                fields=["entry_hash"], name="audit_entry_hash", condition=models.Q(entry_hash__isnull=False)
+            ),
         ]
 
     def __str__(self) -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.db.models import Q
+
 from audit import signed_note
 from audit.merkle import CompactRange, leaf_hash, verify_inclusion_hash
 from audit.models import AuditIntake, AuditRecord, Checkpoint
@@ -65,12 +67,14 @@ def trace_inclusion_proof(*, trace_id: str, vkey: str | None) -> dict[str, Any]:
     return {"trace_id": trace_id, **_proof_document(list(rows), vkey)}
 
 
-def entry_inclusion_proof(*, entry_hash: str, vkey: str | None) -> dict[str, Any]:
-    """The proof for a receipt that names only an entry hash (a promise: the
-    record was still in the intake when its request was answered). Each item
-    carries the record's body, so a checker can recompute both its entry hash
-    and its record hash."""
-    rows = list(AuditRecord.objects.filter(entry_hash=entry_hash).values_list("seq", "record_hash", "body"))
+def entry_inclusion_proof(*, entry_hash: str, record_hash: str | None = None, vkey: str | None) -> dict[str, Any]:
+    """The proof for a receipt: by its entry hash (a promise: the record was
+    still in the intake when its request was answered), or by its record hash
+    when it has one (a record sequenced at once keeps no entry hash column).
+    Each item carries the record's body, so a checker recomputes both hashes
+    and refuses a record whose entry hash is not the one asked for."""
+    lookup = Q(entry_hash=entry_hash) | Q(record_hash=record_hash) if record_hash else Q(entry_hash=entry_hash)
+    rows = list(AuditRecord.objects.filter(lookup).order_by("seq").values_list("seq", "record_hash", "body"))
     if not rows:
         waiting = AuditIntake.objects.filter(entry_hash=entry_hash).values_list("queued_at", flat=True).first()
         if waiting is not None:

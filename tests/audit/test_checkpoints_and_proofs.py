@@ -111,6 +111,25 @@ def test_prove_gives_an_inclusion_proof_checkable_offline(api, tmp_path):
         run("check-proof", str(path))
 
 
+def test_prove_turns_a_receipt_into_a_proof_of_its_record(api, tmp_path):
+    answer = api.process({"action": "process", "event_type": "test_event", "text": "Hello World"}).json()
+    receipt = tmp_path / "receipt.json"
+    receipt.write_text(json.dumps(answer["audit"]))
+    api.process(SMOKE)
+    run("checkpoint")
+    proof = json.loads(run("prove", "--receipt", str(receipt)))
+    assert proof["entry_hash"] == answer["audit"]["entry_hash"] and proof["trace_id"] == answer["trace_id"]
+    assert [(r["seq"], r["record_hash"]) for r in proof["records"]] == [(answer["audit"]["seq"], answer["audit"]["record_hash"])]
+    path = tmp_path / "proof.json"
+    path.write_text(json.dumps(proof))
+    assert "OK" in run("check-proof", str(path))
+    # The record proven must be the receipt's: another entry hash is refused.
+    proof["entry_hash"] = "0" * 64
+    path.write_text(json.dumps(proof))
+    with pytest.raises(SystemExit):
+        run("check-proof", str(path))
+
+
 def test_prove_without_a_covering_checkpoint_says_what_to_do(api):
     from django.core.management import CommandError
 

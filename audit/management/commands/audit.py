@@ -232,14 +232,16 @@ class Command(BaseCommand):
             if options["trace_id"]:
                 document = trace_inclusion_proof(trace_id=options["trace_id"], vkey=vkey)
             else:
-                document = entry_inclusion_proof(entry_hash=self._entry_to_prove(options, vkey), vkey=vkey)
+                entry, record = self._entry_to_prove(options, vkey)
+                document = entry_inclusion_proof(entry_hash=entry, record_hash=record, vkey=vkey)
         except ProofError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(json.dumps(document, indent=2))
 
-    def _entry_to_prove(self, options: dict[str, Any], vkey: str | None) -> str:
+    def _entry_to_prove(self, options: dict[str, Any], vkey: str | None) -> tuple[str, str | None]:
+        """(entry hash, record hash or None) of --entry-hash or --receipt."""
         if options["entry_hash"]:
-            return str(options["entry_hash"])
+            return str(options["entry_hash"]), None
         try:
             receipt = json.loads(options["receipt"].read_text(encoding="utf-8"))
             wanted = str(receipt["entry_hash"])
@@ -258,7 +260,7 @@ class Command(BaseCommand):
                 raise CommandError(
                     f"PROMISE BROKEN: entry {wanted} was promised by {receipt.get('integrate_by')} and is not in the chain"
                 )
-        return wanted
+        return wanted, receipt.get("record_hash")
 
     def cmd_sequence(self, **options: Any) -> None:
         if not options["follow"]:
