@@ -189,12 +189,12 @@ def _chain_row(
     )
 
 
-def _insert_rows(cursor: Any, rows: list[tuple[Any, ...]], *, prefix: str = "", params: Sequence[Any] = ()) -> None:
+def _insert_rows(cursor: Any, rows: list[tuple[Any, ...]]) -> None:
     """One statement for all rows: one round trip under the lock."""
     values = ", ".join([_ROW_PLACEHOLDERS] * len(rows))
     cursor.execute(
-        f"{prefix}INSERT INTO audit_auditrecord ({_COLUMNS}) VALUES {values}",  # noqa: S608 - placeholders only
-        [*params, *(value for row in rows for value in row)],
+        f"INSERT INTO audit_auditrecord ({_COLUMNS}) VALUES {values}",  # noqa: S608 - placeholders only
+        [value for row in rows for value in row],
     )
 
 
