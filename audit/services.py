@@ -25,6 +25,7 @@ from django.utils import timezone
 from audit.chain import AuditSinkError, Receipt, chain_append, chain_transaction
 from audit.records import ACTION, DECISION, Presealed, new_record, preseal
 from veritta_site.errors import VerittaError
+from veritta_site.proxies import client_address
 
 if TYPE_CHECKING:
     from audit.models import VerificationRun
@@ -59,7 +60,7 @@ class RequestContext:
 
     @classmethod
     def for_request(cls, request: HttpRequest, *, endpoint: str, profile_id: str, profile_hash: str) -> RequestContext:
-        address = request.META.get("REMOTE_ADDR")
+        address = client_address(request)
         return cls(
             trace_id=request.trace_id,  # type: ignore[attr-defined]
             parent_trace=getattr(request, "traceparent", None),

@@ -75,3 +75,21 @@ def webhook_url_check(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     url = settings.VERITTA_ALERT_WEBHOOK_URL
     problem = webhook_url_problem(url) if url else None
     return [Error(f"VERITTA_ALERT_WEBHOOK_URL {problem}", id="veritta.E003")] if problem else []
+
+
+@register()
+def trusted_proxies_check(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """A proxy setting that cannot be read refuses to start: guessing would
+    either trust spoofed headers or lump every client into one bucket."""
+    from veritta_site.proxies import HEADERS, trusted_networks
+
+    errors = []
+    try:
+        trusted_networks(tuple(settings.VERITTA_TRUSTED_PROXIES))
+    except ValueError as exc:
+        errors.append(Error(f"VERITTA_TRUSTED_PROXIES: {exc}", hint="A comma-separated list of CIDRs.", id="veritta.E010"))
+    if settings.VERITTA_TRUSTED_PROXY_HEADER not in HEADERS:
+        errors.append(Error("VERITTA_TRUSTED_PROXY_HEADER must be X-Forwarded-For or Forwarded", id="veritta.E011"))
+    if settings.VERITTA_TRUSTED_PROXY_HOPS < 1:
+        errors.append(Error("VERITTA_TRUSTED_PROXY_HOPS must be 1 or more", id="veritta.E012"))
+    return errors

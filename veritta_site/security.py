@@ -36,6 +36,7 @@ from audit.services import RequestContext, audit_allow, audit_deny, client_diges
 from sessions_app.models import LoginFailure
 from sessions_app.services import profile_hash_of
 from veritta_site.errors import VerittaError
+from veritta_site.proxies import client_address
 from veritta_site.redact import keyed_digest
 
 LOGIN_ENDPOINT = "POST /console/login/"
@@ -110,7 +111,7 @@ class ConsoleAuthenticationForm(AdminAuthenticationForm):
         # The name exactly as authentication will see it (UsernameField: strip, NFKC).
         normalised = self.fields["username"].to_python(str(self.data.get("username", ""))[:1000]) or ""
         identity = console_identity(normalised)
-        client = client_digest(request.META.get("REMOTE_ADDR")) or "unknown"
+        client = client_digest(client_address(request)) or "unknown"
         attempt, wait = login_attempt_begin(username=identity, client=client)
         if wait:
             error = VerittaError("RATE_LIMIT_EXCEEDED", evidence={"scope": "console_login", "retry_after_s": wait})

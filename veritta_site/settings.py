@@ -184,6 +184,12 @@ VERITTA_RATE_LIMIT_SESSION_PER_MIN = env.int("VERITTA_RATE_LIMIT_SESSION_PER_MIN
 VERITTA_ADMIN_RATE_LIMIT_PER_MIN = env.int("VERITTA_ADMIN_RATE_LIMIT_PER_MIN", default=100)
 VERITTA_RATE_LIMIT_ADDRESS_PER_MIN = env.int("VERITTA_RATE_LIMIT_ADDRESS_PER_MIN", default=6000)
 VERITTA_RATE_LIMIT_URL = env.str("VERITTA_RATE_LIMIT_URL", default="")
+# Behind a proxy or load balancer: the proxies' networks (CIDRs) whose forwarding
+# header names the client, how many of them stand in front of the app, and which
+# header they set (veritta_site/proxies.py). Empty: REMOTE_ADDR is the client.
+VERITTA_TRUSTED_PROXIES = env.list("VERITTA_TRUSTED_PROXIES", default=[])
+VERITTA_TRUSTED_PROXY_HOPS = env.int("VERITTA_TRUSTED_PROXY_HOPS", default=1)
+VERITTA_TRUSTED_PROXY_HEADER = env.str("VERITTA_TRUSTED_PROXY_HEADER", default="X-Forwarded-For")
 # Sessions opened by POST /sessions: default and longest lifetime, in seconds.
 VERITTA_SESSION_TTL_S = env.int("VERITTA_SESSION_TTL_S", default=3600)
 VERITTA_SESSION_TTL_MAX_S = env.int("VERITTA_SESSION_TTL_MAX_S", default=86400)
