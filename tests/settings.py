@@ -18,6 +18,8 @@ TEST_ENV = {
     "DJANGO_SECURE": "false",
     "DJANGO_ALLOWED_HOSTS": "testserver,localhost,127.0.0.1",
     "VERITTA_AUDIT_LOG_PATH": str(_TMP / "audit.log"),
+    # Signs alert webhooks (base64 of 32 bytes); tests/operations' receiver checks it.
+    "VERITTA_ALERT_WEBHOOK_SECRET": "whsec_dGVzdC13ZWJob29rLXNlY3JldC0zMi1ieXRlcy1sb25n",
 }
 for _name, _value in TEST_ENV.items():
     os.environ.setdefault(_name, _value)

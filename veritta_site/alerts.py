@@ -10,7 +10,8 @@ Raised for
 
 An alert is always logged (logger `veritta.alerts`, WARNING) and, when
 VERITTA_ALERT_WEBHOOK_URL is set, POSTed there as JSON with short timeouts
-and bounded retries. It is audited like any action: a PENDING `action_audit`
+and bounded retries, signed as Standard Webhooks specifies with
+VERITTA_ALERT_WEBHOOK_SECRET (docs/OPERATIONS.md "Receiving alerts"). It is audited like any action: a PENDING `action_audit`
 record (action "alert", input_digest = digest of the JSON sent) before
 delivery, then SUCCESS or FAILED. It carries kinds, names, counts and
 digests only: never a secret, an address or a payload value.
@@ -31,13 +32,15 @@ import urllib.error
 import urllib.request
 import uuid
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
+from standardwebhooks import Webhook
 
 from veritta_site.canonical import digest_of
-from veritta_site.checks import webhook_url_problem
+from veritta_site.checks import webhook_secret_problem, webhook_url_problem
 from veritta_site.timestamps import utc_timestamp
 
 logger = logging.getLogger("veritta.alerts")
@@ -147,7 +150,7 @@ def alert_deliver(alert: Alert) -> bool:
         delivered = False
         most = max(1, settings.VERITTA_ALERT_WEBHOOK_ATTEMPTS)
         for attempts in range(1, most + 1):
-            if _post(url, body):
+            if _post(url, body, alert.alert_id):
                 delivered = True
                 break
             if attempts < most:
@@ -169,11 +172,22 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 _OPENER = urllib.request.build_opener(_NoRedirects)
 
 
-def _post(url: str, body: bytes) -> bool:
-    if webhook_url_problem(url):  # checked at start too; fail closed if it was skipped
-        logger.warning("alert webhook URL refused", extra={"problem": "scheme"})
+def signed_headers(message_id: str, body: bytes) -> dict[str, str]:
+    """Standard Webhooks headers: the receiver recomputes the HMAC-SHA256 of
+    "id.timestamp.body" with the shared secret, refuses a stale timestamp and
+    drops an id it has seen (a retry of one alert keeps its id)."""
+    now = datetime.now(tz=UTC)
+    signature = Webhook(settings.VERITTA_ALERT_WEBHOOK_SECRET).sign(msg_id=message_id, timestamp=now, data=body)
+    return {"webhook-id": message_id, "webhook-timestamp": str(int(now.timestamp())), "webhook-signature": signature}
+
+
+def _post(url: str, body: bytes, message_id: str) -> bool:
+    problem = webhook_url_problem(url) or webhook_secret_problem(settings.VERITTA_ALERT_WEBHOOK_SECRET)
+    if problem:  # checked at start too; fail closed if it was skipped
+        logger.warning("alert webhook refused", extra={"problem": problem})
         return False
-    request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", **signed_headers(message_id, body)}
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
     try:
         with _OPENER.open(request, timeout=settings.VERITTA_ALERT_WEBHOOK_TIMEOUT_S) as response:
             return 200 <= response.status < 300

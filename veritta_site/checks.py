@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -70,11 +71,42 @@ def webhook_url_problem(url: str) -> str | None:
     return None
 
 
+# Standard Webhooks: "whsec_" and base64 of 24 to 64 random bytes.
+WEBHOOK_SECRET_PREFIX = "whsec_"
+WEBHOOK_SECRET_BYTES = (24, 64)
+
+
+def webhook_secret_problem(secret: str) -> str | None:
+    """Why an alert webhook signing secret cannot be used, or None."""
+    if not secret:
+        return "is not set (alerts are signed; required with VERITTA_ALERT_WEBHOOK_URL)"
+    if not secret.startswith(WEBHOOK_SECRET_PREFIX):
+        return f"must start with {WEBHOOK_SECRET_PREFIX}"
+    try:
+        raw = base64.b64decode(secret.removeprefix(WEBHOOK_SECRET_PREFIX), validate=True)
+    except ValueError:
+        return "is not base64 after whsec_"
+    low, high = WEBHOOK_SECRET_BYTES
+    return None if low <= len(raw) <= high else f"must hold {low} to {high} bytes"
+
+
 @register()
 def webhook_url_check(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     url = settings.VERITTA_ALERT_WEBHOOK_URL
-    problem = webhook_url_problem(url) if url else None
-    return [Error(f"VERITTA_ALERT_WEBHOOK_URL {problem}", id="veritta.E003")] if problem else []
+    if not url:
+        return []
+    errors = []
+    if problem := webhook_url_problem(url):
+        errors.append(Error(f"VERITTA_ALERT_WEBHOOK_URL {problem}", id="veritta.E003"))
+    if problem := webhook_secret_problem(settings.VERITTA_ALERT_WEBHOOK_SECRET):
+        errors.append(
+            Error(
+                f"VERITTA_ALERT_WEBHOOK_SECRET {problem}",
+                hint="python -c \"import base64, secrets; print('whsec_' + base64.b64encode(secrets.token_bytes(32)).decode())\"",
+                id="veritta.E013",
+            )
+        )
+    return errors
 
 
 @register()

@@ -195,6 +195,8 @@ VERITTA_SESSION_TTL_S = env.int("VERITTA_SESSION_TTL_S", default=3600)
 VERITTA_SESSION_TTL_MAX_S = env.int("VERITTA_SESSION_TTL_MAX_S", default=86400)
 VERITTA_CORS_ORIGINS = env.list("VERITTA_CORS_ORIGINS", default=[])
 VERITTA_ALERT_WEBHOOK_URL = env.str("VERITTA_ALERT_WEBHOOK_URL", default="")
+# Signs each webhook POST (Standard Webhooks, HMAC-SHA256): "whsec_" + base64 of 24-64 random bytes.
+VERITTA_ALERT_WEBHOOK_SECRET = env.str("VERITTA_ALERT_WEBHOOK_SECRET", default="")
 # Console logins: this many failures per username or per client address within
 # the window refuse further attempts until the window has passed (veritta_site/security.py).
 VERITTA_CONSOLE_LOGIN_MAX_FAILURES = env.int("VERITTA_CONSOLE_LOGIN_MAX_FAILURES", default=5)

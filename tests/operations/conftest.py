@@ -12,18 +12,27 @@ from typing import Any
 
 import pytest
 import requests
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from conftest import ADMIN_KEY
+from tests.settings import TEST_ENV
 
 
 class WebhookReceiver:
-    """An HTTP server on 127.0.0.1 that keeps every JSON body POSTed to it.
-    `fail_first` answers 500 to that many requests before accepting."""
+    """An HTTP server on 127.0.0.1 that checks each POST as docs/OPERATIONS.md
+    "Receiving alerts" tells a receiver to (Standard Webhooks signature and
+    timestamp, then the id not seen before) and keeps the JSON bodies it
+    accepts; refusals answer 401 and are kept in `refused` with the reason.
+    `fail_first` answers 500 to that many requests before checking."""
 
-    def __init__(self, fail_first: int = 0) -> None:
+    def __init__(self, fail_first: int = 0, secret: str = TEST_ENV["VERITTA_ALERT_WEBHOOK_SECRET"]) -> None:
         self.bodies: list[dict[str, Any]] = []
+        self.requests: list[tuple[dict[str, str], bytes]] = []  # accepted, as received
+        self.refused: list[str] = []
+        self.seen_ids: set[str] = set()
         self.attempts = 0
         self.fail_first = fail_first
+        self.webhook = Webhook(secret)
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -35,8 +44,15 @@ class WebhookReceiver:
                     self.send_response(500)
                     self.end_headers()
                     return
-                receiver.bodies.append(json.loads(body))
-                self.send_response(204)
+                headers = dict(self.headers.items())
+                refusal = receiver.refusal(headers, body)
+                if refusal:
+                    receiver.refused.append(refusal)
+                    self.send_response(401)
+                else:
+                    receiver.requests.append((headers, body))
+                    receiver.bodies.append(json.loads(body))
+                    self.send_response(204)
                 self.end_headers()
 
             def log_message(self, format: str, *args: Any) -> None:
@@ -46,6 +62,18 @@ class WebhookReceiver:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
+
+    def refusal(self, headers: dict[str, str], body: bytes) -> str | None:
+        """Why this delivery is refused, or None: the receiver's checks."""
+        try:
+            self.webhook.verify(body, headers)  # signature over id.timestamp.body; timestamp within 5 min
+        except WebhookVerificationError as exc:
+            return str(exc)
+        message_id = {k.lower(): v for k, v in headers.items()}["webhook-id"]
+        if message_id in self.seen_ids:
+            return "replayed webhook-id"
+        self.seen_ids.add(message_id)
+        return None
 
     def wait_for(self, count: int, timeout: float = 15) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout

@@ -4,20 +4,26 @@ and never carrying a secret."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import time
+import urllib.error
+import urllib.request
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
 from django.core.management import call_command
 from django.db import connection
+from standardwebhooks import Webhook
 
 from audit.models import AuditRecord
 from audit.triggers import drop_sql
 from conftest import API_KEY
 from tests.operations.conftest import WebhookReceiver
+from tests.settings import TEST_ENV
 from veritta_site import alerts
 from veritta_site.alerts import alert_raise
 
@@ -42,6 +48,68 @@ def test_an_alert_is_posted_audited_and_deduplicated(alert_settings, webhook):
     assert bodies[0]["kind"] == "slo_breach" and bodies[0]["alert_id"] == first.alert_id
     statuses = list(AuditRecord.objects.filter(trace_id=first.alert_id).order_by("seq").values_list("action", "status"))
     assert statuses == [("alert", "PENDING"), ("alert", "SUCCESS")]
+
+
+def test_every_delivery_is_signed_and_a_receiver_refuses_tampering_replay_and_other_keys(alert_settings, webhook):
+    alert_settings.VERITTA_ALERT_WEBHOOK_URL = webhook.url
+    alert = alert_raise(kind="slo_breach", subject=f"t_{uuid.uuid4().hex[:8]}", summary="x", background=False)
+    assert alert is not None and webhook.refused == []
+    [(headers, body)] = webhook.requests
+    headers = {k.lower(): v for k, v in headers.items()}
+    assert headers["webhook-id"] == alert.alert_id and headers["webhook-signature"].startswith("v1,")
+
+    def resend(new_headers: dict[str, str], new_body: bytes) -> int:
+        # Straight to the receiver (not through `requests`, whose answers the suite checks as Verittà's).
+        request = urllib.request.Request(webhook.url, data=new_body, headers=new_headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                return answer.status
+        except urllib.error.HTTPError as refused:
+            return refused.code
+
+    assert resend(headers, body) == 401 and webhook.refused[-1] == "replayed webhook-id"
+    tampered = body.replace(b'"slo_breach"', b'"verify_failed"')
+    assert resend({**headers, "webhook-id": "other-id"}, tampered) == 401
+    assert webhook.refused[-1] == "No matching signature found"
+    # Signed with another secret, or replayed later with its old timestamp: refused.
+    other_secret = "whsec_" + base64.b64encode(b"another-secret-of-thirty-two-byt").decode()
+    forged = signed_with(other_secret, "forged-id", body, datetime.now(tz=UTC))
+    assert resend(forged, body) == 401 and webhook.refused[-1] == "No matching signature found"
+    stale = signed_with(TEST_ENV["VERITTA_ALERT_WEBHOOK_SECRET"], "stale-id", body, datetime.now(tz=UTC) - timedelta(minutes=10))
+    assert resend(stale, body) == 401 and webhook.refused[-1] == "Message timestamp too old"
+    assert len(webhook.bodies) == 1
+
+
+def signed_with(secret: str, message_id: str, body: bytes, when: datetime) -> dict[str, str]:
+    signature = Webhook(secret).sign(msg_id=message_id, timestamp=when, data=body)
+    return {"webhook-id": message_id, "webhook-timestamp": str(int(when.timestamp())), "webhook-signature": signature}
+
+
+def test_a_webhook_without_a_usable_secret_refuses_to_start(settings):
+    from veritta_site.checks import webhook_url_check
+
+    settings.VERITTA_ALERT_WEBHOOK_URL = "https://alerts.example.test/hook"
+    for secret, problem in [
+        ("", "is not set"),
+        ("dGVzdA==", "must start with whsec_"),
+        ("whsec_not base64!", "is not base64"),
+        ("whsec_" + base64.b64encode(b"short").decode(), "must hold 24 to 64 bytes"),
+    ]:
+        settings.VERITTA_ALERT_WEBHOOK_SECRET = secret
+        [error] = webhook_url_check()
+        assert error.id == "veritta.E013" and problem in error.msg
+
+
+def test_retries_of_one_alert_keep_its_webhook_id(alert_settings):
+    receiver = WebhookReceiver(fail_first=1)
+    try:
+        alert_settings.VERITTA_ALERT_WEBHOOK_URL = receiver.url
+        alert = alert_raise(kind="verify_failed", subject=f"t_{uuid.uuid4().hex[:8]}", summary="x", background=False)
+        assert alert is not None and receiver.attempts == 2
+        [(headers, _)] = receiver.requests
+        assert {k.lower(): v for k, v in headers.items()}["webhook-id"] == alert.alert_id
+    finally:
+        receiver.stop()
 
 
 def test_a_failing_webhook_is_retried_a_bounded_number_of_times(alert_settings):
