@@ -39,7 +39,9 @@ def console_actor(request: HttpRequest) -> dict[str, str]:
 
 class RevokeForm(forms.Form):
     reason = forms.CharField(
-        max_length=200, strip=True, help_text="Recorded with the revocation and in the audit trail (at most 200 characters)."
+        max_length=200,
+        strip=True,
+        help_text="Recorded with the revocation and in the audit trail (at most 200 characters).",
     )
 
 
@@ -79,7 +81,9 @@ class RevocableAdmin(OfferedFiltersOnlyMixin, NoWritesMixin, admin.ModelAdmin):
         level = messages.SUCCESS if set(outcomes) <= {"revoked", "already_revoked"} else messages.ERROR
         self.message_user(request, f"{self.opts.verbose_name_plural.capitalize()}: {summary}.", level)
 
-    def _confirmation(self, request: HttpRequest, objects: list[Any], form: RevokeForm, *, bulk: bool) -> TemplateResponse:
+    def _confirmation(
+        self, request: HttpRequest, objects: list[Any], form: RevokeForm, *, bulk: bool
+    ) -> TemplateResponse:
         context = {
             **self.admin_site.each_context(request),
             "title": "Are you sure?",
@@ -96,7 +100,10 @@ class RevocableAdmin(OfferedFiltersOnlyMixin, NoWritesMixin, admin.ModelAdmin):
 
     def get_urls(self) -> list[URLPattern]:
         name = f"{self.opts.app_label}_{self.opts.model_name}_revoke"
-        return [path("<path:object_id>/revoke/", self.admin_site.admin_view(self.revoke_view), name=name), *super().get_urls()]
+        return [
+            path("<path:object_id>/revoke/", self.admin_site.admin_view(self.revoke_view), name=name),
+            *super().get_urls(),
+        ]
 
     def revoke_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         if not self.has_revoke_permission(request):
@@ -109,7 +116,9 @@ class RevocableAdmin(OfferedFiltersOnlyMixin, NoWritesMixin, admin.ModelAdmin):
             return HttpResponseRedirect(url)
         return self._confirmation(request, [obj], form, bulk=False)
 
-    def render_change_form(self, request: HttpRequest, context: dict[str, Any], *args: Any, **kwargs: Any) -> HttpResponse:
+    def render_change_form(
+        self, request: HttpRequest, context: dict[str, Any], *args: Any, **kwargs: Any
+    ) -> HttpResponse:
         context["has_revoke_permission"] = self.has_revoke_permission(request)
         return super().render_change_form(request, context, *args, **kwargs)
 
@@ -153,7 +162,9 @@ class SessionAdmin(RevocableAdmin):
     )  # fmt: skip
     readonly_fields = fields  # never the token digest
 
-    def get_search_results(self, request: HttpRequest, queryset: QuerySet[Session], search_term: str) -> tuple[QuerySet[Session], bool]:
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Session], search_term: str
+    ) -> tuple[QuerySet[Session], bool]:
         term = search_term.strip()
         # The primary key and the (user_id | created_by, created_at) indexes: no LIKE scan.
         if not term:

@@ -9,18 +9,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from audit.mirror import mirror
-from audit.selectors import audit_head_seq
 from audit.services import RequestContext
 from governance.pipeline import Outcome
-from sessions_app.flows import ADMIN_ACTOR, admin_request, session_open_request, validated
+from sessions_app.flows import ADMIN_ACTOR, HEALTH_RATE_BUCKET, admin_request, session_open_request, validated
+from sessions_app.health import health_report
 from sessions_app.models import Session
 from sessions_app.selectors import session_get, sessions_of_key
 from sessions_app.services import session_revoke
@@ -43,7 +41,9 @@ def no_parameters(data: Any) -> dict[str, Any]:
     return {}
 
 
-def query_parameters(request: Request, serializer_class: type[serializers.Serializer]) -> Callable[[Any], dict[str, Any]]:
+def query_parameters(
+    request: Request, serializer_class: type[serializers.Serializer]
+) -> Callable[[Any], dict[str, Any]]:
     """Validate the query string (last value of a repeated parameter)."""
     params = dict(request.query_params.items())
     return lambda _body: validated(serializer_class, params)
@@ -93,7 +93,9 @@ class SessionCreateApi(GovernedApi):
 
         session_id = serializers.CharField()
         user_id = serializers.CharField()
-        token = serializers.CharField(help_text="`vs_…`: send as `Authorization: Bearer`. Shown once, stored only as a hash.")
+        token = serializers.CharField(
+            help_text="`vs_…`: send as `Authorization: Bearer`. Shown once, stored only as a hash."
+        )
         created_at = serializers.DateTimeField()
         expires_at = serializers.DateTimeField()
         trace_id = serializers.UUIDField()
@@ -130,7 +132,9 @@ class SessionRevokeApi(GovernedApi):
 
         session_id = serializers.RegexField(SESSION_ID_RE, max_length=40)
         # Printable text only: control characters have no place in an audit reason.
-        reason = serializers.RegexField(r"^[^\x00-\x1f\x7f]*$", required=False, allow_blank=True, max_length=200, default="")
+        reason = serializers.RegexField(
+            r"^[^\x00-\x1f\x7f]*$", required=False, allow_blank=True, max_length=200, default=""
+        )
 
     class OutputSerializer(serializers.Serializer):
         class Meta:
@@ -149,7 +153,9 @@ class SessionRevokeApi(GovernedApi):
     )
     def post(self, request: Request) -> Response:
         def perform(ctx: RequestContext, data: dict[str, Any]) -> Outcome:
-            result = session_revoke(session_id=data["session_id"], actor=dict(ADMIN_ACTOR), reason=data["reason"], ctx=ctx)
+            result = session_revoke(
+                session_id=data["session_id"], actor=dict(ADMIN_ACTOR), reason=data["reason"], ctx=ctx
+            )
             body = {
                 "session_id": result.session_id,
                 "status": result.status,
@@ -188,7 +194,9 @@ class SessionDetailApi(GovernedApi):
             return Outcome(200, _session_body(session))
 
         return respond(
-            admin_request(request._request, endpoint="GET /admin/sessions/{session_id}", parse=no_parameters, perform=perform)
+            admin_request(
+                request._request, endpoint="GET /admin/sessions/{session_id}", parse=no_parameters, perform=perform
+            )
         )
 
 
@@ -238,7 +246,7 @@ def _session_body(session: Session) -> dict[str, Any]:
 
 
 class AdminHealthApi(GovernedApi):
-    """Readiness for operators: the database is queried and the audit sink checked."""
+    """Readiness for operators: every part a governed request depends on, with a status each."""
 
     class OutputSerializer(serializers.Serializer):
         class Meta:
@@ -246,32 +254,48 @@ class AdminHealthApi(GovernedApi):
 
         status = serializers.ChoiceField(choices=["ok", "degraded"])
         db = serializers.CharField(help_text="ok | unavailable: the database answered a query")
-        audit_sink = serializers.CharField(help_text="ok | unavailable: the JSONL audit mirror is writable")
+        triggers = serializers.CharField(help_text="ok | missing | unknown: the append-only triggers are in place")
+        audit_sink = serializers.CharField(
+            help_text="ok | unavailable | low_space: the JSONL mirror is writable and its disk has VERITTA_AUDIT_SINK_MIN_FREE_MB"
+        )
+        audit_sink_free_mb = serializers.IntegerField(required=False, help_text="free space on the mirror's disk")
+        redis = serializers.CharField(help_text="ok | unavailable | not_configured: the rate counters' Redis answers")
+        checkpoint = serializers.CharField(
+            help_text="ok | stale | unknown: no record waited over VERITTA_AUDIT_CHECKPOINT_MAX_AGE_S to be sealed"
+        )
+        checkpoint_age_s = serializers.FloatField(
+            allow_null=True, required=False, help_text="age of the newest checkpoint"
+        )
+        unsealed_records = serializers.IntegerField(required=False, help_text="records no checkpoint covers yet")
+        integration = serializers.CharField(
+            help_text="ok | lagging | unknown | not_used (SQLite): no record waited in the intake past a quarter of the merge delay"
+        )
+        integration_lag_s = serializers.FloatField(
+            allow_null=True, help_text="how long the oldest intake record has waited"
+        )
         ts_utc = serializers.DateTimeField()
 
     @extend_schema(
         operation_id="admin_health",
         responses={200: OutputSerializer, **ERROR_RESPONSES},
         parameters=[ADMIN_KEY_HEADER, TRACE_HEADER],
-        description="503 SERVICE_DEGRADED (the same four fields in `details`) when a check fails.",
+        description="503 SERVICE_DEGRADED (the same report in `details`) when a check fails.",
     )
     def get(self, request: Request) -> Response:
         def perform(ctx: RequestContext, data: dict[str, Any]) -> Outcome:
-            report = {"status": "ok", "db": "ok", "audit_sink": "ok", "ts_utc": utc_timestamp()}
-            try:
-                audit_head_seq()
-            except DatabaseError:
-                report["db"] = "unavailable"
-            try:
-                mirror().check_writable()
-            except OSError:
-                report["audit_sink"] = "unavailable"
-            if report["db"] == "ok" and report["audit_sink"] == "ok":
+            report = health_report()
+            if report["status"] == "ok":
                 return Outcome(200, report)
-            report["status"] = "degraded"
             reason = CATALOGUE["SERVICE_DEGRADED"]
             return Outcome(503, envelope(503, ["SERVICE_DEGRADED"], ctx.trace_id, reason.message, report))
 
         return respond(
-            admin_request(request._request, endpoint="GET /admin/health", parse=no_parameters, perform=perform, reports_sink=True)
+            admin_request(
+                request._request,
+                endpoint="GET /admin/health",
+                parse=no_parameters,
+                perform=perform,
+                reports_sink=True,
+                rate_bucket=HEALTH_RATE_BUCKET,
+            )
         )

@@ -92,7 +92,9 @@ def session_open_request(request: HttpRequest, *, input_serializer: type[seriali
             ctx.matched_rules.append("P0:size_within_limit")
             parsed = gates.parse_input(body)
             ctx.input_digest, ctx.digest_kind = parsed.digest, parsed.digest_kind
-            _credentials(ctx, [("G0:credential_present", _api_key_present), ("G2:api_key_valid", gates.api_key_valid)], request)
+            _credentials(
+                ctx, [("G0:credential_present", _api_key_present), ("G2:api_key_valid", gates.api_key_valid)], request
+            )
             headers = run_gate("G10", gates.within_limits, key_actor=ctx.actor, session_actor=None, client=ctx.client)
             ctx.matched_rules.append(G10_RULE)
             if parsed.problem is not None:
@@ -103,7 +105,9 @@ def session_open_request(request: HttpRequest, *, input_serializer: type[seriali
         except Denied as denied:
             audit_deny(ctx, gate=denied.gate, error=denied.error)
             return error_outcome(ctx.trace_id, denied.error)
-        session, token = session_open(ctx=ctx, user_id=data["user_id"], ttl_s=data.get("ttl_s") or settings.VERITTA_SESSION_TTL_S)
+        session, token = session_open(
+            ctx=ctx, user_id=data["user_id"], ttl_s=data.get("ttl_s") or settings.VERITTA_SESSION_TTL_S
+        )
     except VerittaError as error:  # the audit sink failed, or the session could not be stored
         return error_outcome(ctx.trace_id, error)
     body = {
@@ -135,8 +139,13 @@ def _admin_key_valid(request: HttpRequest) -> dict[str, Any]:
     return dict(ADMIN_ACTOR)
 
 
+# Health reports on Redis, so its limit is counted where Redis being down cannot refuse it.
+HEALTH_RATE_BUCKET = "health"
+
+
 def _admin_within_limit(bucket: str) -> dict[str, str]:
-    return tightest(limits_enforce(checks=[("admin", bucket, settings.VERITTA_ADMIN_RATE_LIMIT_PER_MIN)]))
+    checks = [("admin", bucket, settings.VERITTA_ADMIN_RATE_LIMIT_PER_MIN)]
+    return tightest(limits_enforce(checks=checks, in_database=bucket == HEALTH_RATE_BUCKET))
 
 
 def admin_request(
@@ -162,14 +171,18 @@ def admin_request(
     the emergency brake, has its own, so no amount of reads (/metrics scrapes,
     audit queries) can use up the limit it needs (docs/SECURITY.md S7).
     """
-    ctx = RequestContext.for_request(request, endpoint=endpoint, profile_id="admin", profile_hash=profile_hash_of("admin"))
+    ctx = RequestContext.for_request(
+        request, endpoint=endpoint, profile_id="admin", profile_hash=profile_hash_of("admin")
+    )
     try:
         try:
             body = run_gate("P0", gates.read_body_within_limit, request)
             ctx.matched_rules.append("P0:size_within_limit")
             parsed = gates.parse_input(body)
             ctx.input_digest, ctx.digest_kind = parsed.digest, parsed.digest_kind
-            _credentials(ctx, [("G0:admin_key_present", _admin_key_present), ("G2:admin_key_valid", _admin_key_valid)], request)
+            _credentials(
+                ctx, [("G0:admin_key_present", _admin_key_present), ("G2:admin_key_valid", _admin_key_valid)], request
+            )
             headers = run_gate("G10", _admin_within_limit, rate_bucket)
             ctx.matched_rules.append(G10_RULE)
             if body and parsed.problem is not None:

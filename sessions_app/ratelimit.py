@@ -110,6 +110,13 @@ return counts
         self._script = self._redis.register_script(self._SCRIPT)
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
 
+    def ping(self) -> None:
+        """Raise RateLimitUnavailable unless Redis answers (for /admin/health)."""
+        try:
+            self._redis.ping()
+        except self._errors as exc:
+            raise RateLimitUnavailable(type(exc).__name__) from exc
+
     def increment(self, buckets: list[str], window: int) -> list[int]:
         keys = [f"veritta:rl:{bucket}:{window}" for bucket in buckets]
         try:
@@ -134,13 +141,14 @@ def store() -> DatabaseStore | RedisStore:
         return _stores[url]
 
 
-def rate_hits(checks: list[tuple[str, str, int]]) -> list[Usage]:
+def rate_hits(checks: list[tuple[str, str, int]], *, in_database: bool = False) -> list[Usage]:
     """Count one request against each `scope:ident` in the current minute, in
-    one operation of the store. Raises RateLimitUnavailable if it does not answer."""
+    one operation of the store (the database's, with in_database). Raises
+    RateLimitUnavailable if it does not answer."""
     now = time.time()
     window = int(now // WINDOW_S)
     buckets = [f"{scope}:{ident}"[:80] for scope, ident, _ in checks]
-    counts = store().increment(buckets, window)
+    counts = (DatabaseStore() if in_database else store()).increment(buckets, window)
     reset_s = max(1, math.ceil((window + 1) * WINDOW_S - now))
     return [
         Usage(scope=scope, limit=limit, count=count, reset_s=reset_s)
@@ -166,17 +174,18 @@ def counters_share_audit_transaction() -> bool:
     return store_name() == "database"
 
 
-def limits_enforce(*, checks: list[tuple[str, str, int]]) -> list[Usage]:
+def limits_enforce(*, checks: list[tuple[str, str, int]], in_database: bool = False) -> list[Usage]:
     """Count the request against each (scope, ident, limit) at once; raise
     VerittaError at the first limit exceeded, in order, or if the store is down.
 
     Every counter has counted the request: a refused request still uses its
     key's, session's and address's budget, as a client retrying against a
-    limit should."""
+    limit should. `in_database` counts in the database even when Redis is
+    configured: for /admin/health, which must be able to say Redis is down."""
     from veritta_site.errors import VerittaError
 
     try:
-        usages = rate_hits(checks)
+        usages = rate_hits(checks, in_database=in_database)
     except RateLimitUnavailable as exc:
         logger.error("rate limit store unavailable", extra={"store": store_name(), "exc_class": str(exc)})
         raise VerittaError("RATE_LIMIT_UNAVAILABLE", evidence={"store": store_name(), "exc_class": str(exc)}) from exc

@@ -99,7 +99,9 @@ def api_key_revoke(*, prefix: str, actor: dict[str, Any] | None = None, reason: 
     ctx.action_fields = {"action": "revoke_api_key"}
     evidence = {"key_prefix": prefix, "reason": reason[:200]}
     if not ApiKey.objects.filter(prefix=prefix, revoked_at__isnull=True).exists():
-        audit_deny(ctx, gate="object", error=VerittaError("NOT_FOUND", evidence={"object": "api_key", "key_prefix": prefix}))
+        audit_deny(
+            ctx, gate="object", error=VerittaError("NOT_FOUND", evidence={"object": "api_key", "key_prefix": prefix})
+        )
         return False
     ctx.matched_rules.append("object:api_key_found")
     _begin(ctx, action="revoke_api_key", evidence=evidence)

@@ -169,6 +169,10 @@ VERITTA_AUDIT_CHECKPOINT_DIR = Path(
     env.str("VERITTA_AUDIT_CHECKPOINT_DIR", default="") or VERITTA_AUDIT_LOG_PATH.parent / "checkpoints"
 )
 VERITTA_AUDIT_CHECKPOINT_EVERY = env.int("VERITTA_AUDIT_CHECKPOINT_EVERY", default=1000)
+# /admin/health: a record unsealed by any checkpoint for longer fails the check
+# (run `audit checkpoint` from a timer well inside it), and the mirror's disk needs this much room.
+VERITTA_AUDIT_CHECKPOINT_MAX_AGE_S = env.float("VERITTA_AUDIT_CHECKPOINT_MAX_AGE_S", default=3600.0)
+VERITTA_AUDIT_SINK_MIN_FREE_MB = env.int("VERITTA_AUDIT_SINK_MIN_FREE_MB", default=256)
 VERITTA_AUDIT_ORIGIN = env.str("VERITTA_AUDIT_ORIGIN", default="veritta.local/audit")
 # PostgreSQL's batched write path (audit/chain.py): how long a record may wait
 # in the intake before it must be in the chain (the deadline of an inclusion
