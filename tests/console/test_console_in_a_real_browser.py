@@ -219,3 +219,30 @@ def test_the_audit_browser_offers_no_add_change_or_delete_to_a_superuser(server:
         assert status == 403, route
     page.goto(server.url + "/console/audit/auditrecord/1/change/")
     assert page.locator("input[name=_save]").count() == 0
+
+
+@pytest.mark.parametrize(
+    ("username", "permissions", "shown", "hidden"),
+    [
+        ("auditor", ("audit.view_auditrecord",), ["Dashboard", "Audit browser", "Chain status"], ["Sessions"]),
+        ("revoker", ("sessions_app.view_session",), ["Sessions"], ["Dashboard", "Audit browser", "Chain status"]),
+        ("nobody", (), [], ["Dashboard", "Audit browser", "Chain status", "Sessions"]),
+    ],
+)
+def test_the_index_shows_each_person_only_the_pages_they_may_open(
+    server: AppServer, browser: Any, username: str, permissions: tuple[str, ...], shown: list[str], hidden: list[str]
+) -> None:
+    password = f"{username}-console-pw-0123456789"
+    server.create_user(username, password, permissions=permissions)
+    problems: list[str] = []
+    page = _new_page(browser, problems)
+    _login(page, server, username, password)
+    console = page.locator("#console-module")
+    links = console.locator("th a").all_inner_texts() if console.count() else []
+    assert links == shown and not set(links) & set(hidden)
+    for name in shown:  # every link offered opens
+        page.goto(server.url + "/console/")
+        page.click(f"#console-module a:text-is('{name}')")
+        page.wait_for_load_state()
+        assert page.locator("#console-error").count() == 0, name
+    assert not problems, problems
