@@ -17,7 +17,9 @@ import multiprocessing
 import os
 import shutil
 import tempfile
+import uuid
 
+import gunicorn.util
 from gunicorn.glogging import Logger
 
 
@@ -57,6 +59,45 @@ keepalive = 5
 limit_request_line = 4094
 limit_request_fields = 100
 limit_request_field_size = 8190
+
+# What gunicorn itself answers, before Django sees the request (a request line
+# or headers over the limits above, a request it cannot parse), is the error
+# envelope too, with a code from veritta_site/errors.py's catalogue (imported
+# there, not here: this file loads before Django; a test keeps the two in
+# step). No audit record is written: no gate saw the request.
+SERVER_ERROR_CODES = {
+    400: "BAD_REQUEST",
+    403: "FORBIDDEN",
+    414: "REQUEST_LINE_TOO_LONG",
+    417: "EXPECTATION_FAILED",
+    431: "REQUEST_HEADERS_TOO_LARGE",
+    500: "INTERNAL_ERROR",
+    501: "NOT_IMPLEMENTED",
+}
+
+
+def write_envelope(sock, status_int, reason, mesg):  # noqa: ANN001, ANN201 - gunicorn.util.write_error's signature
+    """gunicorn.util.write_error, answering the envelope instead of an HTML page.
+    gunicorn's own message is left out: it quotes the request."""
+    trace_id = str(uuid.uuid4())
+    body = json.dumps(
+        {
+            "status_code": status_int,
+            "reason_codes": [SERVER_ERROR_CODES.get(status_int, "BAD_REQUEST")],
+            "trace_id": trace_id,
+            "message": reason,
+            "details": None,
+        }
+    ).encode()
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nX-Trace-Id: {trace_id}\r\nCache-Control: no-store\r\n"
+        "X-Content-Type-Options: nosniff\r\n\r\n"
+    )
+    gunicorn.util.write_nonblock(sock, head.encode("latin1") + body)
+
+
+gunicorn.util.write_error = write_envelope  # the workers call it as util.write_error
 
 # gunicorn's control socket (runtime worker management through `gunicornc`) is
 # off: by default it sits in $XDG_RUNTIME_DIR or $HOME/.gunicorn, one path for

@@ -76,6 +76,11 @@ CATALOGUE: dict[str, Reason] = {
     "NOT_ACCEPTABLE": Reason(406, "Not acceptable", "routing"),
     "BAD_REQUEST": Reason(400, "Bad request", "routing"),
     "INTERNAL_ERROR": Reason(500, "Internal error", "any"),
+    # answered by the HTTP server (gunicorn.conf.py) before the application sees the request
+    "REQUEST_LINE_TOO_LONG": Reason(414, "Request line longer than the server accepts", "HTTP server"),
+    "REQUEST_HEADERS_TOO_LARGE": Reason(431, "Request headers larger or more than the server accepts", "HTTP server"),
+    "EXPECTATION_FAILED": Reason(417, "Expect header the server does not support", "HTTP server"),
+    "NOT_IMPLEMENTED": Reason(501, "Transfer coding the server does not support", "HTTP server"),
     # audit only: the console's login form answers itself
     "CONSOLE_LOGIN_FAILED": Reason(0, "Console login with a wrong username or password", "console login"),
     # audit-only marker: carried by PENDING action records, never by a response

@@ -1,7 +1,6 @@
 """OpenAPI pieces shared by every API view: the error envelope and the
 catalogue of reason codes it may carry."""
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
@@ -13,7 +12,9 @@ RESPONSE_CODES = sorted(code for code, reason in CATALOGUE.items() if reason.sta
 class ErrorEnvelopeSerializer(serializers.Serializer):
     status_code = serializers.IntegerField()
     reason_codes = serializers.ListField(
-        child=serializers.ChoiceField(choices=RESPONSE_CODES), min_length=1, help_text="Codes from docs/ERROR_ENVELOPE.md."
+        child=serializers.ChoiceField(choices=RESPONSE_CODES),
+        min_length=1,
+        help_text="Codes from docs/ERROR_ENVELOPE.md.",
     )
     trace_id = serializers.CharField()
     message = serializers.CharField()
@@ -24,13 +25,6 @@ ERROR_RESPONSES: dict[int | tuple[int, str], OpenApiResponse] = {
     status: OpenApiResponse(ErrorEnvelopeSerializer, description="Error envelope")
     for status in sorted({reason.status for reason in CATALOGUE.values() if reason.status})
 }
-# The one answer that is not the application's: a request line longer than
-# gunicorn's limit (4094 bytes) is refused by gunicorn itself, before Django
-# sees it, with its own short HTML page (docs/ERROR_ENVELOPE.md, "Answers not
-# in the envelope").
-ERROR_RESPONSES[(414, "text/html")] = OpenApiResponse(
-    OpenApiTypes.STR, description="Request line too long: refused by the HTTP server (gunicorn), not an envelope"
-)
 
 
 def strict_request_bodies(result: dict, generator: object, request: object, public: bool) -> dict:
