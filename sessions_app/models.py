@@ -1,4 +1,4 @@
-"""Stored API keys, user sessions and rate-limit counters.
+"""Stored API keys, user sessions, rate-limit state and counters.
 
 Secrets are never stored: a key or token is shown once when it is made and
 only its sha256 digest is kept, next to a visible prefix/id to look it up by.
@@ -73,6 +73,28 @@ class RateCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.bucket} @{self.minute}: {self.count}"
+
+
+class RateLimitState(models.Model):
+    """One rate-limit bucket's GCRA state: its theoretical arrival time.
+
+    Changed only by the conditional upsert in sessions_app/ratelimit.py, whose
+    answer decides, so every worker and app server sees one exact limit. A row
+    whose TAT has passed is the same as no row and may be deleted."""
+
+    bucket = models.CharField(max_length=80, primary_key=True)  # "key:<id>", "session:<id>", "address:<digest>", "admin:<bucket>"
+    tat_us = models.BigIntegerField()  # unix time, microseconds
+    interval_us = models.BigIntegerField()  # T of the limit that last admitted a request
+    seen_us = models.BigIntegerField()  # when that request came
+
+    class Meta:
+        indexes = [
+            # serves: deleting buckets whose TAT has passed
+            models.Index(fields=["tat_us"], name="ratelimitstate_tat"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.bucket}: TAT {self.tat_us}"
 
 
 class LoginFailure(models.Model):

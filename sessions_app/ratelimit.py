@@ -1,16 +1,32 @@
-"""Exact rate limits over fixed one-minute windows (gate G10).
+"""Exact sliding rate limits (gate G10), and fixed-window counts for alerts.
 
-A counter is incremented by one atomic operation of the shared store and the
-count it returns decides, so the limit is exact however many worker processes
-and app servers share the store:
+Limits are a GCRA (generic cell rate algorithm, as Envoy, redis-cell and
+Stripe use): each bucket keeps one time, its "theoretical arrival time"
+(TAT). A limit of L per W = 60 s spaces requests T = W / L apart and allows
+a burst of L: a request at `now` is admitted iff max(TAT, now) + T - now <= W,
+and then TAT becomes max(TAT, now) + T. The budget refills continuously, one
+request every T, so there is no window boundary to burst across: in any
+interval of d seconds at most L + d / T requests pass, never 2 L at once.
 
-- the database (default): `INSERT … ON CONFLICT … DO UPDATE SET count = count + 1
-  RETURNING count`, one statement, no read-modify-write (SQLite >= 3.35, PostgreSQL);
-- Redis, when VERITTA_RATE_LIMIT_URL is set: a Lua script doing INCR + PEXPIRE.
+A bucket is updated by one atomic operation of the shared store and its
+answer decides, so the limit is exact however many worker processes and app
+servers share the store:
 
-If the store cannot be reached the request is refused (RATE_LIMIT_UNAVAILABLE),
-never waved through. Buckets name a key prefix, a session id or a keyed digest
-of the client address (audit.services.client_digest), never a secret or an address.
+- the database (default): one conditional upsert for all of a request's
+  buckets, `INSERT … ON CONFLICT (bucket) DO UPDATE SET tat = … WHERE … <= W
+  RETURNING bucket, tat` (SQLite >= 3.35, PostgreSQL): the rows it returns
+  were admitted;
+- Redis, when VERITTA_RATE_LIMIT_URL is set: one Lua script on Redis's clock.
+
+A bucket that refuses is left as it was (a refused request does not use the
+budget it exceeded; Retry-After says exactly when the next one passes); the
+others a request was within do count it. If the store cannot be reached the
+request is refused (RATE_LIMIT_UNAVAILABLE), never waved through. Buckets name
+a key prefix, a session id or a keyed digest of the client address
+(audit.services.client_digest), never a secret or an address.
+
+Counts (`rate_hit`) are plain fixed one-minute windows, for thresholds such
+as "N authentication failures within a minute" (veritta_site/alerts.py).
 """
 
 from __future__ import annotations
@@ -60,6 +76,76 @@ class Usage:
         return headers
 
 
+@dataclass(frozen=True)
+class Admission:
+    """One limit's answer for one request (GCRA; times in microseconds)."""
+
+    scope: str  # "key" | "session" | "address" | "admin": the policy name in the headers
+    limit: int
+    admitted: bool
+    tat_us: int  # the bucket's TAT after this request (unchanged if refused)
+    now_us: int
+
+    @property
+    def interval_us(self) -> int:
+        return interval_us(self.limit)
+
+    @property
+    def exceeded(self) -> bool:
+        return not self.admitted
+
+    @property
+    def remaining(self) -> int:
+        """Requests that would pass right now."""
+        return max(0, (WINDOW_US - (self.tat_us - self.now_us)) // self.interval_us)
+
+    @property
+    def reset_s(self) -> int:
+        """Seconds until the whole budget is back."""
+        return max(0, math.ceil((self.tat_us - self.now_us) / 1_000_000))
+
+    @property
+    def retry_after_s(self) -> int:
+        """Seconds until a request would pass (0 if one would now)."""
+        wait_us = max(self.tat_us, self.now_us) + self.interval_us - WINDOW_US - self.now_us
+        return max(1, math.ceil(wait_us / 1_000_000)) if wait_us > 0 else 0
+
+    def headers(self) -> dict[str, str]:
+        """IETF draft-ietf-httpapi-ratelimit-headers fields, plus Retry-After when exceeded."""
+        headers = {
+            "RateLimit-Policy": f'"{self.scope}";q={self.limit};w={WINDOW_S}',
+            "RateLimit": f'"{self.scope}";r={self.remaining};t={self.retry_after_s if self.exceeded else self.reset_s}',
+        }
+        if self.exceeded:
+            headers["Retry-After"] = str(self.retry_after_s)
+        return headers
+
+
+WINDOW_US = WINDOW_S * 1_000_000
+
+
+def interval_us(limit: int) -> int:
+    """T: how far apart a limit of `limit` per window spaces requests."""
+    return WINDOW_US // limit
+
+
+# The GCRA step for every bucket of a request in one statement. The VALUES row
+# is a fresh bucket (admitted, TAT = now + T) and carries T and now for the
+# update, which runs only where the request is admitted: the rows returned.
+_ADMIT = (
+    "INSERT INTO sessions_app_ratelimitstate (bucket, tat_us, interval_us, seen_us) VALUES {values}"
+    " ON CONFLICT (bucket) DO UPDATE SET"
+    " tat_us = {greatest}(sessions_app_ratelimitstate.tat_us, excluded.seen_us) + excluded.interval_us,"
+    " interval_us = excluded.interval_us, seen_us = excluded.seen_us"
+    " WHERE {greatest}(sessions_app_ratelimitstate.tat_us, excluded.seen_us) + excluded.interval_us"
+    " - excluded.seen_us <= " + str(WINDOW_US) + " RETURNING bucket, tat_us"
+)
+_REFUSED_TATS = "SELECT bucket, tat_us FROM sessions_app_ratelimitstate WHERE bucket IN ({marks})"
+# A bucket whose TAT has passed is the same as none: dropped now and then.
+_PURGE_STATES = "DELETE FROM sessions_app_ratelimitstate WHERE tat_us < %s"
+PURGE_EVERY = 1000  # admissions per process between purges
+
+
 class DatabaseStore:
     _PURGE = "DELETE FROM sessions_app_ratecounter WHERE minute < %s"
 
@@ -89,6 +175,29 @@ class DatabaseStore:
             raise RateLimitUnavailable(type(exc).__name__) from exc
         return [int(counts[bucket]) for bucket in buckets]
 
+    _admissions = 0
+
+    def admit(self, buckets: list[tuple[str, int]], now_us: int) -> dict[str, tuple[bool, int]]:
+        """GCRA for every (bucket, interval_us) in one statement: {bucket: (admitted, tat_us)}."""
+        greatest = "GREATEST" if connection.vendor == "postgresql" else "MAX"
+        sql = _ADMIT.format(values=", ".join(["(%s, %s, %s, %s)"] * len(buckets)), greatest=greatest)
+        params = [v for bucket, t in buckets for v in (bucket, now_us + t, t, now_us)]
+        contained = transaction.atomic() if connection.in_atomic_block else nullcontext()
+        try:
+            with contained, connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                answers = {bucket: (True, int(tat)) for bucket, tat in cursor.fetchall()}
+                refused = [bucket for bucket, _ in buckets if bucket not in answers]
+                if refused:
+                    cursor.execute(_REFUSED_TATS.format(marks=", ".join(["%s"] * len(refused))), refused)
+                    answers.update({bucket: (False, int(tat)) for bucket, tat in cursor.fetchall()})
+                DatabaseStore._admissions += 1
+                if DatabaseStore._admissions % PURGE_EVERY == 0:
+                    cursor.execute(_PURGE_STATES, [now_us])
+        except DatabaseError as exc:
+            raise RateLimitUnavailable(type(exc).__name__) from exc
+        return answers
+
 
 class RedisStore:
     # INCR and PEXPIRE in one atomic script per key: a counter never outlives
@@ -108,7 +217,41 @@ return counts
 
         self._redis = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
         self._script = self._redis.register_script(self._SCRIPT)
+        self._admit = self._redis.register_script(self._ADMIT)
+        self.last_now_us = 0
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+
+    # The GCRA step for every key, on Redis's own clock (one clock for every
+    # app server): ARGV = window, then each key's interval, in microseconds.
+    _ADMIT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local window = tonumber(ARGV[1])
+local answers = {}
+for i, key in ipairs(KEYS) do
+  local interval = tonumber(ARGV[i + 1])
+  local tat = tonumber(redis.call('GET', key) or now)
+  if tat < now then tat = now end
+  if tat + interval - now <= window then
+    tat = tat + interval
+    redis.call('SET', key, string.format('%d', tat), 'PX', math.ceil((tat - now) / 1000) + 1)
+    answers[i] = {1, string.format('%d', tat), string.format('%d', now)}
+  else
+    answers[i] = {0, string.format('%d', tat), string.format('%d', now)}
+  end
+end
+return answers
+"""
+
+    def admit(self, buckets: list[tuple[str, int]], now_us: int) -> dict[str, tuple[bool, int]]:
+        """As DatabaseStore.admit; `now_us` is replaced by Redis's clock (see admissions())."""
+        keys = [f"veritta:gcra:{bucket}" for bucket, _ in buckets]
+        try:
+            rows = self._admit(keys=keys, args=[WINDOW_US, *(t for _, t in buckets)])
+        except self._errors as exc:
+            raise RateLimitUnavailable(type(exc).__name__) from exc
+        self.last_now_us = int(rows[0][2]) if rows else now_us
+        return {bucket: (row[0] == 1, int(row[1])) for (bucket, _), row in zip(buckets, rows, strict=True)}
 
     def ping(self) -> None:
         """Raise RateLimitUnavailable unless Redis answers (for /admin/health)."""
@@ -174,28 +317,49 @@ def counters_share_audit_transaction() -> bool:
     return store_name() == "database"
 
 
-def limits_enforce(*, checks: list[tuple[str, str, int]], in_database: bool = False) -> list[Usage]:
-    """Count the request against each (scope, ident, limit) at once; raise
-    VerittaError at the first limit exceeded, in order, or if the store is down.
+def admissions(checks: list[tuple[str, str, int]], *, in_database: bool = False) -> list[Admission]:
+    """Admit one request against each (scope, ident, limit), in one operation of
+    the store (the database's, with in_database). Raises RateLimitUnavailable."""
+    chosen = DatabaseStore() if in_database else store()
+    now_us = time.time_ns() // 1000
+    buckets = [(f"{scope}:{ident}"[:80], interval_us(limit)) for scope, ident, limit in checks]
+    answers = chosen.admit(buckets, now_us)
+    if isinstance(chosen, RedisStore):
+        now_us = chosen.last_now_us
+    return [
+        Admission(scope=scope, limit=limit, admitted=answers[bucket][0], tat_us=answers[bucket][1], now_us=now_us)
+        for (scope, _, limit), (bucket, _) in zip(checks, buckets, strict=True)
+    ]
 
-    Every counter has counted the request: a refused request still uses its
-    key's, session's and address's budget, as a client retrying against a
-    limit should. `in_database` counts in the database even when Redis is
-    configured: for /admin/health, which must be able to say Redis is down."""
+
+def limits_enforce(*, checks: list[tuple[str, str, int]], in_database: bool = False) -> list[Admission]:
+    """Admit the request against each (scope, ident, limit) at once; raise
+    VerittaError at the first limit exceeded, in order, or if the store is down.
+    A limit of 0 or less refuses everything without asking the store.
+
+    The limits the request was within count it even when another refuses it
+    (so a refused request still uses its key's, session's and address's budget
+    where it had one); the limit it exceeded is left as it was. `in_database`
+    counts in the database even when Redis is configured: for /admin/health,
+    which must be able to say Redis is down."""
     from veritta_site.errors import VerittaError
 
+    closed = next(((scope, limit) for scope, _, limit in checks if limit <= 0), None)
+    if closed:
+        info = {"scope": closed[0], "limit": closed[1], "window_s": WINDOW_S}
+        raise VerittaError("RATE_LIMIT_EXCEEDED", evidence=info, details=info)
     try:
-        usages = rate_hits(checks, in_database=in_database)
+        results = admissions(checks, in_database=in_database)
     except RateLimitUnavailable as exc:
         logger.error("rate limit store unavailable", extra={"store": store_name(), "exc_class": str(exc)})
         raise VerittaError("RATE_LIMIT_UNAVAILABLE", evidence={"store": store_name(), "exc_class": str(exc)}) from exc
-    for usage in usages:
-        if usage.exceeded:
-            info = {"scope": usage.scope, "limit": usage.limit, "window_s": WINDOW_S, "retry_after_s": usage.reset_s}
-            raise VerittaError("RATE_LIMIT_EXCEEDED", evidence=info, details=info, headers=usage.headers())
-    return usages
+    for result in results:
+        if result.exceeded:
+            info = {"scope": result.scope, "limit": result.limit, "window_s": WINDOW_S, "retry_after_s": result.retry_after_s}
+            raise VerittaError("RATE_LIMIT_EXCEEDED", evidence=info, details=info, headers=result.headers())
+    return results
 
 
-def tightest(usages: list[Usage]) -> dict[str, str]:
+def tightest(results: list[Admission]) -> dict[str, str]:
     """The RateLimit headers of the limit closest to running out."""
-    return min(usages, key=lambda u: u.remaining).headers() if usages else {}
+    return min(results, key=lambda r: r.remaining).headers() if results else {}

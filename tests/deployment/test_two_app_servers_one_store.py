@@ -7,11 +7,12 @@ other."""
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 from conftest import ADMIN_KEY, API_KEY
-from tests.support.servers import RedisServer, wait_for_fresh_rate_window
+from tests.support.servers import RedisServer
 
 SESSION_LIMIT = 25
 
@@ -43,13 +44,17 @@ def test_two_servers_share_one_chain_one_limit_and_one_revocation(start_app_serv
         def session_call(i: int) -> int:
             return servers[i % 2].post("/process", json={"action": "noop"}, headers=bearer).status_code
 
-        wait_for_fresh_rate_window(margin_s=40)
         with ThreadPoolExecutor(16) as pool:
             key_statuses = Counter(pool.map(key_call, range(400)))
+            started = time.monotonic()
             session_statuses = Counter(pool.map(session_call, range(60)))
+            elapsed = time.monotonic() - started
         assert key_statuses == {200: 400}
-        # The session limit is counted once across both servers.
-        assert session_statuses == {200: SESSION_LIMIT, 429: 60 - SESSION_LIMIT}
+        # The session limit is counted once across both servers: its burst, plus
+        # one per T = 60 s / limit the calls took (the sliding limit refills).
+        refilled = int(elapsed / (60 / SESSION_LIMIT))
+        assert SESSION_LIMIT <= session_statuses[200] <= SESSION_LIMIT + refilled, (session_statuses, elapsed)
+        assert session_statuses[200] + session_statuses[429] == 60
 
         # Revoke through the first server; the second refuses the very next call.
         revoked = first.post(

@@ -64,7 +64,9 @@ def test_readme_bearer_example_runs_with_a_real_session(api, open_session, audit
         pytest.param({"session_id": "sess_unknown"}, "unknown_session", id="unknown-session"),
     ],
 )
-def test_wrong_token_user_or_session_is_one_answer_with_the_cause_only_in_the_audit(api, open_session, audit_records, alter, cause):
+def test_wrong_token_user_or_session_is_one_answer_with_the_cause_only_in_the_audit(
+    api, open_session, audit_records, alter, cause
+):
     session = open_session()
     response = api.process(README_G4, key=None, **bearer(session, **alter))
     assert response.status_code == 403
@@ -163,7 +165,10 @@ def test_open_session_validates_its_body(api, audit_records, payload, field):
 def test_session_lifetime_is_bounded_by_the_maximum(api, open_session, settings):
     settings.VERITTA_SESSION_TTL_MAX_S = 120
     response = api.post(
-        "/sessions", data=json.dumps({"user_id": "u_1", "ttl_s": 121}), content_type="application/json", HTTP_X_API_KEY=API_KEY
+        "/sessions",
+        data=json.dumps({"user_id": "u_1", "ttl_s": 121}),
+        content_type="application/json",
+        HTTP_X_API_KEY=API_KEY,
     )
     assert response.status_code == 400
     session = open_session("u_1", ttl_s=120)
@@ -173,12 +178,16 @@ def test_session_lifetime_is_bounded_by_the_maximum(api, open_session, settings)
 
 def test_a_session_cannot_open_sessions(api, open_session):
     session = open_session()
-    response = api.post("/sessions", data=json.dumps({"user_id": "u_2"}), content_type="application/json", **bearer(session))
+    response = api.post(
+        "/sessions", data=json.dumps({"user_id": "u_2"}), content_type="application/json", **bearer(session)
+    )
     assert response.status_code == 403 and response.json()["reason_codes"] == ["MISSING_API_KEY"]
 
 
 def test_open_session_with_a_wrong_key_is_refused_and_audited(api, audit_records):
-    response = api.post("/sessions", data=json.dumps({"user_id": "u_1"}), content_type="application/json", HTTP_X_API_KEY="nope")
+    response = api.post(
+        "/sessions", data=json.dumps({"user_id": "u_1"}), content_type="application/json", HTTP_X_API_KEY="nope"
+    )
     assert response.status_code == 403 and response.json()["reason_codes"] == ["GATE_DENIED_INVALID_API_KEY"]
     (decision,) = audit_records(response.json()["trace_id"])
     assert decision["endpoint"] == "POST /sessions" and decision["gate"] == "G2"

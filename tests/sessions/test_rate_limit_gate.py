@@ -5,6 +5,7 @@ an unreachable store refuses instead of waving requests through."""
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -73,20 +74,27 @@ def test_failed_credentials_count_against_the_address_and_then_throttle_it(api, 
 
 
 def test_missing_and_bad_session_credentials_also_count_against_the_address(api, settings, open_session):
-    session = open_session()  # POST /sessions counts too: one
     settings.VERITTA_RATE_LIMIT_ADDRESS_PER_MIN = 3
+    session = open_session()  # POST /sessions counts too: one
     assert api.process(SMOKE, key=None).json()["reason_codes"] == ["MISSING_API_KEY"]
     assert api.process(SMOKE, key=None, **bearer(session, token="vs_x")).json()["reason_codes"] == ["SESSION_INVALID"]
-    assert api.process(SMOKE, key=None, **bearer(session, token="vs_y")).json()["reason_codes"] == ["RATE_LIMIT_EXCEEDED"]
+    assert api.process(SMOKE, key=None, **bearer(session, token="vs_y")).json()["reason_codes"] == [
+        "RATE_LIMIT_EXCEEDED"
+    ]
 
 
 def test_counters_never_hold_an_address_key_or_token(api, open_session):
-    from sessions_app.models import RateCounter
+    from sessions_app.models import RateCounter, RateLimitState
 
     session = open_session()
     api.process(SMOKE, key=None, **bearer(session))
     api.process(SMOKE, key="a-wrong-key")
-    buckets = " ".join(RateCounter.objects.values_list("bucket", flat=True))
+    buckets = " ".join(
+        [
+            *RateCounter.objects.values_list("bucket", flat=True),
+            *RateLimitState.objects.values_list("bucket", flat=True),
+        ]
+    )
     assert "127.0.0.1" not in buckets and API_KEY not in buckets and session["token"] not in buckets
     assert re.search(r"address:ip_[0-9a-f]{16}", buckets)
     assert f"session:{session['session_id']}" in buckets and "key:bootstrap" in buckets
@@ -105,7 +113,7 @@ def test_database_counter_is_one_atomic_upsert(db):
     assert not RateCounter.objects.filter(minute__lt=100).exists()
 
 
-def test_redis_store_counts_and_expires_its_windows(api, settings):
+def test_redis_store_limits_and_expires_its_buckets(api, settings):
     with RedisServer() as redis_server:
         settings.VERITTA_RATE_LIMIT_URL = redis_server.url
         settings.VERITTA_RATE_LIMIT_KEY_PER_MIN = 2
@@ -113,8 +121,9 @@ def test_redis_store_counts_and_expires_its_windows(api, settings):
         import redis
 
         client = redis.Redis.from_url(redis_server.url)
-        keys = client.keys("veritta:rl:key:*")
-        assert len(keys) == 1 and 0 < client.pttl(keys[0]) <= 120_000
+        keys = client.keys("veritta:gcra:key:*")
+        # The key lives until its TAT: two requests of a 2-per-minute limit, 60 s.
+        assert len(keys) == 1 and 50_000 < client.pttl(keys[0]) <= 60_001
 
 
 def test_unreachable_store_refuses_with_503_never_a_free_pass(api, settings, audit_records):
@@ -133,3 +142,68 @@ def test_each_limit_has_its_own_setting(api, settings, open_session, scope):
     assert api.process(SMOKE, key=key, **headers).status_code == 200
     refused = api.process(SMOKE, key=key, **headers)
     assert refused.status_code == 429 and refused["RateLimit-Policy"] == f'"{scope}";q=1;w=60'
+
+
+# --- sliding limits (GCRA) ---------------------------------------------------------------
+
+MINUTE_US = 60_000_000
+
+
+def test_no_double_burst_across_a_minute_boundary(db):
+    """Fixed windows let 2 L through around a boundary; the sliding limit lets
+    one more through only after T = 60 s / L (times given to the store)."""
+    from sessions_app.ratelimit import DatabaseStore, interval_us
+
+    store, t = DatabaseStore(), interval_us(3)  # 3 per minute: T = 20 s
+    start = 1_000 * MINUTE_US - 100_000  # 0.1 s before a minute boundary
+    burst = [store.admit([("key:b", t)], start)["key:b"][0] for _ in range(4)]
+    assert burst == [True, True, True, False]
+    # 0.2 s later, in the next minute: a fixed window would start again at 0.
+    assert [store.admit([("key:b", t)], start + 200_000)["key:b"][0] for _ in range(3)] == [False] * 3
+    # One more once T has passed, then refused again.
+    assert store.admit([("key:b", t)], start + t)["key:b"][0] is True
+    assert store.admit([("key:b", t)], start + t)["key:b"][0] is False
+
+
+def test_a_refused_bucket_keeps_its_state_and_the_others_count(db):
+    from sessions_app.ratelimit import DatabaseStore, interval_us
+
+    store = DatabaseStore()
+    now = 2_000 * MINUTE_US
+    assert store.admit([("key:k", interval_us(1))], now)["key:k"][0]
+    answers = store.admit([("key:k", interval_us(1)), ("address:a", interval_us(10))], now)
+    assert answers["key:k"] == (False, now + MINUTE_US)  # unchanged: due again in 60 s
+    assert answers["address:a"] == (True, now + interval_us(10))
+
+
+def test_retry_after_says_when_the_next_request_passes(api, settings):
+    settings.VERITTA_RATE_LIMIT_KEY_PER_MIN = 2  # T = 30 s
+    assert [api.process(SMOKE).status_code for _ in range(2)] == [200, 200]
+    refused = api.process(SMOKE)
+    assert refused.status_code == 429 and 28 <= int(refused["Retry-After"]) <= 30
+    assert refused.json()["details"]["retry_after_s"] == int(refused["Retry-After"])
+
+
+def test_redis_limit_slides_too(api, settings):
+    with RedisServer() as redis_server:
+        settings.VERITTA_RATE_LIMIT_URL = redis_server.url
+        settings.VERITTA_RATE_LIMIT_KEY_PER_MIN = 60  # T = 1 s
+        started, admitted = time.monotonic(), 0
+        while api.process(SMOKE).status_code == 200 and admitted < 100:
+            admitted += 1
+        # A burst of 60, plus one per second the burst itself took.
+        assert 60 <= admitted <= 60 + int(time.monotonic() - started)
+        refused = api.process(SMOKE)
+        assert refused.status_code == 429 and refused["Retry-After"] == "1"
+        time.sleep(1.1)
+        assert api.process(SMOKE).status_code == 200
+
+
+def test_bearer_requests_also_count_against_the_key_that_opened_the_session(api, settings, open_session):
+    settings.VERITTA_RATE_LIMIT_KEY_PER_MIN = 4
+    one, two = open_session("u_1"), open_session("u_2")  # POST /sessions with the key: two
+    assert api.process(SMOKE, key=None, **bearer(one)).status_code == 200
+    assert api.process(SMOKE, key=None, **bearer(two)).status_code == 200
+    # The key's budget is spent: more sessions do not multiply it.
+    refused = api.process(SMOKE, key=None, **bearer(one))
+    assert refused.status_code == 429 and refused["RateLimit-Policy"] == '"key";q=4;w=60'

@@ -46,7 +46,9 @@ def test_revoked_session_is_refused_by_every_worker_on_the_next_request(start_ap
     assert revoked.status_code == 200 and revoked.json()["status"] == "revoked"
     assert set(hammer(server, headers)) == {(403, "SESSION_REVOKED")}
 
-    again = server.post("/admin/sessions/revoke", json={"session_id": session["session_id"]}, headers={"X-ADMIN-KEY": ADMIN_KEY})
+    again = server.post(
+        "/admin/sessions/revoke", json={"session_id": session["session_id"]}, headers={"X-ADMIN-KEY": ADMIN_KEY}
+    )
     assert again.status_code == 200 and again.json()["status"] == "already_revoked"
 
     # Nothing secret anywhere the service writes: log, audit mirror, admin answers.
@@ -58,7 +60,9 @@ def test_revoked_session_is_refused_by_every_worker_on_the_next_request(start_ap
     for secret in (session["token"], token_digest, API_KEY, ADMIN_KEY, hashlib.sha256(API_KEY.encode()).hexdigest()):
         assert secret not in written
     assert "stolen laptop" not in (server.tmp / "audit.log").read_text()  # the reason is a value: digest only
-    revocations = [json.loads(line) for line in (server.tmp / "audit.log").read_text().splitlines() if '"revoke_session"' in line]
+    revocations = [
+        json.loads(line) for line in (server.tmp / "audit.log").read_text().splitlines() if '"revoke_session"' in line
+    ]
     assert [(r["event_type"], r["status"]) for r in revocations] == [
         ("decision_audit", None), ("action_audit", "PENDING"), ("action_audit", "SUCCESS"),
         ("decision_audit", None),  # the idempotent second call: ALLOW, nothing to do
