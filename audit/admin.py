@@ -31,6 +31,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.functional import cached_property
 from django.utils.html import format_html
+from django_tasks_db.models import DBTaskResult
 
 from audit.models import AuditRecord, Checkpoint, VerificationRun
 from audit.records import ACTION, DECISION
@@ -41,11 +42,17 @@ from audit.selectors import (
     audit_trace_view,
     checkpoint_latest,
     verification_run_latest,
+    verification_runs_active,
 )
-from audit.services import verification_run
+from audit.services import verification_run_start
 from veritta_site.admin_mixins import NoWritesMixin, OfferedFiltersOnlyMixin
 from veritta_site.errors import CATALOGUE
 from veritta_site.security import ConsoleAuthenticationForm
+
+# The task queue's own admin (django_tasks_db) would let staff edit or delete
+# queued work; the console shows verification runs instead (chain status).
+if admin.site.is_registered(DBTaskResult):
+    admin.site.unregister(DBTaskResult)
 
 admin.site.site_header = "Verittà console"
 admin.site.site_title = "Verittà console"
@@ -284,10 +291,9 @@ class AuditRecordAdmin(ReadOnlyAdmin):
         if request.method == "POST":
             if not self.has_view_permission(request):
                 raise PermissionDenied
-            run = verification_run(actor=f"console:{request.user.get_username()}")
-            level = messages.SUCCESS if run.ok else messages.ERROR
-            found = "no problems" if run.ok else f"{len(run.problems)} problem(s)"
-            self.message_user(request, f"Verified {run.records} records: {found}.", level)
+            # In the background: a whole-chain verify can outlive the request's timeout.
+            run = verification_run_start(actor=f"console:{request.user.get_username()}")
+            self.message_user(request, f"Verification run {run.pk} queued; this page follows it.", messages.INFO)
             return HttpResponseRedirect(request.path)
         head = audit_head_seq()
         checkpoint = checkpoint_latest()
@@ -303,6 +309,7 @@ class AuditRecordAdmin(ReadOnlyAdmin):
             max_merge_delay_s=settings.VERITTA_AUDIT_MAX_MERGE_DELAY_S,
             run=run,
             took=(run.finished_at - run.started_at).total_seconds() if run else None,
+            active_runs=verification_runs_active(),
             recent_runs=VerificationRun.objects.order_by("-started_at")[:10],
         )
 

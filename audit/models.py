@@ -142,13 +142,18 @@ class VerificationRun(models.Model):
     kept so that "last verified" survives restarts. Not part of the chain:
     a run is a fact about the chain, checked again by the next run."""
 
-    started_at = models.DateTimeField()
-    finished_at = models.DateTimeField()
-    ok = models.BooleanField()
-    records = models.BigIntegerField()
+    QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"  # FAILED: the run broke, not the chain
+
+    started_at = models.DateTimeField()  # when it was asked for (queued), then when it started
+    finished_at = models.DateTimeField(null=True)
+    status = models.CharField(max_length=8, default=DONE)
+    ok = models.BooleanField(null=True)  # the verdict, once done
+    records = models.BigIntegerField(default=0)  # checked so far, then in all
+    total = models.BigIntegerField(null=True)  # the head seq when it started: progress is records / total
     problems = models.JSONField(default=list)  # [{"seq", "kind", "detail"}], as `audit verify --json`
     warnings = models.JSONField(default=list)
     actor = models.CharField(max_length=80)  # "console:<username>" or "operator:<os user>"
+    error = models.CharField(max_length=80, blank=True, default="")  # the exception class that broke a FAILED run
 
     class Meta:
         ordering = ["-started_at"]
@@ -158,4 +163,5 @@ class VerificationRun(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"verify {self.started_at:%Y-%m-%d %H:%M:%S} {'ok' if self.ok else 'FAILED'}"
+        verdict = {True: "ok", False: "FAILED"}.get(self.ok, self.status) if self.status == self.DONE else self.status
+        return f"verify {self.started_at:%Y-%m-%d %H:%M:%S} {verdict}"

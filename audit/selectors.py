@@ -269,4 +269,11 @@ OUTCOMES = ("PENDING", "SUCCESS", "FAILED", "BLOCKED")
 
 
 def verification_run_latest() -> VerificationRun | None:
-    return VerificationRun.objects.order_by("-started_at").first()
+    """The newest run with a verdict."""
+    return VerificationRun.objects.filter(status=VerificationRun.DONE).order_by("-finished_at").first()
+
+
+def verification_runs_active() -> list[VerificationRun]:
+    """Runs queued or running, oldest first: what the worker has in hand."""
+    active = (VerificationRun.QUEUED, VerificationRun.RUNNING)
+    return list(VerificationRun.objects.filter(status__in=active).order_by("started_at")[:10])

@@ -10,11 +10,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -84,7 +83,9 @@ class RequestContext:
             "profile_hash": self.profile_hash,
         }
 
-    def decision_record(self, *, decision: str, gate: str, http_status: int, error: VerittaError | None) -> dict[str, Any]:
+    def decision_record(
+        self, *, decision: str, gate: str, http_status: int, error: VerittaError | None
+    ) -> dict[str, Any]:
         return new_record(
             event_type=DECISION,
             decision=decision,
@@ -179,17 +180,9 @@ def verification_run_record(*, report: Any, actor: str, elapsed_s: float) -> Ver
     """Keep the outcome of a verifier run so that "last verified" survives restarts."""
     from audit.models import VerificationRun
 
-    data = report.as_dict()
     finished_at = timezone.now()
-    run = VerificationRun(
-        started_at=finished_at - timedelta(seconds=elapsed_s),
-        finished_at=finished_at,
-        ok=data["ok"],
-        records=data["records"],
-        problems=data["problems"],
-        warnings=data["warnings"],
-        actor=actor[:80],
-    )
+    run = VerificationRun(started_at=finished_at - timedelta(seconds=elapsed_s), actor=actor[:80])
+    _finish(run, report, finished_at)
     try:
         run.save()
     except DatabaseError as exc:
@@ -199,10 +192,69 @@ def verification_run_record(*, report: Any, actor: str, elapsed_s: float) -> Ver
     return run
 
 
-def verification_run(*, actor: str) -> VerificationRun:
-    """Verify the whole chain now (audit.selectors.audit_verify) and record the run."""
-    from audit.selectors import audit_verify
+def _finish(run: VerificationRun, report: Any, finished_at: datetime) -> None:
+    data = report.as_dict()
+    run.status, run.finished_at = run.DONE, finished_at
+    run.ok, run.records = data["ok"], data["records"]
+    run.problems, run.warnings = data["problems"], data["warnings"]
 
-    started = time.monotonic()
-    report = audit_verify()
-    return verification_run_record(report=report, actor=actor, elapsed_s=time.monotonic() - started)
+
+def verification_run_start(*, actor: str) -> VerificationRun:
+    """Queue a whole-chain verify for the background worker (audit/tasks.py);
+    the returned run shows its status and progress as the worker goes."""
+    from audit.models import VerificationRun
+    from audit.tasks import verify_chain
+
+    run = VerificationRun.objects.create(started_at=timezone.now(), status=VerificationRun.QUEUED, actor=actor[:80])
+    verify_chain.enqueue(run_id=run.pk)
+    return run
+
+
+def verification_run_execute(*, run_id: int) -> VerificationRun:
+    """The worker's side: verify, keeping progress on the run, then its verdict.
+    A failed verdict raises the verify_failed alert, after the run is kept
+    (verification itself never writes into the chain)."""
+    from audit.models import VerificationRun
+    from audit.selectors import audit_head_seq, audit_verify
+
+    # Taken by one conditional update: a task delivered twice runs once.
+    taken = VerificationRun.objects.filter(pk=run_id, status=VerificationRun.QUEUED).update(
+        status=VerificationRun.RUNNING, started_at=timezone.now()
+    )
+    run = VerificationRun.objects.get(pk=run_id)
+    if not taken:
+        return run
+
+    def progress(done: int, total: int) -> None:
+        VerificationRun.objects.filter(pk=run.pk).update(records=done)
+
+    try:
+        run.total = audit_head_seq()
+        run.save(update_fields=["total"])
+        report = audit_verify(progress=progress)
+    except Exception as exc:
+        run.status, run.finished_at, run.error = VerificationRun.FAILED, timezone.now(), type(exc).__name__[:80]
+        run.save(update_fields=["status", "finished_at", "error"])
+        raise
+    _finish(run, report, timezone.now())
+    run.save()
+    if not report.ok:
+        alert_verify_failed(report)
+    return run
+
+
+def alert_verify_failed(report: Any) -> None:
+    """The verify_failed alert for a report with problems (raised after the run)."""
+    from veritta_site.alerts import alert_raise
+
+    kinds: dict[str, int] = {}
+    for problem in report.problems:
+        kinds[problem.kind] = kinds.get(problem.kind, 0) + 1
+    first = min((p.seq for p in report.problems if p.seq is not None), default=None)
+    alert_raise(
+        kind="verify_failed",
+        subject="audit_chain",
+        summary=f"audit verify found {len(report.problems)} problem(s), the first at seq {first}",
+        detail={"problems": len(report.problems), "first_seq": first, "kinds": kinds},
+        background=False,
+    )

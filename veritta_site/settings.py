@@ -41,10 +41,17 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "django_tasks",
+    "django_tasks_db",
     "governance",
     "audit",
     "sessions_app",
 ]
+
+# Background work (a whole-chain verify, started from the console or `audit
+# verify --background`) runs in `manage.py db_worker --queue-name verify`, a
+# separate process fed through the database (docs/DEPLOYMENT.md "Background work").
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["verify"]}}
 
 MIDDLEWARE = [
     # First, so that every response (errors included) carries the trace id.

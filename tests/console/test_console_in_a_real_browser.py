@@ -41,7 +41,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
     if not Path(CHROMIUM).exists():
         raise RuntimeError("Debian's chromium is missing: apt-get install chromium (scripts/test does it as root)")
     # A checkpoint every 10 records, so that chain status has one to show.
-    srv = AppServer(tmp_path_factory.mktemp("console"), workers=2, env={"VERITTA_AUDIT_CHECKPOINT_EVERY": "10"}).prepare()
+    srv = AppServer(
+        tmp_path_factory.mktemp("console"), workers=2, env={"VERITTA_AUDIT_CHECKPOINT_EVERY": "10"}, task_worker=True
+    ).prepare()
     srv.create_user("root", ROOT_PASSWORD, superuser=True)
     srv.create_user("sam", STAFF_PASSWORD, permissions=STAFF_PERMISSIONS)
     srv.start()
@@ -173,7 +175,11 @@ def test_an_operator_finds_a_request_revokes_its_session_and_the_api_refuses_it(
     page.goto(server.url + "/console/audit/auditrecord/chain/")
     page.click("#verify-form input[type=submit]")
     page.wait_for_load_state()
+    assert "queued" in page.inner_text(".messagelist")
+    # The worker verifies in the background; the page refreshes itself until it is done.
+    page.locator("#verify-active").wait_for(state="detached", timeout=60_000)
     assert "OK" in page.inner_text("#verify-result")
+    assert "console:sam" in page.inner_text("#verify-time")
     assert "tree size" in page.inner_text("#chain-checkpoint")
     if server.database_url.startswith("postgres"):  # the batched write path's intake
         assert "record(s)" in page.inner_text("#chain-intake")

@@ -55,13 +55,25 @@ def server_env(tmp: Path, database_url: str, extra: Mapping[str, str] | None = N
 
 def manage(env: Mapping[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=dict(env), capture_output=True, text=True, check=check, timeout=300
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=300,
     )
 
 
 class AppServer:
     def __init__(
-        self, tmp: Path, *, workers: int = 2, env: Mapping[str, str] | None = None, database_url: str | None = None
+        self,
+        tmp: Path,
+        *,
+        workers: int = 2,
+        env: Mapping[str, str] | None = None,
+        database_url: str | None = None,
+        task_worker: bool = False,
     ) -> None:
         tmp.mkdir(parents=True, exist_ok=True)
         self.tmp = tmp
@@ -72,6 +84,9 @@ class AppServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
+        # The background worker (`manage.py db_worker`), as a deployment runs it next to gunicorn.
+        self.task_worker = task_worker
+        self.worker_process: subprocess.Popen[bytes] | None = None
         self.log_path = tmp / f"gunicorn-{self.port}.log"
 
     def prepare(self) -> AppServer:
@@ -81,7 +96,9 @@ class AppServer:
         manage(self.env, "collectstatic", "--no-input", "-v0")
         return self
 
-    def create_user(self, username: str, password: str, *, superuser: bool = False, permissions: tuple[str, ...] = ()) -> None:
+    def create_user(
+        self, username: str, password: str, *, superuser: bool = False, permissions: tuple[str, ...] = ()
+    ) -> None:
         """A console user: `createsuperuser` for a superuser (password from
         DJANGO_SUPERUSER_PASSWORD, as an operator does it), else a staff user
         with the given permissions ("app_label.codename")."""
@@ -95,7 +112,12 @@ class AppServer:
             "[u.user_permissions.add(Permission.objects.get(content_type__app_label=p.split('.')[0], codename=p.split('.')[1])) "
             "for p in os.environ['CONSOLE_PERMISSIONS'].split(',') if p]"
         )
-        env = {**self.env, "CONSOLE_USER": username, "CONSOLE_PASSWORD": password, "CONSOLE_PERMISSIONS": ",".join(permissions)}
+        env = {
+            **self.env,
+            "CONSOLE_USER": username,
+            "CONSOLE_PASSWORD": password,
+            "CONSOLE_PERMISSIONS": ",".join(permissions),
+        }
         manage(env, "shell", "--no-imports", "-c", code)
 
     def start(self) -> AppServer:
@@ -108,6 +130,11 @@ class AppServer:
             ],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
+        if self.task_worker:
+            self.worker_process = subprocess.Popen(
+                [sys.executable, "manage.py", "db_worker", "--queue-name", "verify", "--interval", "0.2", "--no-startup-delay"],
+                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
         try:
             wait_for_port("127.0.0.1", self.port, timeout=30)
             self._wait_until_serving()
@@ -140,6 +167,14 @@ class AppServer:
         return [int(p) for p in out.split()]
 
     def stop(self) -> None:
+        if self.worker_process is not None and self.worker_process.poll() is None:
+            self.worker_process.send_signal(signal.SIGTERM)
+            try:
+                self.worker_process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.worker_process.kill()
+                self.worker_process.wait()
+        self.worker_process = None
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:

@@ -26,7 +26,7 @@ from audit.promises import PromiseError, check_promise
 from audit.proofs import ProofError, check_proof, entry_inclusion_proof, trace_inclusion_proof
 from audit.reports import Objectives, Window, audit_slo, audit_stats, audit_summary
 from audit.selectors import audit_bodies_between, audit_records_for_trace, audit_verify
-from audit.services import verification_run_record
+from audit.services import alert_verify_failed, verification_run_record, verification_run_start
 from audit.verify import ChainVerifier, Report, external_checkpoints, read_checkpoint_note
 from veritta_site.alerts import alert_raise
 
@@ -54,6 +54,14 @@ class Command(BaseCommand):
         verify.add_argument("--checkpoints", type=Path, help="Directory of external checkpoints.")
         verify.add_argument("--vkey", help="Verifier key of the checkpoints (default: from the signing key).")
         verify.add_argument("--progress", action="store_true", help="Show progress even when not on a terminal.")
+        verify.add_argument(
+            "--background",
+            action="store_true",
+            help="Queue the verify for the worker (manage.py db_worker --queue-name verify), print its run id and return.",
+        )
+        verify.add_argument(
+            "--watch", type=int, metavar="RUN", help="Follow a background run to its end; exit as verify would."
+        )
         sub.add_parser("checkpoint", help="Seal the log now with a signed checkpoint.").add_argument("--json", action="store_true")
         sub.add_parser("keygen", help="Print a new signing key (stdout) and its public key (stderr).")
         export = sub.add_parser("export", help="Write records as JSONL, in seq order.")
@@ -97,6 +105,15 @@ class Command(BaseCommand):
     # --- verify -----------------------------------------------------------
 
     def cmd_verify(self, **options: Any) -> None:
+        if options["background"]:
+            if options["file"]:
+                raise CommandError("--background verifies the database; a file is verified here and now")
+            run = verification_run_start(actor="operator:manage.py audit verify --background")
+            self.stdout.write(f"verification run {run.pk} queued; follow it with: manage.py audit verify --watch {run.pk}")
+            return
+        if options["watch"] is not None:
+            self._watch(options["watch"], as_json=options["json"])
+            return
         show_progress = options["progress"] or sys.stderr.isatty()
         started = time.monotonic()
 
@@ -119,6 +136,34 @@ class Command(BaseCommand):
         if not report.ok:
             if not options["file"]:
                 alert_verify_failed(report)
+            sys.exit(1)
+
+    def _watch(self, run_id: int, *, as_json: bool) -> None:
+        """Progress of a background run until it ends; its verdict and exit code as `verify`."""
+        from audit.models import VerificationRun
+
+        shown = None
+        while True:
+            run = VerificationRun.objects.filter(pk=run_id).first()
+            if run is None:
+                raise CommandError(f"no verification run {run_id}")
+            line = f"run {run.pk}: {run.status}, {run.records}/{run.total if run.total is not None else '?'} records"
+            if line != shown:
+                sys.stderr.write(line + "\n")
+                shown = line
+            if run.status in (VerificationRun.DONE, VerificationRun.FAILED):
+                break
+            time.sleep(0.5)
+        if run.status == VerificationRun.FAILED:
+            raise CommandError(f"verification run {run.pk} broke ({run.error}); the chain was not judged")
+        verdict = {"ok": run.ok, "records": run.records, "problems": run.problems, "warnings": run.warnings}
+        if as_json:
+            self.stdout.write(json.dumps(verdict, sort_keys=True))
+        else:
+            self.stdout.write(f"{'OK' if run.ok else 'FAILED'}: {run.records} records, {len(run.problems)} problem(s)")
+            for problem in run.problems[:100]:
+                self.stdout.write(f"  seq {problem['seq']}: {problem['kind']}: {problem['detail']}")
+        if not run.ok:
             sys.exit(1)
 
     def _verify_file(self, path: Path, checkpoint_dir: Path | None, vkey: str | None, progress: Any) -> Report:
@@ -378,15 +423,3 @@ class Command(BaseCommand):
             sys.exit(1)
 
 
-def alert_verify_failed(report: Report) -> None:
-    kinds: dict[str, int] = {}
-    for problem in report.problems:
-        kinds[problem.kind] = kinds.get(problem.kind, 0) + 1
-    first = min((p.seq for p in report.problems), default=None)
-    alert_raise(
-        kind="verify_failed",
-        subject="audit_chain",
-        summary=f"audit verify found {len(report.problems)} problem(s), the first at seq {first}",
-        detail={"problems": len(report.problems), "first_seq": first, "kinds": kinds},
-        background=False,
-    )
