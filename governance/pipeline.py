@@ -43,11 +43,11 @@ from audit.services import (
     audit_transaction,
 )
 from governance import gates
-from governance.executors import ActionRequest, Executor
+from governance.executors import ActionRequest, ExecutionResult, Executor, ExecutorFailure
 from governance.selectors import profile_active
 from sessions_app.ratelimit import counters_share_audit_transaction
 from veritta_site.canonical import digest_of
-from veritta_site.errors import VerittaError, envelope
+from veritta_site.errors import CATALOGUE, VerittaError, envelope
 
 logger = logging.getLogger("veritta.pipeline")
 
@@ -155,7 +155,7 @@ def process_request(request: HttpRequest) -> Outcome:
             except Denied as denied:
                 return _denied(ctx, denied)
             audit_allow(ctx, pending=True, prepared=allow)  # committed before the executor may run
-        outcome = _execute(ctx, executor, payload)
+        outcome = _execute(ctx, executor, payload, checked.rule)
         outcome.headers = {**limit_headers, **outcome.headers}
         return outcome
     except VerittaError as error:  # the audit sink failed: nothing ran without its record
@@ -170,6 +170,7 @@ class _Checked:
     action_fields: dict[str, Any] = field(default_factory=dict)
     payload: dict[str, Any] | None = None
     executor: Executor | None = None
+    rule: dict[str, Any] = field(default_factory=dict)
     denied: Denied | None = None
 
     def applied_to(self, ctx: RequestContext) -> RequestContext:
@@ -205,7 +206,7 @@ def _checked(request: HttpRequest, parsed: gates.ParsedInput) -> _Checked:
         executor_id=executor.executor_id,
         executor_version=executor.version,
     )
-    checked.payload, checked.executor = payload, executor
+    checked.payload, checked.executor, checked.rule = payload, executor, rule
     return checked
 
 
@@ -225,7 +226,7 @@ def _credentials(request: HttpRequest, ctx: RequestContext) -> tuple[dict[str, A
     return key_actor, session_actor
 
 
-def _execute(ctx: RequestContext, executor: Executor, payload: dict[str, Any]) -> Outcome:
+def _execute(ctx: RequestContext, executor: Executor, payload: dict[str, Any], rule: dict[str, Any]) -> Outcome:
     timeout = settings.VERITTA_EXECUTOR_TIMEOUT_S
     started = time.monotonic()
     request = ActionRequest(
@@ -233,10 +234,14 @@ def _execute(ctx: RequestContext, executor: Executor, payload: dict[str, Any]) -
         payload=MappingProxyType(dict(payload)),  # read-only: executors cannot mutate the input
         trace_id=ctx.trace_id,
         deadline=started + timeout,
+        rule=MappingProxyType(dict(rule)),
     )
     future = _executor_pool.submit(_contained, executor.execute, request)
+    evidence: dict[str, Any] = {}
     try:
         output = future.result(timeout=timeout)
+        if isinstance(output, ExecutionResult):
+            output, evidence = output.output, dict(output.evidence)
         output_digest = digest_of(output) if isinstance(output, dict) else None
         if output_digest is None:
             raise TypeError("executor output is not a JSON object")
@@ -245,13 +250,28 @@ def _execute(ctx: RequestContext, executor: Executor, payload: dict[str, Any]) -
         error = VerittaError("EXECUTOR_TIMEOUT", evidence={"timeout_s": str(timeout)})
         _action_end(ctx, status="FAILED", error=error, duration_us=_elapsed_us(started))
         return error_outcome(ctx.trace_id, error)
+    except ExecutorFailure as failure:
+        error = _failure_error(failure)
+        _action_end(ctx, status="FAILED", error=error, duration_us=_elapsed_us(started))
+        return error_outcome(ctx.trace_id, error)
     except Exception as exc:  # noqa: BLE001 - any executor failure is a FAILED record
         exc_class = exc.exc_class if isinstance(exc, ExecutorAborted) else type(exc).__name__
         error = VerittaError("EXECUTOR_FAILED", evidence={"exc_class": exc_class})
         _action_end(ctx, status="FAILED", error=error, duration_us=_elapsed_us(started))
         return error_outcome(ctx.trace_id, error)
-    receipt = _action_end(ctx, status="SUCCESS", output_digest=output_digest, duration_us=_elapsed_us(started))
+    receipt = _action_end(
+        ctx, status="SUCCESS", output_digest=output_digest, duration_us=_elapsed_us(started), evidence=evidence
+    )
     return Outcome(200, _success_body(ctx, output, receipt))
+
+
+def _failure_error(failure: ExecutorFailure) -> VerittaError:
+    """An executor's own failure code, if it is one an executor may use (the
+    catalogue's "execute" codes); any other is EXECUTOR_FAILED, fail closed."""
+    reason = CATALOGUE.get(failure.code)
+    if reason is None or reason.where != "execute" or not reason.status:
+        return VerittaError("EXECUTOR_FAILED", evidence={"exc_class": "ExecutorFailure", "code_refused": True})
+    return VerittaError(failure.code, evidence=failure.evidence)
 
 
 class ExecutorAborted(Exception):
