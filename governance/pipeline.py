@@ -26,9 +26,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest
@@ -43,6 +43,7 @@ from audit.services import (
     audit_transaction,
 )
 from governance import gates
+from governance.decision import G10_RULE, Denied, PolicyDecision, policy_evaluate, run_gate
 from governance.executors import ActionRequest, ExecutionResult, Executor, ExecutorFailure
 from governance.selectors import profile_active
 from sessions_app.ratelimit import counters_share_audit_transaction
@@ -50,10 +51,6 @@ from veritta_site.canonical import digest_of
 from veritta_site.errors import CATALOGUE, VerittaError, envelope
 
 logger = logging.getLogger("veritta.pipeline")
-
-T = TypeVar("T")
-
-G10_RULE = "G10:within_limits"
 
 # Executors run in worker threads so that a slow one can be abandoned at its
 # deadline. A thread that overruns keeps its slot until it returns; when all
@@ -66,22 +63,6 @@ class Outcome:
     status: int
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
-
-
-class Denied(Exception):
-    def __init__(self, gate: str, error: VerittaError) -> None:
-        self.gate, self.error = gate, error
-        super().__init__(gate, error.code)
-
-
-def run_gate(gate: str, check: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    try:
-        return check(*args, **kwargs)
-    except VerittaError as error:
-        raise Denied(gate, error) from error
-    except Exception as exc:  # noqa: BLE001 - a failing gate denies, whatever failed
-        logger.exception("gate raised", extra={"gate": gate})
-        raise Denied(gate, VerittaError("GATE_EXCEPTION", evidence={"gate": gate, "exc_class": type(exc).__name__})) from exc
 
 
 def failed_credential_counted(denied: Denied, *, client: str | None) -> Denied:
@@ -142,7 +123,7 @@ def process_request(request: HttpRequest) -> Outcome:
         # P2, profile and registry only compute, so they are evaluated before
         # the write transaction opens (on SQLite it holds the one write lock);
         # their outcome is applied after G10, in the order of SPEC §4.
-        checked = _checked(request, parsed)
+        checked = _policy_decision(request, parsed)
         # So are the ALLOW and PENDING records they lead to, should G10 allow.
         allow = None if checked.denied else allow_records(checked.applied_to(ctx), pending=True)
         with _decision_transaction():
@@ -162,52 +143,8 @@ def process_request(request: HttpRequest) -> Outcome:
         return error_outcome(ctx.trace_id, error)
 
 
-@dataclass
-class _Checked:
-    """The outcome of P2, profile and registry, evaluated ahead of G10."""
-
-    matched: list[str] = field(default_factory=list)
-    action_fields: dict[str, Any] = field(default_factory=dict)
-    payload: dict[str, Any] | None = None
-    executor: Executor | None = None
-    rule: dict[str, Any] = field(default_factory=dict)
-    denied: Denied | None = None
-
-    def applied_to(self, ctx: RequestContext) -> RequestContext:
-        """The context as it will be once G10 has allowed and `apply` has run."""
-        return replace(
-            ctx, matched_rules=[*ctx.matched_rules, G10_RULE, *self.matched], action_fields=dict(self.action_fields)
-        )
-
-    def apply(self, ctx: RequestContext) -> tuple[dict[str, Any], Executor]:
-        """Record what these gates matched, as if they ran now; raise their denial."""
-        ctx.matched_rules.extend(self.matched)
-        ctx.action_fields = dict(self.action_fields)
-        if self.denied is not None:
-            raise self.denied
-        assert self.payload is not None and self.executor is not None
-        return self.payload, self.executor
-
-
-def _checked(request: HttpRequest, parsed: gates.ParsedInput) -> _Checked:
-    checked = _Checked()
-    try:
-        payload = run_gate("P2", gates.payload_valid, request, parsed)
-        checked.matched.append("P2:payload_valid")
-        profile = run_gate("profile", profile_active, settings.VERITTA_POLICY_PROFILE)
-        rule = run_gate("profile", gates.profile_allows, payload, profile, checked.matched)
-        checked.action_fields = {"action": payload["action"]}  # a registry denial records the action
-        executor = run_gate("registry", gates.executor_for, payload, rule, checked.matched)
-    except Denied as denied:
-        checked.denied = denied
-        return checked
-    checked.action_fields.update(
-        action_version=payload.get("action_version"),  # validated by the registry gate
-        executor_id=executor.executor_id,
-        executor_version=executor.version,
-    )
-    checked.payload, checked.executor, checked.rule = payload, executor, rule
-    return checked
+def _policy_decision(request: HttpRequest, parsed: gates.ParsedInput) -> PolicyDecision:
+    return policy_evaluate(request, parsed, profile_source=lambda: profile_active(settings.VERITTA_POLICY_PROFILE))
 
 
 def _credentials(request: HttpRequest, ctx: RequestContext) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
