@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from governance.connectors import connector_hash, connector_problems
 from governance.explain import explain_request, request_for
 from governance.profile_schema import profile_problems
 from governance.profiles import Profile, profile_hash
@@ -27,9 +28,12 @@ def validate_file(path: Path) -> str:
     """'ok' with the profile's id, version and hash; AuthoringError listing
     every problem, one per line, otherwise."""
     document = _read_json(path)
-    problems = profile_problems(document)
+    is_connector = isinstance(document, dict) and "connector_id" in document
+    problems = connector_problems(document) if is_connector else profile_problems(document)
     if problems:
         raise AuthoringError(f"{path}: {len(problems)} problem(s)\n" + "\n".join(f"  {p}" for p in problems))
+    if is_connector:  # its hash is what a profile rule pins
+        return f"{path}: ok, connector {document['connector_id']} {document['version']} sha256 {connector_hash(document)}"
     return f"{path}: ok, profile {document['profile_id']} {document['version']} sha256 {profile_hash(document)}"
 
 

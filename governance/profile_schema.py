@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from governance.connectors import connector_pin_problem
 from governance.gates import ACTION_NAME_RE
 from governance.registry import executor_registry, parse_semver
 from governance.selectors import ADMIN_API_EXECUTOR
@@ -82,6 +83,9 @@ def _rule_problems(path: str, action: str, rule: Any) -> list[str]:
         return [*problems, f"{path}.executor: required, the id of a registered executor"]
     if executor_id == ADMIN_API_EXECUTOR:
         return problems
+    connector_problem = connector_pin_problem(action, rule)
+    if connector_problem is not None:
+        problems.append(f"{path}.connector: {connector_problem}")
     executor = executor_registry().get(executor_id)
     if executor is None:
         return [*problems, f"{path}.executor: {executor_id!r} is not registered here (governance executors)"]
