@@ -9,7 +9,6 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 from conftest import API_KEY
 from tests.support.appserver import ROOT, manage, server_env
