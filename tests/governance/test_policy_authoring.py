@@ -19,7 +19,7 @@ SHIPPED_DEFAULT = ROOT / "governance" / "profiles" / "default.json"
 TEST_DEFAULT = TEST_PROFILES_DIR / "default.json"
 
 
-def explain(tmp_path, profile: Path, body: bytes, *, key: str | None, content_type: str, capsys) -> dict:
+def explain(tmp_path, profile: Path, body: bytes, *, key: str | None, content_type: str, capsys, headers: dict | None = None) -> dict:
     # The body goes through a file (it may not be UTF-8), removed at once: the
     # leak scan rightly refuses payload values left on disk.
     with tempfile.TemporaryDirectory() as directory:
@@ -28,6 +28,8 @@ def explain(tmp_path, profile: Path, body: bytes, *, key: str | None, content_ty
         args = ["--profile", str(profile), "--request", f"@{request}", "--content-type", content_type, "--check-credentials"]
         if key is not None:
             args += ["--header", f"X-API-Key: {key}"]
+        for meta, value in (headers or {}).items():  # the test client's HTTP_X_Y is header X-Y
+            args += ["--header", f"{meta.removeprefix('HTTP_').replace('_', '-')}: {value}"]
         capsys.readouterr()
         call_command("governance", "explain", *args)
     return json.loads(capsys.readouterr().out)
@@ -46,7 +48,7 @@ def assert_agree(api, audit_records, tmp_path, capsys, profile: Path, payload, h
     content_type = headers.pop("content_type", "application/json")
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     before = record_count()
-    explained = explain(tmp_path, profile, body, key=key, content_type=content_type, capsys=capsys)
+    explained = explain(tmp_path, profile, body, key=key, content_type=content_type, capsys=capsys, headers=headers)
     assert record_count() == before, "explain recorded something"
     assert explained["executed"] is False and explained["recorded"] is False
 
@@ -204,3 +206,32 @@ def test_loading_a_new_profile_version_is_an_audited_action_with_its_actor(db, a
     assert success["action"] == "load_profiles"
     assert success["evidence"]["fingerprint_before"] == before and success["evidence"]["fingerprint_after"] == after
     assert success["evidence"]["activated"] == ["default 1.1.0"]
+
+
+@pytest.mark.parametrize("case", ["valid", "wrong_token", "wrong_user", "missing_session_header", "not_bearer", "revoked"])
+def test_explain_agrees_with_the_pipeline_on_session_gate_cases(api, open_session, audit_records, tmp_path, capsys, case):
+    """G4, read-only in explain: the same answer, and the session is not marked seen."""
+    from conftest import bearer
+    from sessions_app.models import Session
+    from sessions_app.services import session_revoke
+
+    session = open_session()
+    headers = {
+        "valid": bearer(session),
+        "wrong_token": bearer(session, token="vs_" + "x" * 40),
+        "wrong_user": bearer(session, user_id="u_someone_else"),
+        "missing_session_header": {k: v for k, v in bearer(session).items() if k != "HTTP_X_VERITTA_SESSION_ID"},
+        "not_bearer": {**bearer(session), "HTTP_AUTHORIZATION": "Basic abc"},
+        "revoked": bearer(session),
+    }[case]
+    if case == "revoked":
+        session_revoke(session_id=session["session_id"], actor={"kind": "operator", "id": "test"}, reason="test")
+    never_seen = Session.objects.filter(session_id=session["session_id"])
+    never_seen.update(last_seen_at=None)
+    explained = explain(tmp_path, SHIPPED_DEFAULT, json.dumps(RUNBOOK_SMOKE).encode(), key=None,
+                        content_type="application/json", capsys=capsys, headers=headers)
+    assert never_seen.get().last_seen_at is None  # explain wrote nothing, not even "seen"
+    assert_agree(api, audit_records, tmp_path, capsys, SHIPPED_DEFAULT, RUNBOOK_SMOKE, {"key": None, **headers})
+    assert explained["decision"] == ("ALLOW" if case == "valid" else "DENY")
+    if case == "valid":
+        assert never_seen.get().last_seen_at is not None  # where the pipeline does mark it
