@@ -344,3 +344,22 @@ def test_governed_call_through_gunicorn_is_in_the_verified_chain(upstream, start
     assert json.loads(verified.stdout)["ok"]
     assert trace.returncode == 0 and [r["status"] for r in json.loads(trace.stdout)][-1] == "SUCCESS"
     assert CREDENTIAL not in trace.stdout + verified.stdout
+
+
+def test_server_refuses_to_start_with_a_changed_connector(upstream, tmp_path):
+    """Like a changed profile: the start-up check names the connector."""
+    from governance.profiles import shipped_fingerprint
+    from tests.support.appserver import AppServer
+
+    connectors, profiles = write_connector_and_profile(tmp_path / "policy", connector_doc(upstream.url))
+    env = {
+        "VERITTA_CONNECTORS_DIR": str(connectors),
+        "VERITTA_PROFILES_DIR": str(profiles),
+        "VERITTA_PROFILES_FINGERPRINT": shipped_fingerprint(profiles),
+    }
+    server = AppServer(tmp_path / "srv", env=env).prepare()
+    (connectors / "tickets.json").write_text(json.dumps(connector_doc(upstream.url, timeout_s=2)))
+    with pytest.raises(RuntimeError) as refused:
+        server.start()
+    assert "does not match the sha256 its profile pins" in str(refused.value)
+    assert upstream.received == []
