@@ -245,5 +245,8 @@ LOGGING = {
         # Django logs the request line of 4xx/5xx answers; it holds no body,
         # but keep it at WARNING so 404 probes don't flood the log.
         "django.request": {"level": "ERROR"},
+        # http_call_v1's client logs each request line at DEBUG, and a path
+        # holds payload values: never below WARNING, whatever LOG_LEVEL says.
+        "urllib3": {"level": "WARNING"},
     },
 }
