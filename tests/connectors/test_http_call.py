@@ -339,7 +339,7 @@ def test_governed_call_through_gunicorn_is_in_the_verified_chain(upstream, start
     ticket = "T-770000000000000042"  # long enough for the leak scan to track it
     ok = server.post("/process", json={"action": "get_ticket", "ticket_id": ticket}, headers=key)
     assert ok.status_code == 200 and ok.json()["result"]["output"]["response"]["id"] == ticket
-    refused = server.post("/process", json={"action": "get_ticket", "ticket_id": "../../etc/passwd"}, headers=key)
+    refused = server.post("/process", json={"action": "get_ticket", "ticket_id": "../tickets/admin-export"}, headers=key)
     assert refused.status_code == 400 and refused.json()["reason_codes"] == ["CONNECTOR_PARAMETER_INVALID"]
     assert [r["path"] for r in upstream.received] == [f"/api/tickets/{ticket}"] and upstream.received[0]["authorized"]
     trace = server.manage("audit", "trace", ok.json()["trace_id"], "--json", check=False)
