@@ -101,11 +101,12 @@ class RequestContext:
     def action_record(self, *, status: str, error: VerittaError | None = None, **extra: Any) -> dict[str, Any]:
         """Every action record has the same fields (seed 002 gap 8)."""
         codes = [error.code] if error else (["EXECUTION_ATTEMPT"] if status == "PENDING" else [])
+        evidence = extra.pop("evidence", None) or {}  # a SUCCESS record's evidence, from its executor
         return new_record(
             event_type=ACTION,
             status=status,
             reason_codes=codes,
-            evidence=dict(error.evidence) if error else {},
+            evidence=dict(error.evidence) if error else dict(evidence),
             **self.action_fields,
             **extra,
             **self._common(),

@@ -154,7 +154,18 @@ def api_key_valid(request: HttpRequest) -> dict[str, Any]:
 
 def session_valid(request: HttpRequest) -> dict[str, Any]:
     """G4: `Authorization: Bearer vs_…` with X-VERITTA-USER-ID and
-    X-VERITTA-SESSION-ID. Returns the session actor."""
+    X-VERITTA-SESSION-ID. Returns the session actor, and marks the session seen."""
+    actor, session = _session_checked(request)
+    session_touch(session=session)
+    return actor
+
+
+def session_valid_readonly(request: HttpRequest) -> dict[str, Any]:
+    """G4 as `governance explain` runs it: the same checks, nothing written."""
+    return _session_checked(request)[0]
+
+
+def _session_checked(request: HttpRequest) -> tuple[dict[str, Any], Any]:
     scheme, _, token = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
@@ -167,8 +178,7 @@ def session_valid(request: HttpRequest) -> dict[str, Any]:
         user_id=request.META["HTTP_X_VERITTA_USER_ID"],
         token=token,
     )
-    session_touch(session=session)
-    return {"kind": "session", "id": session.session_id}
+    return {"kind": "session", "id": session.session_id}, session
 
 
 # --- G10: rate limits -------------------------------------------------------------

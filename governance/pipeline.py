@@ -26,9 +26,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest
@@ -43,17 +43,14 @@ from audit.services import (
     audit_transaction,
 )
 from governance import gates
-from governance.executors import ActionRequest, Executor
+from governance.decision import G10_RULE, Denied, PolicyDecision, policy_evaluate, run_gate
+from governance.executors import ActionRequest, ExecutionResult, Executor, ExecutorFailure
 from governance.selectors import profile_active
 from sessions_app.ratelimit import counters_share_audit_transaction
 from veritta_site.canonical import digest_of
-from veritta_site.errors import VerittaError, envelope
+from veritta_site.errors import CATALOGUE, VerittaError, envelope
 
 logger = logging.getLogger("veritta.pipeline")
-
-T = TypeVar("T")
-
-G10_RULE = "G10:within_limits"
 
 # Executors run in worker threads so that a slow one can be abandoned at its
 # deadline. A thread that overruns keeps its slot until it returns; when all
@@ -66,22 +63,6 @@ class Outcome:
     status: int
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
-
-
-class Denied(Exception):
-    def __init__(self, gate: str, error: VerittaError) -> None:
-        self.gate, self.error = gate, error
-        super().__init__(gate, error.code)
-
-
-def run_gate(gate: str, check: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    try:
-        return check(*args, **kwargs)
-    except VerittaError as error:
-        raise Denied(gate, error) from error
-    except Exception as exc:  # noqa: BLE001 - a failing gate denies, whatever failed
-        logger.exception("gate raised", extra={"gate": gate})
-        raise Denied(gate, VerittaError("GATE_EXCEPTION", evidence={"gate": gate, "exc_class": type(exc).__name__})) from exc
 
 
 def failed_credential_counted(denied: Denied, *, client: str | None) -> Denied:
@@ -142,7 +123,7 @@ def process_request(request: HttpRequest) -> Outcome:
         # P2, profile and registry only compute, so they are evaluated before
         # the write transaction opens (on SQLite it holds the one write lock);
         # their outcome is applied after G10, in the order of SPEC §4.
-        checked = _checked(request, parsed)
+        checked = _policy_decision(request, parsed)
         # So are the ALLOW and PENDING records they lead to, should G10 allow.
         allow = None if checked.denied else allow_records(checked.applied_to(ctx), pending=True)
         with _decision_transaction():
@@ -155,58 +136,15 @@ def process_request(request: HttpRequest) -> Outcome:
             except Denied as denied:
                 return _denied(ctx, denied)
             audit_allow(ctx, pending=True, prepared=allow)  # committed before the executor may run
-        outcome = _execute(ctx, executor, payload)
+        outcome = _execute(ctx, executor, payload, checked.rule)
         outcome.headers = {**limit_headers, **outcome.headers}
         return outcome
     except VerittaError as error:  # the audit sink failed: nothing ran without its record
         return error_outcome(ctx.trace_id, error)
 
 
-@dataclass
-class _Checked:
-    """The outcome of P2, profile and registry, evaluated ahead of G10."""
-
-    matched: list[str] = field(default_factory=list)
-    action_fields: dict[str, Any] = field(default_factory=dict)
-    payload: dict[str, Any] | None = None
-    executor: Executor | None = None
-    denied: Denied | None = None
-
-    def applied_to(self, ctx: RequestContext) -> RequestContext:
-        """The context as it will be once G10 has allowed and `apply` has run."""
-        return replace(
-            ctx, matched_rules=[*ctx.matched_rules, G10_RULE, *self.matched], action_fields=dict(self.action_fields)
-        )
-
-    def apply(self, ctx: RequestContext) -> tuple[dict[str, Any], Executor]:
-        """Record what these gates matched, as if they ran now; raise their denial."""
-        ctx.matched_rules.extend(self.matched)
-        ctx.action_fields = dict(self.action_fields)
-        if self.denied is not None:
-            raise self.denied
-        assert self.payload is not None and self.executor is not None
-        return self.payload, self.executor
-
-
-def _checked(request: HttpRequest, parsed: gates.ParsedInput) -> _Checked:
-    checked = _Checked()
-    try:
-        payload = run_gate("P2", gates.payload_valid, request, parsed)
-        checked.matched.append("P2:payload_valid")
-        profile = run_gate("profile", profile_active, settings.VERITTA_POLICY_PROFILE)
-        rule = run_gate("profile", gates.profile_allows, payload, profile, checked.matched)
-        checked.action_fields = {"action": payload["action"]}  # a registry denial records the action
-        executor = run_gate("registry", gates.executor_for, payload, rule, checked.matched)
-    except Denied as denied:
-        checked.denied = denied
-        return checked
-    checked.action_fields.update(
-        action_version=payload.get("action_version"),  # validated by the registry gate
-        executor_id=executor.executor_id,
-        executor_version=executor.version,
-    )
-    checked.payload, checked.executor = payload, executor
-    return checked
+def _policy_decision(request: HttpRequest, parsed: gates.ParsedInput) -> PolicyDecision:
+    return policy_evaluate(request, parsed, profile_source=lambda: profile_active(settings.VERITTA_POLICY_PROFILE))
 
 
 def _credentials(request: HttpRequest, ctx: RequestContext) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
@@ -225,7 +163,7 @@ def _credentials(request: HttpRequest, ctx: RequestContext) -> tuple[dict[str, A
     return key_actor, session_actor
 
 
-def _execute(ctx: RequestContext, executor: Executor, payload: dict[str, Any]) -> Outcome:
+def _execute(ctx: RequestContext, executor: Executor, payload: dict[str, Any], rule: dict[str, Any]) -> Outcome:
     timeout = settings.VERITTA_EXECUTOR_TIMEOUT_S
     started = time.monotonic()
     request = ActionRequest(
@@ -233,10 +171,14 @@ def _execute(ctx: RequestContext, executor: Executor, payload: dict[str, Any]) -
         payload=MappingProxyType(dict(payload)),  # read-only: executors cannot mutate the input
         trace_id=ctx.trace_id,
         deadline=started + timeout,
+        rule=MappingProxyType(dict(rule)),
     )
     future = _executor_pool.submit(_contained, executor.execute, request)
+    evidence: dict[str, Any] = {}
     try:
         output = future.result(timeout=timeout)
+        if isinstance(output, ExecutionResult):
+            output, evidence = output.output, dict(output.evidence)
         output_digest = digest_of(output) if isinstance(output, dict) else None
         if output_digest is None:
             raise TypeError("executor output is not a JSON object")
@@ -245,13 +187,28 @@ def _execute(ctx: RequestContext, executor: Executor, payload: dict[str, Any]) -
         error = VerittaError("EXECUTOR_TIMEOUT", evidence={"timeout_s": str(timeout)})
         _action_end(ctx, status="FAILED", error=error, duration_us=_elapsed_us(started))
         return error_outcome(ctx.trace_id, error)
+    except ExecutorFailure as failure:
+        error = _failure_error(failure)
+        _action_end(ctx, status="FAILED", error=error, duration_us=_elapsed_us(started))
+        return error_outcome(ctx.trace_id, error)
     except Exception as exc:  # noqa: BLE001 - any executor failure is a FAILED record
         exc_class = exc.exc_class if isinstance(exc, ExecutorAborted) else type(exc).__name__
         error = VerittaError("EXECUTOR_FAILED", evidence={"exc_class": exc_class})
         _action_end(ctx, status="FAILED", error=error, duration_us=_elapsed_us(started))
         return error_outcome(ctx.trace_id, error)
-    receipt = _action_end(ctx, status="SUCCESS", output_digest=output_digest, duration_us=_elapsed_us(started))
+    receipt = _action_end(
+        ctx, status="SUCCESS", output_digest=output_digest, duration_us=_elapsed_us(started), evidence=evidence
+    )
     return Outcome(200, _success_body(ctx, output, receipt))
+
+
+def _failure_error(failure: ExecutorFailure) -> VerittaError:
+    """An executor's own failure code, if it is one an executor may use (the
+    catalogue's "execute" codes); any other is EXECUTOR_FAILED, fail closed."""
+    reason = CATALOGUE.get(failure.code)
+    if reason is None or reason.where != "execute" or not reason.status:
+        return VerittaError("EXECUTOR_FAILED", evidence={"exc_class": "ExecutorFailure", "code_refused": True})
+    return VerittaError(failure.code, evidence=failure.evidence)
 
 
 class ExecutorAborted(Exception):

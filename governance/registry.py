@@ -34,3 +34,17 @@ def executor_registry() -> dict[str, Executor]:
             raise ImproperlyConfigured(f"executor id {cls.executor_id!r} registered twice")
         registry[cls.executor_id] = cls()
     return registry
+
+
+def executors_described() -> list[dict[str, object]]:
+    """What `governance executors` prints: every registered executor, by id."""
+    return [
+        {
+            "executor_id": executor_id,
+            "version": executor.version,
+            "capabilities": sorted(executor.capabilities),
+            "actions": sorted(executor.actions),
+            "class": f"{type(executor).__module__}.{type(executor).__qualname__}",
+        }
+        for executor_id, executor in sorted(executor_registry().items())
+    ]

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import DatabaseError
 
+from governance.connectors import connector_pin_problem
 from governance.models import PolicyProfile
 from governance.profiles import Profile, fingerprint, profile_hash
 from governance.registry import executor_registry
@@ -79,6 +80,9 @@ def active_set_problem(profiles: list[Profile]) -> str | None:
                     f"policy profile {p.profile_id} {p.version} action {action!r} names executor "
                     f"{executor!r}, which is not registered (VERITTA_EXECUTORS)"
                 )
+            connector_problem = connector_pin_problem(action, rule)  # a missing or changed connector
+            if connector_problem is not None:
+                return f"policy profile {p.profile_id} {p.version} action {action!r}: {connector_problem}"
     return None
 
 

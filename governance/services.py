@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from django.db import transaction
 
+from audit.chain import AuditSinkError, chain_append
+from audit.services import sink_failure
 from governance.models import PolicyProfile
-from governance.profiles import fingerprint, profile_hash, shipped_profiles
-from governance.selectors import active_set_problem, profiles_active
+from governance.profiles import Profile, fingerprint, profile_hash, shipped_profiles
+from governance.selectors import active_set_problem, profiles_active, profiles_active_fingerprint
 
 
 class ProfileLoadRefused(ValueError):
@@ -26,7 +29,7 @@ class LoadResult:
 
 
 @transaction.atomic
-def profiles_load(*, directory: Path | None = None) -> LoadResult:
+def profiles_load(*, directory: Path | None = None, actor: dict[str, Any] | None = None) -> LoadResult:
     """Load the shipped profile files; idempotent; all or nothing.
 
     Each file's (profile_id, version) becomes the active version of its id;
@@ -36,7 +39,12 @@ def profiles_load(*, directory: Path | None = None) -> LoadResult:
     a set this server could not serve (not in VERITTA_PROFILES_FINGERPRINT, or
     naming an unregistered executor): then nothing changes, and the servers go
     on serving the set they served (docs/POLICY_CHANGES.md).
+
+    With an `actor` (the command passes the operator), a load that changes an
+    active set is an audited action in the same transaction: the new set and
+    its records commit together or not at all.
     """
+    before = profiles_active_fingerprint()
     activated: list[str] = []
     new = unchanged = 0
     shipped_ids = set()
@@ -63,4 +71,32 @@ def profiles_load(*, directory: Path | None = None) -> LoadResult:
     if problem is not None:
         raise ProfileLoadRefused(f"not loaded, nothing changed: {problem}")  # rolls the transaction back
     value = fingerprint([(p.profile_id, p.version, p.sha256) for p in profiles])
-    return LoadResult(activated, new, unchanged, deactivated, value)
+    result = LoadResult(activated, new, unchanged, deactivated, value)
+    if actor is not None and before is not None and before != value:
+        _load_audited(result, before=before, actor=actor, profiles=profiles)
+    return result
+
+
+def _load_audited(result: LoadResult, *, before: str, actor: dict[str, Any], profiles: list[Profile]) -> None:
+    """ALLOW, PENDING and SUCCESS of the policy change, with its actor; raises
+    (rolling the load back) if they cannot be written."""
+    from sessions_app.services import operator_context
+
+    ctx = operator_context(endpoint="manage.py governance load-profiles", actor=actor)
+    ctx.action_fields = {"action": "load_profiles"}
+    evidence = {
+        "fingerprint_before": before,
+        "fingerprint_after": result.fingerprint,
+        "activated": result.activated,
+        "deactivated": result.deactivated,
+        "active": [{"profile_id": p.profile_id, "version": p.version, "sha256": p.sha256} for p in profiles],
+    }
+    ctx.matched_rules.append("operator:profiles_servable")
+    decision = ctx.decision_record(decision="ALLOW", gate="ALL", http_status=200, error=None)
+    pending = ctx.action_record(status="PENDING")
+    success = ctx.action_record(status="SUCCESS", evidence=evidence)
+    pending["evidence"] = dict(evidence)
+    try:
+        chain_append([decision, pending, success])
+    except AuditSinkError as exc:
+        raise sink_failure(exc) from exc

@@ -120,6 +120,19 @@ class SinkBreakingExecutor(Executor):
         return {"ran": True}
 
 
+class ImpostorExecutor(Executor):
+    """Fails with a gate's reason code, which an executor may not use."""
+
+    executor_id = "impostor_v1"
+    version = "1.0.0"
+    actions = frozenset({"impostor"})
+
+    def execute(self, request: ActionRequest) -> dict[str, Any]:
+        from governance.executors import ExecutorFailure
+
+        raise ExecutorFailure("GATE_DENIED_INVALID_API_KEY")
+
+
 TEST_EXECUTORS = ",".join(
     f"tests.executors.{name}" for name in ("SlowExecutor", "ExplodingExecutor", "BadOutputExecutor", "PlainExecutor", "CountingExecutor", "PendingWitnessExecutor",
                                               "ExitingExecutor", "SinkBreakingExecutor")

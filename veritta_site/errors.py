@@ -62,6 +62,16 @@ CATALOGUE: dict[str, Reason] = {
     "EXECUTOR_TIMEOUT": Reason(504, "Executor exceeded its time limit", "execute"),
     "EXECUTOR_FAILED": Reason(500, "Executor failed", "execute"),
     "AUDIT_SINK_FAILED": Reason(503, "Audit record could not be written durably; nothing was executed", "audit"),
+    # execute: http_call_v1 and its connector (docs/CONNECTORS.md)
+    "CONNECTOR_PARAMETER_INVALID": Reason(400, "A path parameter is not one allowed path segment; nothing was sent upstream", "execute"),
+    "CONNECTOR_UNAVAILABLE": Reason(500, "The action's connector or its credential is unavailable; nothing was sent upstream", "execute"),
+    "UPSTREAM_ADDRESS_REFUSED": Reason(502, "The upstream resolves to an address the connector may not reach; nothing was sent", "execute"),
+    "UPSTREAM_UNREACHABLE": Reason(502, "The upstream could not be reached", "execute"),
+    "UPSTREAM_TIMEOUT": Reason(504, "The upstream did not answer in time", "execute"),
+    "UPSTREAM_REDIRECT_REFUSED": Reason(502, "The upstream answered with a redirect, which is never followed", "execute"),
+    "UPSTREAM_ERROR_STATUS": Reason(502, "The upstream answered with a non-2xx status", "execute"),
+    "UPSTREAM_RESPONSE_TOO_LARGE": Reason(502, "The upstream's response exceeds the connector's size limit", "execute"),
+    "UPSTREAM_RESPONSE_INVALID": Reason(502, "The upstream's response is not the JSON object the operation returns from", "execute"),
     # any gate
     "GATE_EXCEPTION": Reason(500, "A gate failed to decide; request denied", "any gate"),
     "SERVER_MISCONFIGURED": Reason(500, "A required setting is missing; request denied", "any gate"),

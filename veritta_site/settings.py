@@ -234,6 +234,8 @@ VERITTA_METRICS_COMPLETENESS_WINDOW_S = env.int("VERITTA_METRICS_COMPLETENESS_WI
 
 # Policy profiles shipped in the repo, and the one /process enforces.
 VERITTA_PROFILES_DIR = Path(env.str("VERITTA_PROFILES_DIR", default=str(BASE_DIR / "governance" / "profiles")))
+# Connector files http_call_v1 may call (docs/CONNECTORS.md); profiles pin them by hash.
+VERITTA_CONNECTORS_DIR = Path(env.str("VERITTA_CONNECTORS_DIR", default=str(BASE_DIR / "governance" / "connectors")))
 VERITTA_POLICY_PROFILE = env.str("VERITTA_POLICY_PROFILE", default="default")
 # Every worker re-reads the active profiles at most this many seconds apart: the
 # bound within which `governance load-profiles` reaches every server (docs/POLICY_CHANGES.md).
@@ -244,6 +246,7 @@ VERITTA_PROFILES_RECHECK_S = env.float("VERITTA_PROFILES_RECHECK_S", default=2.0
 VERITTA_EXECUTORS = [
     "governance.executors.NoopExecutor",
     "governance.executors.TextProcessExecutor",
+    "governance.http_call.HttpCallExecutor",
     *env.list("VERITTA_EXTRA_EXECUTORS", default=[]),
 ]
 
@@ -261,5 +264,8 @@ LOGGING = {
         # Django logs the request line of 4xx/5xx answers; it holds no body,
         # but keep it at WARNING so 404 probes don't flood the log.
         "django.request": {"level": "ERROR"},
+        # http_call_v1's client logs each request line at DEBUG, and a path
+        # holds payload values: never below WARNING, whatever LOG_LEVEL says.
+        "urllib3": {"level": "WARNING"},
     },
 }

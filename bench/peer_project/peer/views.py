@@ -8,8 +8,10 @@ BareApi is the floor: DRF returning a constant."""
 from __future__ import annotations
 
 import hashlib
+import os
 import unicodedata
 
+import requests
 from rest_framework import serializers
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.permissions import IsAuthenticated
@@ -46,6 +48,40 @@ class PeerProcessApi(APIView):
         return Response(
             {"status_code": 200, "result": {"action": row.action, "output": output}, "audit": {"id": row.pk}}
         )
+
+
+class PeerUpstreamApi(APIView):
+    """What a Django team would write to let a client call a ticket API: token
+    auth, throttle, a serializer that keeps the id to one path segment, the
+    call (redirects off, a timeout, the credential from the environment), one
+    ORM audit row, the declared fields back (bench/connector_bench.py)."""
+
+    authentication_classes = [TokenAuthentication]
+    permission_classes = [IsAuthenticated]
+    throttle_classes = [UserRateThrottle]
+
+    class InputSerializer(serializers.Serializer):
+        ticket_id = serializers.RegexField(r"^[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,127}$")
+
+    def post(self, request: Request) -> Response:
+        digest = hashlib.sha256(request.body).hexdigest()
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        upstream = requests.get(
+            f"{os.environ['PEER_UPSTREAM_URL']}/tickets/{data.validated_data['ticket_id']}",
+            headers={"Authorization": f"Bearer {os.environ['PEER_UPSTREAM_TOKEN']}", "Accept": "application/json"},
+            timeout=5,
+            allow_redirects=False,
+        )
+        ok = 200 <= upstream.status_code < 300
+        row = PeerAuditRow.objects.create(
+            user=request.user, action="get_ticket", input_digest=digest, status="SUCCESS" if ok else "FAILED"
+        )
+        if not ok:
+            return Response({"status_code": 502, "upstream_status": upstream.status_code}, status=502)
+        ticket = upstream.json()
+        output = {"upstream_status": upstream.status_code, "response": {k: ticket[k] for k in ("id", "status", "title") if k in ticket}}
+        return Response({"status_code": 200, "result": {"action": row.action, "output": output}, "audit": {"id": row.pk}})
 
 
 class BareApi(APIView):

@@ -1,14 +1,19 @@
-"""`python manage.py governance fingerprint | load-profiles`."""
+"""`python manage.py governance fingerprint | load-profiles | reason-codes | executors | validate | explain`."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from governance.authoring import AuthoringError, explain_file, validate_file
 from governance.profiles import ProfileFileError, shipped_fingerprint
+from governance.registry import executors_described
 from governance.services import ProfileLoadRefused, profiles_load
-from veritta_site.errors import catalogue_markdown
+from sessions_app.management.commands.sessions import operator
+from veritta_site.errors import VerittaError, catalogue_markdown
 
 
 class Command(BaseCommand):
@@ -21,6 +26,16 @@ class Command(BaseCommand):
         sub.add_parser("fingerprint", help="Print only the 64-hex value for VERITTA_PROFILES_FINGERPRINT.")
         sub.add_parser("load-profiles", help="Load the profiles shipped in the repo and make them the active set (idempotent; refused, changing nothing, unless VERITTA_PROFILES_FINGERPRINT accepts the new set).")
         sub.add_parser("reason-codes", help="Print the reason-code catalogue as the Markdown table of docs/ERROR_ENVELOPE.md.")
+        executors = sub.add_parser("executors", help="List the registered executors (VERITTA_EXECUTORS) with versions, capabilities and actions.")
+        executors.add_argument("--json", action="store_true", help="One JSON array instead of a table.")
+        validate = sub.add_parser("validate", help="Check a profile file: every schema and rule problem named by its field; exit 1 if any.")
+        validate.add_argument("file", type=Path)
+        explain = sub.add_parser("explain", help="Print what POST /process would decide for a request under a profile file, gate by gate, without executing or recording anything.")
+        explain.add_argument("--profile", type=Path, required=True, help="The profile file to decide with.")
+        explain.add_argument("--request", required=True, help="The request body: JSON text, or @FILE.")
+        explain.add_argument("--header", action="append", default=[], help="A request header, 'Name: value' (repeatable).")
+        explain.add_argument("--content-type", default="application/json")
+        explain.add_argument("--check-credentials", action="store_true", help="Also run G0/G2/G4 on the --header values (read-only).")
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -30,8 +45,24 @@ class Command(BaseCommand):
             if options["subcommand"] == "reason-codes":
                 self.stdout.write(catalogue_markdown())
                 return
-            result = profiles_load()
-        except (ProfileFileError, ProfileLoadRefused) as exc:
+            if options["subcommand"] == "executors":
+                self._executors(as_json=options["json"])
+                return
+            if options["subcommand"] == "validate":
+                self.stdout.write(validate_file(options["file"]))
+                return
+            if options["subcommand"] == "explain":
+                explained = explain_file(
+                    options["profile"],
+                    options["request"],
+                    headers=options["header"],
+                    content_type=options["content_type"],
+                    check_credentials=options["check_credentials"],
+                )
+                self.stdout.write(json.dumps(explained, indent=2, sort_keys=True))
+                return
+            result = profiles_load(actor=operator())
+        except (ProfileFileError, ProfileLoadRefused, AuthoringError, VerittaError) as exc:
             raise CommandError(str(exc)) from exc
         activated = f"{len(result.activated)} activated"
         if result.activated:
@@ -41,3 +72,13 @@ class Command(BaseCommand):
             f"{result.unchanged} unchanged, {result.deactivated} deactivated; "
             f"active fingerprint {result.fingerprint}"
         )
+
+    def _executors(self, *, as_json: bool) -> None:
+        described = executors_described()
+        if as_json:
+            self.stdout.write(json.dumps(described, indent=2))
+            return
+        for e in described:
+            capabilities = ",".join(e["capabilities"]) or "-"  # type: ignore[arg-type]
+            actions = ",".join(e["actions"])  # type: ignore[arg-type]
+            self.stdout.write(f"{e['executor_id']}  {e['version']}  capabilities={capabilities}  actions={actions}  ({e['class']})")

@@ -1,0 +1,110 @@
+"""`governance explain`: what POST /process would decide for a request under
+a profile file, without executing or recording anything (like `opa eval`).
+
+It runs the gate functions the pipeline runs, in the pipeline's order: P0,
+then G0/G2/G4 when asked to (`check_credentials`; G4 without marking the
+session seen), then `governance.decision.policy_evaluate` (P2, profile,
+registry), the one place the pipeline evaluates them too. G10 counts requests,
+so explain never evaluates it: it reports it as not evaluated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.http import HttpRequest
+
+from governance import gates
+from governance.decision import Denied, policy_evaluate, run_gate
+from governance.profiles import Profile
+
+NOT_EVALUATED_CREDENTIALS = "not evaluated: explain decides for a client that passed them (--check-credentials evaluates them)"
+NOT_EVALUATED_G10 = "not evaluated: it counts requests, and explain changes nothing"
+
+
+def explain_request(
+    request: HttpRequest, body: bytes, profile: Profile, *, check_credentials: bool
+) -> dict[str, Any]:
+    """The decision, gate by gate, for `body` sent as `request` under `profile`."""
+    steps: list[dict[str, Any]] = []
+
+    def step(gate: str, check: Callable[..., Any], *args: Any, rule: str) -> Any:
+        result = run_gate(gate, check, *args)
+        steps.append({"gate": gate, "result": "allow", "rules": [rule]})
+        return result
+
+    actor: dict[str, Any] | None = None
+    try:
+        step("P0", gates.read_body_within_limit, request, rule="P0:size_within_limit")
+        parsed = gates.parse_input(body)
+        if check_credentials:
+            step("G0", gates.credential_present, request, rule="G0:credential_present")
+            if request.META.get("HTTP_X_API_KEY"):
+                actor = step("G2", gates.api_key_valid, request, rule="G2:api_key_valid")
+            if request.META.get("HTTP_AUTHORIZATION"):
+                actor = step("G4", gates.session_valid_readonly, request, rule="G4:session_valid")
+        else:
+            steps.append({"gate": "G0/G2/G4", "result": NOT_EVALUATED_CREDENTIALS, "rules": []})
+        steps.append({"gate": "G10", "result": NOT_EVALUATED_G10, "rules": []})
+    except Denied as denied:
+        return _explained(steps, denied, profile, actor=actor)
+    decision = policy_evaluate(request, parsed, profile_source=lambda: profile)
+    for gate in ("P2", "profile", "registry"):
+        rules = [r for r in decision.matched if r.split(":")[0] == gate]
+        if rules:
+            steps.append({"gate": gate, "result": "allow", "rules": rules})
+    if decision.denied is not None:
+        return _explained(steps, decision.denied, profile, actor=actor, action=decision.action_fields.get("action"))
+    executor = decision.executor
+    assert executor is not None
+    explained = _explained(steps, None, profile, actor=actor, action=decision.action_fields["action"])
+    explained["executor"] = {
+        "executor_id": executor.executor_id,
+        "version": executor.version,
+        "capabilities": sorted(executor.capabilities),
+        "would_run": True,
+    }
+    if "connector" in decision.rule:
+        explained["executor"]["connector"] = decision.rule["connector"]
+    return explained
+
+
+def _explained(
+    steps: list[dict[str, Any]], denied: Denied | None, profile: Profile, *, actor: dict[str, Any] | None, action: str | None = None
+) -> dict[str, Any]:
+    if denied is not None:
+        error = denied.error
+        steps.append({"gate": denied.gate, "result": "deny", "rules": [], "reason_code": error.code, "evidence": error.evidence})
+    return {
+        "decision": "DENY" if denied else "ALLOW",
+        "gate": denied.gate if denied else "ALL",
+        "http_status": denied.error.status if denied else 200,
+        "reason_codes": [denied.error.code] if denied else [],
+        "evidence": dict(denied.error.evidence) if denied else {},
+        "details": dict(denied.error.details) if denied else {},
+        "matched_rules": [r for s in steps for r in s["rules"]],
+        "gates": steps,
+        "action": action,
+        "actor": actor,
+        "profile": {"profile_id": profile.profile_id, "version": profile.version, "sha256": profile.sha256},
+        "executor": None,
+        "executed": False,
+        "recorded": False,
+    }
+
+
+def request_for(body: bytes, *, headers: dict[str, str], content_type: str) -> HttpRequest:
+    """An HttpRequest as POST /process would receive it: these headers and body."""
+    request = HttpRequest()
+    request.method = "POST"
+    request.path = request.path_info = "/process"
+    request.META = {
+        "REQUEST_METHOD": "POST",
+        "CONTENT_TYPE": content_type,
+        "CONTENT_LENGTH": str(len(body)),
+        "REMOTE_ADDR": "127.0.0.1",
+        **{"HTTP_" + name.upper().replace("-", "_"): value for name, value in headers.items()},
+    }
+    request._body = body  # read by gates.read_body_within_limit through request.body
+    return request
