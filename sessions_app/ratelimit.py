@@ -35,8 +35,10 @@ import logging
 import math
 import threading
 import time
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
@@ -146,6 +148,19 @@ _PURGE_STATES = "DELETE FROM sessions_app_ratelimitstate WHERE tat_us < %s"
 PURGE_EVERY = 1000  # admissions per process between purges
 
 
+@contextmanager
+def _store_cursor() -> Iterator[Any]:
+    """A cursor for the store's statements. Inside a transaction (the pipeline's
+    decision transaction) a savepoint keeps a failure here from spoiling it:
+    the DENY is still written. Any database error is RateLimitUnavailable."""
+    contained = transaction.atomic() if connection.in_atomic_block else nullcontext()
+    try:
+        with contained, connection.cursor() as cursor:
+            yield cursor
+    except DatabaseError as exc:
+        raise RateLimitUnavailable(type(exc).__name__) from exc
+
+
 class DatabaseStore:
     _PURGE = "DELETE FROM sessions_app_ratecounter WHERE minute < %s"
 
@@ -160,19 +175,13 @@ class DatabaseStore:
             " RETURNING bucket, count"
         )
         params = [value for bucket in buckets for value in (bucket, window)]
-        # Inside a transaction (the pipeline's decision transaction on SQLite) a
-        # savepoint keeps a failure here from spoiling it: the DENY is still written.
-        contained = transaction.atomic() if connection.in_atomic_block else nullcontext()
-        try:
-            with contained, connection.cursor() as cursor:
-                cursor.execute(sql, params)
-                counts = dict(cursor.fetchall())  # RETURNING order is unspecified
-                if 1 in counts.values():
-                    # First hit of a new window: drop the windows that have passed
-                    # (an indexed range delete, once per bucket and minute).
-                    cursor.execute(self._PURGE, [window - 1])
-        except DatabaseError as exc:
-            raise RateLimitUnavailable(type(exc).__name__) from exc
+        with _store_cursor() as cursor:
+            cursor.execute(sql, params)
+            counts = dict(cursor.fetchall())  # RETURNING order is unspecified
+            if 1 in counts.values():
+                # First hit of a new window: drop the windows that have passed
+                # (an indexed range delete, once per bucket and minute).
+                cursor.execute(self._PURGE, [window - 1])
         return [int(counts[bucket]) for bucket in buckets]
 
     _admissions = 0
@@ -182,20 +191,16 @@ class DatabaseStore:
         greatest = "GREATEST" if connection.vendor == "postgresql" else "MAX"
         sql = _ADMIT.format(values=", ".join(["(%s, %s, %s, %s)"] * len(buckets)), greatest=greatest)
         params = [v for bucket, t in buckets for v in (bucket, now_us + t, t, now_us)]
-        contained = transaction.atomic() if connection.in_atomic_block else nullcontext()
-        try:
-            with contained, connection.cursor() as cursor:
-                cursor.execute(sql, params)
-                answers = {bucket: (True, int(tat)) for bucket, tat in cursor.fetchall()}
-                refused = [bucket for bucket, _ in buckets if bucket not in answers]
-                if refused:
-                    cursor.execute(_REFUSED_TATS.format(marks=", ".join(["%s"] * len(refused))), refused)
-                    answers.update({bucket: (False, int(tat)) for bucket, tat in cursor.fetchall()})
-                DatabaseStore._admissions += 1
-                if DatabaseStore._admissions % PURGE_EVERY == 0:
-                    cursor.execute(_PURGE_STATES, [now_us])
-        except DatabaseError as exc:
-            raise RateLimitUnavailable(type(exc).__name__) from exc
+        with _store_cursor() as cursor:
+            cursor.execute(sql, params)
+            answers = {bucket: (True, int(tat)) for bucket, tat in cursor.fetchall()}
+            refused = [bucket for bucket, _ in buckets if bucket not in answers]
+            if refused:
+                cursor.execute(_REFUSED_TATS.format(marks=", ".join(["%s"] * len(refused))), refused)
+                answers.update({bucket: (False, int(tat)) for bucket, tat in cursor.fetchall()})
+            DatabaseStore._admissions += 1
+            if DatabaseStore._admissions % PURGE_EVERY == 0:
+                cursor.execute(_PURGE_STATES, [now_us])
         return answers
 
 

@@ -43,9 +43,15 @@ def test_a_cli_run_is_done_by_the_worker_and_followed_to_its_verdict(start_app_s
 
 
 def test_a_tampered_chain_is_judged_failed_in_the_background_and_alerts(start_app_server):
-    server = start_app_server(task_worker=True)
+    server = start_app_server()
     assert server.post("/process", json={"action": "process", "text": "hi"}, headers={"X-API-Key": API_KEY}).ok
+    # Tampered while the service is down (the attacker's own write lock must not
+    # meet the worker's polling: db_worker exits when SQLite stays locked past
+    # its busy timeout, and a service manager restarts it; docs/DEPLOYMENT.md).
+    server.stop()
     tamper(server.database_url)
+    server.task_worker = True
+    server.start()
     run_id = queue_from_the_cli(server)
     watched = server.manage("audit", "verify", "--watch", str(run_id), check=False)
     assert watched.returncode == 1 and watched.stdout.startswith("FAILED")

@@ -167,21 +167,9 @@ class AppServer:
         return [int(p) for p in out.split()]
 
     def stop(self) -> None:
-        if self.worker_process is not None and self.worker_process.poll() is None:
-            self.worker_process.send_signal(signal.SIGTERM)
-            try:
-                self.worker_process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.worker_process.kill()
-                self.worker_process.wait()
+        _terminate(self.worker_process)
         self.worker_process = None
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        _terminate(self.process)
         self.process = None
 
     def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -192,3 +180,15 @@ class AppServer:
 
     def get(self, path: str, **kwargs: Any) -> requests.Response:
         return requests.get(self.url + path, timeout=30, **kwargs)
+
+
+def _terminate(process: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM, as a service manager stops it; SIGKILL after 15 s."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
