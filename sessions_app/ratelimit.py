@@ -127,8 +127,9 @@ WINDOW_US = WINDOW_S * 1_000_000
 
 
 def interval_us(limit: int) -> int:
-    """T: how far apart a limit of `limit` per window spaces requests."""
-    return WINDOW_US // limit
+    """T: how far apart a limit of `limit` per window spaces requests (at
+    least 1 µs: a limit above 60,000,000 a minute is as good as none)."""
+    return max(1, WINDOW_US // limit)
 
 
 # The GCRA step for every bucket of a request in one statement. The VALUES row

@@ -207,3 +207,9 @@ def test_bearer_requests_also_count_against_the_key_that_opened_the_session(api,
     # The key's budget is spent: more sessions do not multiply it.
     refused = api.process(SMOKE, key=None, **bearer(one))
     assert refused.status_code == 429 and refused["RateLimit-Policy"] == '"key";q=4;w=60'
+
+
+def test_a_limit_beyond_one_a_microsecond_still_answers(api, settings):
+    settings.VERITTA_RATE_LIMIT_KEY_PER_MIN = 1_000_000_000  # T would round to 0
+    answer = api.process(SMOKE)
+    assert answer.status_code == 200 and answer["RateLimit-Policy"].startswith('"address"')
