@@ -36,8 +36,8 @@ from typing import Any
 
 from audit import signed_note
 from audit.merkle import CompactRange
-from audit.records import GENESIS_HASH, TERMINAL_STATUSES, record_hash
-from veritta_site.canonical import canonical_json
+from audit.records import GENESIS_HASH, TERMINAL_STATUSES
+from veritta_site.canonical import canonical_json, sha256_hex
 
 # Columns the database keeps beside the body; each must agree with the body.
 COLUMN_FIELDS = ("record_hash", "prev_hash", "event_type", "trace_id", "decision", "status", "action")
@@ -252,9 +252,9 @@ class ChainVerifier:
         elif body_seq != seq:
             # A row whose body is another record (a database swap or copy).
             self.problem(seq, "link", f"row {seq} holds the record of seq {body_seq!r}")
-        elif record_hash(record) != stored_hash:
+        elif (checked := _hash_and_bytes(record, body))[0] != stored_hash:
             self.problem(seq, "content", "record_hash does not match the record's content")
-        elif canonical_json(record).decode() != body:
+        elif not checked[1]:
             self.problem(seq, "content", "line is not the canonical JSON bytes of its record")
         elif columns is not None:
             self._check_columns(seq, record, columns)
@@ -270,7 +270,7 @@ class ChainVerifier:
         if seq == expected:
             if seq == 1:
                 self._tree = CompactRange()
-            elif self.report.records == 1 and self._start is not None and self._start.size == seq - 1:
+            elif self.report.last_seq is None and self._start is not None and self._start.size == seq - 1:
                 self._tree = CompactRange.from_json(self._start.to_json())
             self._expected = seq + 1
             return True
@@ -416,6 +416,20 @@ def _parse(body: str) -> dict[str, Any] | None:
     except ValueError:
         return None
     return record if isinstance(record, dict) else None
+
+
+def _hash_and_bytes(record: dict[str, Any], body: str) -> tuple[str, bool]:
+    """The record's hash (records.record_hash) and whether `body` is exactly
+    its canonical JSON, from one serialisation: the canonical form with
+    `record_hash` is the hashed form with that key put back in sorted place
+    (just before `seq`, whose value and those after it are never objects in
+    a record). Only a body that differs is serialised again, to be sure."""
+    hashed = canonical_json({k: v for k, v in record.items() if k != "record_hash"}).decode()
+    digest = sha256_hex(hashed.encode())
+    cut = hashed.rfind(',"seq":')
+    if cut >= 0 and body == f'{hashed[:cut]},"record_hash":{json.dumps(record.get("record_hash"))}{hashed[cut:]}':
+        return digest, True
+    return digest, canonical_json(record).decode() == body
 
 
 def _seq_hint(body: str) -> int | None:

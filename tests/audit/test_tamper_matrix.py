@@ -24,8 +24,10 @@ from django.core.management import call_command
 from django.db import IntegrityError, connection, transaction
 
 from audit import signed_note
+from audit.checkpoints import public_vkey
 from audit.records import GENESIS_HASH, record_hash
 from audit.triggers import drop_sql
+from tests.audit import spec_verifier
 from veritta_site.canonical import canonical_json
 
 SMOKE = {"action": "test_action", "event_type": "test_event"}
@@ -178,11 +180,29 @@ def anchor_args(export: Path, anchoring: str, settings: Any) -> list[str]:
     return ["--file", str(export), "--checkpoints", str(settings.VERITTA_AUDIT_CHECKPOINT_DIR)]
 
 
+def verify_file(*args: str) -> tuple[int, dict[str, Any]]:
+    """`audit verify --file …`, after checking that the verifier written from
+    docs/AUDIT_LOG_SPEC.md alone (tests/audit/spec_verifier.py) gives the same
+    status and the same problems (seq, kind, file)."""
+    status, report = run_verify(*args)
+    options = dict(zip(args[::2], args[1::2], strict=True))
+    theirs = spec_verifier.verify_export(
+        Path(options["--file"]),
+        public_vkey(),
+        anchor=Path(options["--anchor"]) if "--anchor" in options else None,
+        checkpoints=Path(options["--checkpoints"]) if "--checkpoints" in options else None,
+    )
+    ours = sorted({(p["seq"], p["kind"], p.get("source")) for p in report["problems"]})
+    assert (report["status"], ours) == (theirs.status(), sorted(set(theirs.problems))), "the spec's verifier disagrees"
+    assert report["anchored_upto"] == theirs.anchored_upto
+    return status, report
+
+
 @pytest.mark.parametrize("anchoring", ["anchor", "checkpoints"])
 def test_untouched_export_is_ok_only_when_anchored(sealed_log, settings, anchoring):
-    status, report = run_verify(*anchor_args(sealed_log, anchoring, settings))
+    status, report = verify_file(*anchor_args(sealed_log, anchoring, settings))
     assert (status, report["status"], report["anchored_upto"], report["problems"]) == (0, "ok", 15, [])
-    status, report = run_verify("--file", str(sealed_log))  # nothing to tie it to
+    status, report = verify_file("--file", str(sealed_log))  # nothing to tie it to
     assert (status, report["ok"], report["status"], report["unanchored_from"]) == (3, False, "unanchored", 1)
 
 
@@ -193,14 +213,14 @@ def test_tampered_export_is_never_ok_and_names_the_changed_record(sealed_log, se
     records = [json.loads(line) for line in sealed_log.read_text().splitlines()]
     tamper(records)
     sealed_log.write_text("".join(canonical_json(r).decode() + "\n" for r in records))
-    assert_not_ok_and_names(*run_verify(*anchor_args(sealed_log, anchoring, settings)), changed)
+    assert_not_ok_and_names(*verify_file(*anchor_args(sealed_log, anchoring, settings)), changed)
 
 
 def test_respaced_export_is_not_the_sealed_bytes(sealed_log, settings):
     lines = sealed_log.read_text().splitlines()
     lines[5] = json.dumps(json.loads(lines[5]), sort_keys=True)  # same record, other bytes
     sealed_log.write_text("\n".join(lines) + "\n")
-    status, report = run_verify(*anchor_args(sealed_log, "anchor", settings))
+    status, report = verify_file(*anchor_args(sealed_log, "anchor", settings))
     assert status == 1 and [(p["seq"], p["kind"]) for p in report["problems"]] == [(6, "content")]
 
 
@@ -218,7 +238,7 @@ def fragment(sealed_log, tmp_path):
 
 
 def fragment_verify(part: Path, *extra: str) -> tuple[int, dict]:
-    return run_verify("--file", str(part), "--anchor", f"{part}.anchor.json", *extra)
+    return verify_file("--file", str(part), "--anchor", f"{part}.anchor.json", *extra)
 
 
 def test_anchored_fragment_is_ok(fragment):
@@ -227,9 +247,9 @@ def test_anchored_fragment_is_ok(fragment):
 
 
 def test_fragment_without_its_anchor_is_not_a_fragment(fragment, settings):
-    status, report = run_verify("--file", str(fragment), "--checkpoints", str(settings.VERITTA_AUDIT_CHECKPOINT_DIR))
+    status, report = verify_file("--file", str(fragment), "--checkpoints", str(settings.VERITTA_AUDIT_CHECKPOINT_DIR))
     assert status == 1 and report["problems"][0]["seq"] == 1 and report["problems"][0]["kind"] == "gap"
-    status, report = run_verify("--file", str(fragment))
+    status, report = verify_file("--file", str(fragment))
     assert status == 1 and report["problems"][0]["seq"] == 1
 
 
@@ -307,8 +327,10 @@ def test_tampered_checkpoint_files_are_named_and_blame_no_record(sealed_log, set
     suffix = ".hashes" if case == "edited_hashes" else ".note"
     target = Path(settings.VERITTA_AUDIT_CHECKPOINT_DIR) / f"{8:015d}{suffix}"
     {"edited_root": edited_root, "edited_hashes": edited_hashes}.get(case, lambda p: other_key_note(p, settings))(target)
-    args = anchor_args(sealed_log, "checkpoints", settings) if where == "export" else []
-    assert_only_the_file_is_named(*run_verify(*args), str(target))
+    if where == "export":
+        assert_only_the_file_is_named(*verify_file(*anchor_args(sealed_log, "checkpoints", settings)), str(target))
+    else:
+        assert_only_the_file_is_named(*run_verify(), str(target))
 
 
 @pytest.mark.parametrize("case", ["edited_root", "edited_hashes", "other_key"])
@@ -325,7 +347,7 @@ def test_tampered_export_anchor_is_named_and_blames_no_record(sealed_log, settin
         anchor["hashes"][5] = "ab" * 32
     anchor["checkpoint"] = note.read_text()
     anchor_file.write_text(json.dumps(anchor))
-    status, report = run_verify(*anchor_args(sealed_log, "anchor", settings))
+    status, report = verify_file(*anchor_args(sealed_log, "anchor", settings))
     assert_only_the_file_is_named(status, report, str(anchor_file))
 
 
