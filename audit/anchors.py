@@ -6,10 +6,12 @@ without a database.
   everything before them, reproduce the root of a verified checkpoint. One
   that does not is itself the problem (`signature`, naming the file), and no
   record is ever judged by it.
-- An export's anchor (`EXPORT.anchor.json`, written by `audit export`): the
-  signed extent of the export (first and last seq), the checkpoint it was cut
-  under, the Merkle state of the records before it and the sealed hashes from
-  its first record to that checkpoint, all checked against the signed root.
+- An export's anchor (`EXPORT.anchor`, written by `audit export`): a first
+  line of JSON with the signed extent of the export (first and last seq), the
+  checkpoint it was cut under and the Merkle state of the records before it,
+  then the sealed hashes from its first record to that checkpoint, one a
+  line (read twice, streaming: memory stays flat whatever the export's size),
+  all checked against the signed root.
 """
 
 from __future__ import annotations
@@ -41,12 +43,12 @@ class Anchors:
     sealed_files: list[Path] = field(default_factory=list)
     start: CompactRange | None = None  # an export's: the records before its first
     extent: tuple[int, int] | None = None  # an export's signed (first, last)
-    sealed_list: list[tuple[int, str]] | None = None  # an export's sealed hashes
+    anchor_file: Path | None = None  # an export's anchor, once it passed
 
     def sealed(self) -> Iterator[tuple[int, str]]:
         """(seq, hash) pairs vouched for by a verified root, in seq order."""
-        if self.sealed_list is not None:
-            yield from self.sealed_list
+        if self.anchor_file is not None and self.extent is not None:
+            yield from enumerate(_anchor_hashes(self.anchor_file), start=self.extent[0])
             return
         for path in self.sealed_files:
             lines = _hash_lines(path)
@@ -145,19 +147,26 @@ def extent_text(origin: str, first: int, last: int, checkpoint_size: int) -> str
     return f"{origin}\n{EXTENT_TAG}\n{first}\n{last}\n{checkpoint_size}\n"
 
 
+def _anchor_hashes(path: Path) -> Iterator[str]:
+    with path.open(encoding="utf-8") as handle:
+        handle.readline()  # the header
+        for line in handle:
+            yield line.rstrip("\n")
+
+
 def anchor_read(path: Path, vkey: str | None) -> Anchors:
     """Check an export's anchor file; any failure is a `signature` problem
     naming the file, and nothing of it is used."""
     anchors = Anchors()
     source = str(path)
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-        first, last = int(document["first_seq"]), int(document["last_seq"])
-        note, extent, before = str(document["checkpoint"]), str(document["extent"]), document["before"]
-        hashes = [str(h) for h in document["hashes"]]
-        if document.get("format") != ANCHOR_FORMAT:
+        with path.open(encoding="utf-8") as handle:
+            header = json.loads(handle.readline())
+        first, last = int(header["first_seq"]), int(header["last_seq"])
+        note, extent, before = str(header["checkpoint"]), str(header["extent"]), header["before"]
+        if header.get("format") != ANCHOR_FORMAT:
             raise ValueError(f"format is not {ANCHOR_FORMAT}")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         anchors.problems.append(Problem(0, "signature", f"{source}: not an export anchor: {exc}", source))
         return anchors
     if not vkey:
@@ -167,19 +176,22 @@ def anchor_read(path: Path, vkey: str | None) -> Anchors:
     if isinstance(checkpoint, Problem):
         anchors.problems.append(Problem(first, "signature", checkpoint.detail, source))
         return anchors
-    failure = _anchor_failure(checkpoint, first, last, extent, before, hashes, vkey)
+    try:
+        failure = _anchor_failure(checkpoint, first, last, extent, before, _anchor_hashes(path), vkey)
+    except (OSError, UnicodeDecodeError) as exc:
+        failure = f"unreadable: {exc}"
     if failure:
         anchors.problems.append(Problem(first, "signature", f"{source}: {failure}", source))
         return anchors
     anchors.checkpoints.append(checkpoint)
     anchors.start = CompactRange.from_json(before)
     anchors.extent = (first, last)
-    anchors.sealed_list = list(enumerate(hashes, start=first))
+    anchors.anchor_file = path
     return anchors
 
 
 def _anchor_failure(
-    checkpoint: SignedCheckpoint, first: int, last: int, extent: str, before: Any, hashes: list[str], vkey: str
+    checkpoint: SignedCheckpoint, first: int, last: int, extent: str, before: Any, hashes: Iterator[str], vkey: str
 ) -> str | None:
     """Why the anchor cannot be trusted, or None."""
     try:
@@ -195,24 +207,27 @@ def _anchor_failure(
         tree = CompactRange.from_json(before)
     except (TypeError, ValueError) as exc:
         return f"before: {exc}"
-    if tree.size != first - 1 or len(hashes) != checkpoint.size - first + 1:
-        return "the Merkle state and sealed hashes do not span the records up to the checkpoint"
-    if not all(_HEX64.fullmatch(h) for h in hashes):
-        return "a sealed hash is not 64 lowercase hex"
+    if tree.size != first - 1:
+        return "the Merkle state before the export is not of its first seq - 1"
     for h in hashes:
+        if not _HEX64.fullmatch(h):
+            return "a sealed hash is not 64 lowercase hex"
         tree.append(bytes.fromhex(h))
+    if tree.size != checkpoint.size:
+        return "the sealed hashes do not span the records up to the checkpoint"
     if tree.root() != checkpoint.root:
         return f"the sealed hashes do not reproduce the signed root of checkpoint {checkpoint.size}"
     return None
 
 
-def anchor_document(*, first: int, last: int, checkpoint_note: str, before: CompactRange, hashes: list[str], extent: str) -> dict[str, Any]:
-    return {
+def anchor_header(*, first: int, last: int, checkpoint_note: str, before: CompactRange, extent: str) -> str:
+    """The anchor's first line; the sealed hashes follow, one a line."""
+    header = {
         "format": ANCHOR_FORMAT,
         "first_seq": first,
         "last_seq": last,
         "checkpoint": checkpoint_note,
         "extent": extent,
         "before": before.to_json(),
-        "hashes": hashes,
     }
+    return json.dumps(header, sort_keys=True) + "\n"

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -203,7 +202,7 @@ class ChainVerifier:
         self._extent = extent
         self._expected = extent[0] if extent else 1
         self._missing: list[list[int]] = []  # [first, last] runs reported as gaps, until seen
-        self._hashes: OrderedDict[int, str] = OrderedDict()
+        self._hashes: dict[int, str] = {}  # record hash by seq, of the recent seqs
         self._tree: CompactRange | None = None
         self._pending: dict[str, tuple[int, str]] = {}
 
@@ -305,8 +304,7 @@ class ChainVerifier:
         own = body_seq if body_seq is not None else seq
         if isinstance(record.get("record_hash"), str):
             self._hashes[own] = record["record_hash"]
-            if len(self._hashes) > _RECENT_HASHES:
-                self._hashes.popitem(last=False)
+            self._hashes.pop(own - _RECENT_HASHES, None)
         if body_seq != seq:
             return  # already a `link` at this position
         previous = GENESIS_HASH if seq == 1 else self._hashes.get(seq - 1)
@@ -427,7 +425,8 @@ def _hash_and_bytes(record: dict[str, Any], body: str) -> tuple[str, bool]:
     hashed = canonical_json({k: v for k, v in record.items() if k != "record_hash"}).decode()
     digest = sha256_hex(hashed.encode())
     cut = hashed.rfind(',"seq":')
-    if cut >= 0 and body == f'{hashed[:cut]},"record_hash":{json.dumps(record.get("record_hash"))}{hashed[cut:]}':
+    stored = record.get("record_hash")
+    if cut >= 0 and isinstance(stored, str) and body == f'{hashed[:cut]},"record_hash":"{stored}"{hashed[cut:]}':
         return digest, True
     return digest, canonical_json(record).decode() == body
 

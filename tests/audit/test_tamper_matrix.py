@@ -25,6 +25,7 @@ from django.db import IntegrityError, connection, transaction
 
 from audit import signed_note
 from audit.checkpoints import public_vkey
+from audit.merkle import CompactRange
 from audit.records import GENESIS_HASH, record_hash
 from audit.triggers import drop_sql
 from tests.audit import spec_verifier
@@ -176,7 +177,7 @@ def assert_not_ok_and_names(status: int, report: dict, seq: int) -> None:
 
 def anchor_args(export: Path, anchoring: str, settings: Any) -> list[str]:
     if anchoring == "anchor":
-        return ["--file", str(export), "--anchor", f"{export}.anchor.json"]
+        return ["--file", str(export), "--anchor", f"{export}.anchor"]
     return ["--file", str(export), "--checkpoints", str(settings.VERITTA_AUDIT_CHECKPOINT_DIR)]
 
 
@@ -237,8 +238,17 @@ def fragment(sealed_log, tmp_path):
     return part
 
 
+def read_anchor(path: Path) -> tuple[dict, list[str]]:
+    header, *hashes = path.read_text().splitlines()
+    return json.loads(header), hashes
+
+
+def write_anchor(path: Path, header: dict, hashes: list[str]) -> None:
+    path.write_text(json.dumps(header) + "\n" + "".join(h + "\n" for h in hashes))
+
+
 def fragment_verify(part: Path, *extra: str) -> tuple[int, dict]:
-    return verify_file("--file", str(part), "--anchor", f"{part}.anchor.json", *extra)
+    return verify_file("--file", str(part), "--anchor", f"{part}.anchor", *extra)
 
 
 def test_anchored_fragment_is_ok(fragment):
@@ -281,14 +291,12 @@ def test_fragment_with_a_rewritten_anchor_is_refused(fragment):
     extent is signed, so the anchor itself is the problem, never `ok`."""
     records = fragment.read_text().splitlines()
     fragment.write_text("\n".join(records[1:]) + "\n")
-    anchor_file = Path(f"{fragment}.anchor.json")
-    anchor = json.loads(anchor_file.read_text())
-    from audit.merkle import CompactRange
-
+    anchor_file = Path(f"{fragment}.anchor")
+    anchor, hashes = read_anchor(anchor_file)
     before = CompactRange.from_json(anchor["before"])
-    before.append(bytes.fromhex(anchor["hashes"][0]))
-    anchor.update(first_seq=8, before=before.to_json(), hashes=anchor["hashes"][1:])
-    anchor_file.write_text(json.dumps(anchor))
+    before.append(bytes.fromhex(hashes[0]))
+    anchor.update(first_seq=8, before=before.to_json())
+    write_anchor(anchor_file, anchor, hashes[1:])
     status, report = fragment_verify(fragment)
     assert status == 1 and report["status"] == "failed"
     assert {"seq": 8, "kind": "signature", "source": str(anchor_file)} in [
@@ -335,8 +343,8 @@ def test_tampered_checkpoint_files_are_named_and_blame_no_record(sealed_log, set
 
 @pytest.mark.parametrize("case", ["edited_root", "edited_hashes", "other_key"])
 def test_tampered_export_anchor_is_named_and_blames_no_record(sealed_log, settings, case):
-    anchor_file = Path(f"{sealed_log}.anchor.json")
-    anchor = json.loads(anchor_file.read_text())
+    anchor_file = Path(f"{sealed_log}.anchor")
+    anchor, hashes = read_anchor(anchor_file)
     note = Path(anchor_file.parent / "note")
     note.write_text(anchor["checkpoint"])
     if case == "edited_root":
@@ -344,9 +352,9 @@ def test_tampered_export_anchor_is_named_and_blames_no_record(sealed_log, settin
     elif case == "other_key":
         other_key_note(note, settings)
     else:
-        anchor["hashes"][5] = "ab" * 32
+        hashes[5] = "ab" * 32
     anchor["checkpoint"] = note.read_text()
-    anchor_file.write_text(json.dumps(anchor))
+    write_anchor(anchor_file, anchor, hashes)
     status, report = verify_file(*anchor_args(sealed_log, "anchor", settings))
     assert_only_the_file_is_named(status, report, str(anchor_file))
 

@@ -45,7 +45,7 @@ def test_verify_file_checks_signatures_with_the_configured_key(sealed_export, se
 
 def test_verify_file_without_checkpoints_says_how_to_give_them(sealed_export):
     out = _verify("--file", str(sealed_export), exit_status=3)  # consistent, but unanchored
-    assert "0 checkpoints checked (none found; with --file, give them with --anchor EXPORT.anchor.json or --checkpoints DIR)" in out
+    assert "0 checkpoints checked (none found; with --file, give them with --anchor EXPORT.anchor or --checkpoints DIR)" in out
     assert "UNANCHORED: consistent, but records from 1 are not tied to a verified signed checkpoint" in out
 
 

@@ -38,7 +38,7 @@ def test_verifying_the_database_or_an_export_adds_no_record(two_requests, tmp_pa
     assert audit_verify().ok
     export = tmp_path / "e.jsonl"
     call_command("audit", "export", "--output", str(export), stderr=io.StringIO())
-    call_command("audit", "verify", "--file", str(export), "--anchor", f"{export}.anchor.json", stdout=io.StringIO())
+    call_command("audit", "verify", "--file", str(export), "--anchor", f"{export}.anchor", stdout=io.StringIO())
     assert chain() == before
     with connection.cursor() as cursor:
         for statement in drop_sql(connection.vendor):

@@ -22,7 +22,7 @@ from audit import signed_note
 from audit.anchors import Anchors, anchor_read, checkpoints_read
 from audit.chain import integrate, oldest_waiting, start_sequencer
 from audit.checkpoints import SigningKeyError, checkpoint_create, key_name, public_vkey
-from audit.exports import export_anchor
+from audit.exports import export_anchor_write
 from audit.models import AuditRecord
 from audit.promises import PromiseError, check_promise
 from audit.proofs import ProofError, check_proof, entry_inclusion_proof, trace_inclusion_proof
@@ -54,7 +54,7 @@ class Command(BaseCommand):
         verify.add_argument("--json", action="store_true")
         verify.add_argument("--file", type=Path, help="Verify a JSONL export instead of the database.")
         verify.add_argument("--checkpoints", type=Path, help="Directory of external checkpoints.")
-        verify.add_argument("--anchor", type=Path, help="With --file: the export's anchor (EXPORT.anchor.json from `audit export`).")
+        verify.add_argument("--anchor", type=Path, help="With --file: the export's anchor (EXPORT.anchor from `audit export`).")
         verify.add_argument("--vkey", help="Verifier key of the checkpoints (default: from the signing key).")
         verify.add_argument("--progress", action="store_true", help="Show progress even when not on a terminal.")
         sub.add_parser("checkpoint", help="Seal the log now with a signed checkpoint.").add_argument("--json", action="store_true")
@@ -63,7 +63,7 @@ class Command(BaseCommand):
         export.add_argument("--since", help="ISO date/time, inclusive.")
         export.add_argument("--until", help="ISO date/time, exclusive.")
         export.add_argument("--output", type=Path, help="File to write (default: stdout).")
-        export.add_argument("--anchor", type=Path, help="Where to write the export's anchor (default: OUTPUT.anchor.json).")
+        export.add_argument("--anchor", type=Path, help="Where to write the export's anchor (default: OUTPUT.anchor).")
         prove = sub.add_parser(
             "prove", help="Inclusion proof of a request's records (or of one receipt's entry) in a signed checkpoint."
         )
@@ -138,7 +138,7 @@ class Command(BaseCommand):
             found = checkpoints_read(external_checkpoints(checkpoint_dir), vkey, directory=checkpoint_dir)
         export = anchor_read(anchor, vkey) if anchor is not None else Anchors()
         # An export's own sealed hashes, when it has an anchor that passed; else the directory's.
-        sealed = export if export.sealed_list is not None else found
+        sealed = export if export.anchor_file is not None else found
         verifier = ChainVerifier(
             checkpoints=found.checkpoints + export.checkpoints,
             sealed=sealed.sealed(),
@@ -165,7 +165,7 @@ class Command(BaseCommand):
         if report.checkpoint_copies > report.checkpoints_checked:
             line += f" ({report.checkpoint_copies} copies: database and files)"
         if not report.checkpoint_copies:
-            return line + " (none found; with --file, give them with --anchor EXPORT.anchor.json or --checkpoints DIR)"
+            return line + " (none found; with --file, give them with --anchor EXPORT.anchor or --checkpoints DIR)"
         if not report.signatures_checked:
             line += " (signatures NOT checked: no verifier key; set VERITTA_AUDIT_SIGNING_KEY or pass --vkey)"
         return line
@@ -193,7 +193,7 @@ class Command(BaseCommand):
             unanchored = report.as_dict()["unanchored_from"]
             self.stdout.write(self.style.WARNING(
                 f"UNANCHORED: consistent, but records from {unanchored} are not tied to a verified signed checkpoint"
-                " (give --anchor EXPORT.anchor.json, or --checkpoints DIR, with the verifier key): NOT verified"
+                " (give --anchor EXPORT.anchor, or --checkpoints DIR, with the verifier key): NOT verified"
             ))
         else:
             self.stdout.write(self.style.ERROR(f"FAILED: {len(report.problems)} problems"))
@@ -232,18 +232,17 @@ class Command(BaseCommand):
             if handle is not sys.stdout:
                 handle.close()
         self.stderr.write(f"exported {count} records")
-        anchor = options["anchor"] or (Path(f"{options['output']}.anchor.json") if options["output"] else None)
+        anchor = options["anchor"] or (Path(f"{options['output']}.anchor") if options["output"] else None)
         if anchor is None or extent is None:
             self.stderr.write("no anchor written (none for stdout without --anchor, or an empty export):"
                               " `audit verify --file` will not call it ok")
             return
         try:
-            document = export_anchor(first=extent[0], last=extent[1])
+            size = export_anchor_write(anchor, first=extent[0], last=extent[1])
         except SigningKeyError as exc:
             self.stderr.write(f"no anchor written: {exc}; `audit verify --file` will call this export unanchored")
             return
-        anchor.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
-        self.stderr.write(f"anchor (records {extent[0]}..{extent[1]}, checkpoint {document['checkpoint'].split(chr(10))[1]}): {anchor}")
+        self.stderr.write(f"anchor of records {extent[0]}..{extent[1]} under checkpoint {size}: {anchor}")
 
     def cmd_trace(self, **options: Any) -> None:
         records = [json.loads(r.body) for r in audit_records_for_trace(trace_id=options["trace_id"])]
