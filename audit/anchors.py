@@ -102,8 +102,11 @@ def checkpoints_read(
         if tree.root() == roots[size]:
             anchors.sealed_files += unproven
         else:
+            # Files read since the last verified root are checked together:
+            # any of them may be the wrong one, and each is named.
+            files = ", ".join(str(p) for p in unproven)
             anchors.problems.append(
-                Problem(size, "signature", f"{path}: the sealed hashes do not reproduce the signed root of checkpoint {size}", str(path))
+                Problem(size, "signature", f"{files}: the sealed hashes do not reproduce the signed root of checkpoint {size}", files)
             )
             tree = None
         unproven = []

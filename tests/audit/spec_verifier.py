@@ -126,6 +126,7 @@ def verify_export(export: Path, vkey: str, *, anchor: Path | None = None, checkp
                 roots[cp[0]] = cp[1]
         tree: Tree | None = Tree()
         waiting: dict[int, str] = {}
+        files: list[str] = []
         for path in sorted(checkpoints.glob("*.hashes")):
             lines = path.read_text().splitlines()
             size = int(path.stem)
@@ -135,13 +136,14 @@ def verify_export(export: Path, vkey: str, *, anchor: Path | None = None, checkp
             for offset, h in enumerate(lines):
                 tree.add(h)
                 waiting[size - len(lines) + 1 + offset] = h
+            files.append(str(path))
             if size in roots:
                 if tree.root() == roots[size]:
                     sealed.update(waiting)
                 else:
-                    result.problems.append((size, "signature", str(path)))
+                    result.problems.append((size, "signature", ", ".join(files)))
                     tree = None
-                waiting = {}
+                waiting, files = {}, []
 
     if anchor is not None:  # §7, "Exports and their anchor"
         header, *anchor_hashes = anchor.read_text().splitlines()

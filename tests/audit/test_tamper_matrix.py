@@ -341,6 +341,28 @@ def test_tampered_checkpoint_files_are_named_and_blame_no_record(sealed_log, set
         assert_only_the_file_is_named(*run_verify(), str(target))
 
 
+@pytest.mark.parametrize("where", ["export", "database"])
+def test_forged_hashes_beside_a_failing_note_blame_no_record(sealed_log, settings, where):
+    """Issue 18: a forged .hashes file next to a note whose signature fails
+    gave 157 false findings. Now the note is named, and the hashes file with
+    the files checked with it against the next verified root; no record."""
+    directory = Path(settings.VERITTA_AUDIT_CHECKPOINT_DIR)
+    note, hashes, next_hashes = (directory / f"{8:015d}.note", directory / f"{8:015d}.hashes", directory / f"{12:015d}.hashes")
+    edited_root(note)
+    edited_hashes(hashes)
+    if where == "export":
+        status, report = verify_file(*anchor_args(sealed_log, "checkpoints", settings))
+        # Without the database, 8's hashes can only be checked with 12's, against 12's root.
+        expected = [(8, str(note)), (12, f"{hashes}, {next_hashes}")]
+    else:
+        status, report = run_verify()
+        # The database's copy of checkpoint 8 verifies: 8's hashes are checked alone.
+        expected = [(8, str(note)), (8, str(hashes))]
+    assert status == 1 and report["status"] == "failed"
+    assert sorted((p["seq"], p.get("source")) for p in report["problems"]) == sorted(expected)
+    assert all(p["kind"] == "signature" for p in report["problems"])
+
+
 @pytest.mark.parametrize("case", ["edited_root", "edited_hashes", "other_key"])
 def test_tampered_export_anchor_is_named_and_blames_no_record(sealed_log, settings, case):
     anchor_file = Path(f"{sealed_log}.anchor")
