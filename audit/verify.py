@@ -47,6 +47,7 @@ EXIT_STATUS = {"ok": 0, "failed": 1, "unanchored": 3}
 # How many recent record hashes (by seq) the link check remembers: enough to
 # judge any local reorder without holding the log in memory.
 _RECENT_HASHES = 4096
+_RECENT_GAPS = 1024  # and how many gaps it remembers, to tell a reorder from a loss
 _SEQ = re.compile(r'"seq":(\d{1,18})[,}]')
 
 
@@ -276,6 +277,8 @@ class ChainVerifier:
         if seq > expected:
             self.problem(expected, "gap", f"records {expected}..{seq - 1} are missing")
             self._missing.append([expected, seq - 1])
+            if len(self._missing) > _RECENT_GAPS:
+                self._missing.pop(0)  # memory stays flat on a log full of holes
             self._tree = None  # roots after a gap cannot match; the gap is the finding
             self._expected = seq + 1
             return True
