@@ -84,18 +84,18 @@ def checkpoints_read(
     tree: CompactRange | None = CompactRange()
     unproven: list[Path] = []  # read, awaiting a verified root to vouch for them
     for path in sorted(directory.glob("*.hashes")):
-        size, lines = _hashes_file(path, anchors)
+        size, leaves = _hashes_file(path, anchors)
         if size is None:
             tree, unproven = None, []
             continue
-        if tree is None or tree.size != size - len(lines):
-            tree = _resume(size - len(lines), roots, frontiers)
+        if tree is None or tree.size != size - len(leaves):
+            tree = _resume(size - len(leaves), roots, frontiers)
             if tree is None:
                 anchors.warnings.append(f"{path}: not used: the sealed hashes before it could not be checked")
                 continue
             unproven = []
-        for line in lines:
-            tree.append(bytes.fromhex(line))
+        for leaf in leaves:
+            tree.append(leaf)
         unproven.append(path)
         if size not in roots:
             continue
@@ -114,18 +114,27 @@ def checkpoints_read(
     return anchors
 
 
-def _hashes_file(path: Path, anchors: Anchors) -> tuple[int | None, list[str]]:
-    """(checkpoint size, hash lines) of a well-formed file; a malformed one is a problem."""
+def _hashes_file(path: Path, anchors: Anchors) -> tuple[int | None, list[bytes]]:
+    """(checkpoint size, the 32-byte hashes) of a well-formed file: lines of
+    64 lowercase hex, each ending with a newline. A malformed one is a problem."""
     try:
         size = int(path.stem)
-        lines = _hash_lines(path)
-    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        data = path.read_bytes()
+    except (ValueError, OSError) as exc:
         anchors.problems.append(Problem(0, "signature", f"{path}: unreadable: {exc}", str(path)))
         return None, []
-    if not lines or len(lines) > size or not all(_HEX64.fullmatch(line) for line in lines):
+    count = len(data) // 65
+    # One parse for the whole file (a hash a line): this runs over every sealed hash.
+    well_formed = 0 < count <= size and len(data) == 65 * count and data[64::65] == b"\n" * count
+    well_formed = well_formed and data.count(b"\n") == count and data == data.lower()
+    try:
+        raw = bytes.fromhex(data.decode("ascii").replace("\n", "")) if well_formed else b""
+    except (UnicodeDecodeError, ValueError):
+        raw = b""
+    if len(raw) != 32 * count or not raw:
         anchors.problems.append(Problem(size, "signature", f"{path}: not one 64-hex record hash a line", str(path)))
         return None, []
-    return size, lines
+    return size, [raw[i : i + 32] for i in range(0, len(raw), 32)]
 
 
 def _resume(size: int, roots: dict[int, bytes], frontiers: dict[int, dict[str, Any]] | None) -> CompactRange | None:
