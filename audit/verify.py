@@ -47,6 +47,7 @@ EXIT_STATUS = {"ok": 0, "failed": 1, "unanchored": 3}
 # How many recent record hashes (by seq) the link check remembers: enough to
 # judge any local reorder without holding the log in memory.
 _RECENT_HASHES = 4096
+_ABSENT = object()
 _RECENT_GAPS = 1024  # and how many gaps it remembers, to tell a reorder from a loss
 _SEQ = re.compile(r'"seq":(\d{1,18})[,}]')
 
@@ -425,10 +426,16 @@ def _hash_and_bytes(record: dict[str, Any], body: str) -> tuple[str, bool]:
     `record_hash` is the hashed form with that key put back in sorted place
     (just before `seq`, whose value and those after it are never objects in
     a record). Only a body that differs is serialised again, to be sure."""
-    hashed = canonical_json({k: v for k, v in record.items() if k != "record_hash"}).decode()
+    # Taken out and put back rather than copying the dict without it: the
+    # same bytes hashed, ~2-3 µs less a record (docs/PERFORMANCE.md).
+    stored = record.pop("record_hash", _ABSENT)
+    try:
+        hashed = canonical_json(record).decode()
+    finally:
+        if stored is not _ABSENT:
+            record["record_hash"] = stored
     digest = sha256_hex(hashed.encode())
     cut = hashed.rfind(',"seq":')
-    stored = record.get("record_hash")
     if cut >= 0 and isinstance(stored, str) and body == f'{hashed[:cut]},"record_hash":"{stored}"{hashed[cut:]}':
         return digest, True
     return digest, canonical_json(record).decode() == body
