@@ -54,3 +54,11 @@ def test_verify_file_without_a_key_says_signatures_were_not_checked(sealed_expor
     out = _verify("--file", str(sealed_export), "--checkpoints", str(settings.VERITTA_AUDIT_CHECKPOINT_DIR), exit_status=3)
     assert "1 checkpoints checked (signatures NOT checked: no verifier key" in out
     assert "UNANCHORED" in out  # an unchecked signature anchors nothing
+
+
+def test_database_verify_says_which_records_no_checkpoint_seals_yet(sealed_export, api):
+    assert "not yet sealed" not in _verify()  # all six sealed by the checkpoint
+    assert api.process(SMOKE).status_code == 200
+    out = _verify()
+    assert "records 7..9 come after the newest verified checkpoint: checked link by link, not yet sealed" in out
+    assert "OK: the audit trail verifies" in out  # the database is the log itself

@@ -184,6 +184,12 @@ class Command(BaseCommand):
         self.stdout.write(f"Results found for records {first} to {last}:")
         self.stdout.write(f"{report.records - len(bad_seqs)}/{report.records} records valid")
         self.stdout.write(self._checkpoints_line(report))
+        if report.last_seq and report.anchored_upto < report.last_seq and not report.anchor_required:
+            # The database is the log itself: its tail is checked, but nothing signed vouches for it yet.
+            self.stdout.write(
+                f"records {max(report.anchored_upto + 1, first)}..{last} come after the newest verified checkpoint:"
+                " checked link by link, not yet sealed (`audit checkpoint` seals them)"
+            )
         gaps = sum(1 for p in report.problems if p.kind == "gap")
         incomplete = sum(1 for p in report.problems if p.kind == "incomplete")
         self.stdout.write(f"{gaps} gaps, {incomplete} incomplete traces, {report.in_flight} in flight")
