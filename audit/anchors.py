@@ -25,7 +25,7 @@ from typing import Any
 
 from audit import signed_note
 from audit.merkle import CompactRange
-from audit.verify import Problem, SignedCheckpoint, read_checkpoint_note, signed_text
+from audit.verify import Problem, SignedCheckpoint, read_checkpoint_note
 
 ANCHOR_FORMAT = "veritta-export-anchor/v1"
 EXTENT_TAG = "veritta-export/v1"
@@ -207,7 +207,9 @@ def _anchor_failure(
 ) -> str | None:
     """Why the anchor cannot be trusted, or None."""
     try:
-        text = signed_text(extent, vkey)
+        # Signed with the key that signed the checkpoint it names (audit export
+        # signs both at once); a key ring would pick the same key for both.
+        text = signed_note.verify_note(extent, vkey)
     except (signed_note.NoteVerificationError, ValueError) as exc:
         return f"extent: {exc}"
     lines = text.split("\n")

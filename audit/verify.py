@@ -137,18 +137,12 @@ class Report:
         }
 
 
-def signed_text(note: str, vkey: str) -> str:
-    """The text of a note signed by the log's key: the one place where a
-    signature is checked (checkpoints and export extents both come here)."""
-    return signed_note.verify_note(note, vkey)
-
-
 def read_checkpoint_note(note: str, source: str, vkey: str | None) -> SignedCheckpoint | Problem:
     """Parse a note and check its signature; a failure is a `signature` problem
     naming the note (its seq is the size the note claims, 0 if none)."""
     try:
         if vkey:
-            body = signed_text(note, vkey)
+            body = signed_note.verify_note(note, vkey)
         else:
             body = note.split("\n\n", 1)[0] + "\n"
         parsed = signed_note.parse_checkpoint(body)
