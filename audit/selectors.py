@@ -13,19 +13,12 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from audit.anchors import checkpoints_read
 from audit.chain import max_merge_delay
 from audit.models import AuditIntake, AuditRecord, Checkpoint, VerificationRun
 from audit.records import ACTION, DECISION, parse_body
 from audit.triggers import missing_or_disabled
-from audit.verify import (
-    ChainVerifier,
-    Problem,
-    Report,
-    external_checkpoints,
-    external_hashes,
-    in_flight_cutoff,
-    read_checkpoint_note,
-)
+from audit.verify import ChainVerifier, Report, external_checkpoints, in_flight_cutoff
 
 _COLUMNS = (
     "seq, record_hash, prev_hash, event_type, trace_id, decision, status, action,"
@@ -54,14 +47,25 @@ def audit_rows_stream(*, after: int = 0, upto: int | None = None, batch: int = 5
         after = rows[-1][0]
 
 
-def audit_bodies_between(*, since: datetime | None, until: datetime | None) -> Iterator[str]:
-    """Record bodies in seq order, limited by time (for `audit export`)."""
-    qs = AuditRecord.objects.order_by("seq")
+def audit_seq_range(*, since: datetime | None, until: datetime | None) -> tuple[int, int] | None:
+    """The first and last seq of the records in the time window (for `audit
+    export`): an export is every record between them, so it never has a gap."""
+    qs = AuditRecord.objects.all()
     if since is not None:
         qs = qs.filter(ts_utc__gte=since)
     if until is not None:
         qs = qs.filter(ts_utc__lt=until)
-    yield from qs.values_list("body", flat=True).iterator(chunk_size=5000)
+    first = qs.order_by("seq").values_list("seq", flat=True).first()
+    last = qs.order_by("-seq").values_list("seq", flat=True).first()
+    return None if first is None or last is None else (first, last)
+
+
+def audit_bodies_between(*, since: datetime | None, until: datetime | None) -> Iterator[str]:
+    """Record bodies in seq order, from the first to the last in the time window."""
+    extent = audit_seq_range(since=since, until=until)
+    if extent is not None:
+        for row in audit_rows_stream(after=extent[0] - 1, upto=extent[1]):
+            yield row["body"]
 
 
 def audit_head_seq() -> int:
@@ -102,21 +106,21 @@ def audit_verify(
     progress: Callable[[int, int], None] | None = None,
 ) -> Report:
     """Verify the whole chain in the database against its checkpoints, both
-    those stored in the database and those written outside it."""
+    those stored in the database and those written outside it. It only reads:
+    nothing is written into the chain while it runs."""
     vkey = vkey or _configured_vkey()
     directory = checkpoint_dir or Path(settings.VERITTA_AUDIT_CHECKPOINT_DIR)
-    sources = [(f"database checkpoint {size}", note) for size, note in Checkpoint.objects.values_list("tree_size", "note")]
+    stored = list(Checkpoint.objects.values_list("tree_size", "note", "frontier"))
+    sources = [(f"database checkpoint {size}", note) for size, note, _ in stored]
     sources += external_checkpoints(directory)
-    checkpoints, problems = [], []
-    for source, note in sources:
-        result = read_checkpoint_note(note, source, vkey)
-        (problems if isinstance(result, Problem) else checkpoints).append(result)
+    anchors = checkpoints_read(sources, vkey, directory=directory, frontiers={size: f for size, _, f in stored})
     verifier = ChainVerifier(
-        checkpoints=checkpoints,
-        hashes=external_hashes(directory),
+        checkpoints=anchors.checkpoints,
+        sealed=anchors.sealed(),
         in_flight_after=in_flight_cutoff(settings.VERITTA_EXECUTOR_TIMEOUT_S),
     )
-    verifier.report.problems.extend(problems)
+    verifier.report.problems.extend(anchors.problems)
+    verifier.report.warnings += anchors.warnings
     verifier.report.signatures_checked = bool(vkey)
     verifier.report.warnings += [f"append-only trigger {p}" for p in missing_or_disabled(connection)]
     total = audit_head_seq()

@@ -245,7 +245,8 @@ def verification_run_execute(*, run_id: int) -> VerificationRun:
 
 
 def alert_verify_failed(report: Any) -> None:
-    """The verify_failed alert for a report with problems (raised after the run)."""
+    """Raised once the verify is over: the alert's own records are appended
+    after the records it read, and say which was the last of those."""
     from veritta_site.alerts import alert_raise
 
     kinds: dict[str, int] = {}
@@ -255,7 +256,8 @@ def alert_verify_failed(report: Any) -> None:
     alert_raise(
         kind="verify_failed",
         subject="audit_chain",
-        summary=f"audit verify found {len(report.problems)} problem(s), the first at seq {first}",
-        detail={"problems": len(report.problems), "first_seq": first, "kinds": kinds},
+        summary=f"audit verify found {len(report.problems)} problem(s), the first at seq {first}"
+        f" (verified records {report.first_seq}..{report.last_seq}; this alert is recorded after them)",
+        detail={"problems": len(report.problems), "first_seq": first, "kinds": kinds, "verified_upto_seq": report.last_seq},
         background=False,
     )

@@ -78,7 +78,9 @@ def test_changed_index_column_is_content_at_its_seq(log):
 def test_deleted_row_is_a_gap_at_its_seq(log):
     sql("DELETE FROM audit_auditrecord WHERE seq = 5")
     found = findings(verify())
-    assert found[0] == (5, "gap") and (6, "link") in found
+    # 5 was a PENDING: its SUCCESS at 6 lacks it. Record 6 itself is intact,
+    # so its link is not blamed (exact blame, issue 18).
+    assert found == [(5, "gap"), (6, "incomplete")]
 
 
 def test_inserted_row_breaks_the_link_at_its_seq(log):
@@ -93,15 +95,15 @@ def test_inserted_row_breaks_the_link_at_its_seq(log):
     assert (10, "link") in findings(verify())
 
 
-def test_swapped_rows_are_content_at_both_seqs(log):
+def test_swapped_rows_are_link_at_both_seqs(log):
     three, four = body_of(3), body_of(4)
     sql("UPDATE audit_auditrecord SET seq = -1 WHERE seq = 3")
     sql("UPDATE audit_auditrecord SET seq = 3 WHERE seq = 4")
     sql("UPDATE audit_auditrecord SET seq = 4 WHERE seq = -1")
     assert three and four
-    found = findings(verify())
-    assert (3, "content") in found and (4, "content") in found
-    assert all(seq in (3, 4, 5, 9) for seq, _ in found)
+    # Each row holds another record (link), whose hash is not the one sealed
+    # at its seq (signature); nothing else is blamed (issue 18: exact blame).
+    assert findings(verify()) == [(3, "link"), (3, "signature"), (4, "link"), (4, "signature")]
 
 
 def test_rechained_log_after_an_edit_is_caught_at_the_edited_seq(log):
@@ -121,7 +123,7 @@ def test_rechained_log_after_an_edit_is_caught_at_the_edited_seq(log):
             [record["record_hash"], record["prev_hash"], record["decision"], seq],
         )
     found = findings(verify())
-    assert found[0] == (4, "content")  # differs from the external sealed hash
+    assert found[0] == (4, "signature")  # differs from the hash sealed in the external checkpoint
     assert (9, "signature") in found  # the signed root no longer matches
 
 

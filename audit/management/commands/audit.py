@@ -19,15 +19,17 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.dateparse import parse_datetime
 
 from audit import signed_note
+from audit.anchors import Anchors, anchor_read, checkpoints_read
 from audit.chain import integrate, oldest_waiting, start_sequencer
 from audit.checkpoints import SigningKeyError, checkpoint_create, key_name, public_vkey
+from audit.exports import export_anchor_write
 from audit.models import AuditRecord
 from audit.promises import PromiseError, check_promise
 from audit.proofs import ProofError, check_proof, entry_inclusion_proof, trace_inclusion_proof
 from audit.reports import Objectives, Window, audit_slo, audit_stats, audit_summary
-from audit.selectors import audit_bodies_between, audit_records_for_trace, audit_verify
+from audit.selectors import audit_bodies_between, audit_records_for_trace, audit_seq_range, audit_verify
 from audit.services import alert_verify_failed, verification_run_record, verification_run_start
-from audit.verify import ChainVerifier, Report, external_checkpoints, read_checkpoint_note
+from audit.verify import ChainVerifier, Report, external_checkpoints
 from veritta_site.alerts import alert_raise
 
 
@@ -52,6 +54,7 @@ class Command(BaseCommand):
         verify.add_argument("--json", action="store_true")
         verify.add_argument("--file", type=Path, help="Verify a JSONL export instead of the database.")
         verify.add_argument("--checkpoints", type=Path, help="Directory of external checkpoints.")
+        verify.add_argument("--anchor", type=Path, help="With --file: the export's anchor (EXPORT.anchor from `audit export`).")
         verify.add_argument("--vkey", help="Verifier key of the checkpoints (default: from the signing key).")
         verify.add_argument("--progress", action="store_true", help="Show progress even when not on a terminal.")
         verify.add_argument(
@@ -68,6 +71,7 @@ class Command(BaseCommand):
         export.add_argument("--since", help="ISO date/time, inclusive.")
         export.add_argument("--until", help="ISO date/time, exclusive.")
         export.add_argument("--output", type=Path, help="File to write (default: stdout).")
+        export.add_argument("--anchor", type=Path, help="Where to write the export's anchor (default: OUTPUT.anchor).")
         prove = sub.add_parser(
             "prove", help="Inclusion proof of a request's records (or of one receipt's entry) in a signed checkpoint."
         )
@@ -124,8 +128,10 @@ class Command(BaseCommand):
                 sys.stderr.write(f"\rverifying: {done}/{total} records ({pct:.0f}%, {rate:,.0f}/s)")
                 sys.stderr.flush()
 
+        if options["anchor"] and not options["file"]:
+            raise CommandError("--anchor goes with --file: the database is checked against its own checkpoints")
         if options["file"]:
-            report = self._verify_file(options["file"], options["checkpoints"], options["vkey"], progress)
+            report = self._verify_file(options["file"], options["checkpoints"], options["anchor"], options["vkey"], progress)
         else:
             report = audit_verify(vkey=options["vkey"], checkpoint_dir=options["checkpoints"], progress=progress)
             # Kept for the console's chain status ("last verify"), like its own runs.
@@ -134,9 +140,10 @@ class Command(BaseCommand):
             sys.stderr.write("\n")
         self._print_report(report, as_json=options["json"])
         if not report.ok:
-            if not options["file"]:
-                alert_verify_failed(report)
-            sys.exit(1)
+            if not options["file"] and report.problems:
+                self.stdout.flush()
+                alert_verify_failed(report)  # after the verify: its records follow the ones it read
+            sys.exit(report.exit_status)
 
     def _watch(self, run_id: int, *, as_json: bool) -> None:
         """Progress of a background run until it ends; its verdict and exit code as `verify`."""
@@ -166,27 +173,33 @@ class Command(BaseCommand):
         if not run.ok:
             sys.exit(1)
 
-    def _verify_file(self, path: Path, checkpoint_dir: Path | None, vkey: str | None, progress: Any) -> Report:
+    def _verify_file(self, path: Path, checkpoint_dir: Path | None, anchor: Path | None, vkey: str | None, progress: Any) -> Report:
         try:
             vkey = vkey or public_vkey()  # the configured key, as `verify` on the database uses
         except SigningKeyError:
             pass
-        checkpoints: list[Any] = []
-        problems = []
+        found = Anchors()
         if checkpoint_dir is not None:
-            for source, note in external_checkpoints(checkpoint_dir):
-                result = read_checkpoint_note(note, source, vkey)
-                (checkpoints if not hasattr(result, "kind") else problems).append(result)
-        verifier = ChainVerifier(checkpoints=checkpoints)
-        verifier.report.problems.extend(problems)
+            found = checkpoints_read(external_checkpoints(checkpoint_dir), vkey, directory=checkpoint_dir)
+        export = anchor_read(anchor, vkey) if anchor is not None else Anchors()
+        # An export's own sealed hashes, when it has an anchor that passed; else the directory's.
+        sealed = export if export.anchor_file is not None else found
+        verifier = ChainVerifier(
+            checkpoints=found.checkpoints + export.checkpoints,
+            sealed=sealed.sealed(),
+            start=export.start,
+            extent=export.extent,
+            anchor_required=True,
+        )
+        verifier.report.problems += found.problems + export.problems
+        verifier.report.warnings += found.warnings + export.warnings
         verifier.report.signatures_checked = bool(vkey)
         try:
-            with path.open(encoding="utf-8") as handle:
-                for line in handle:
-                    if line.strip():
-                        verifier.feed(line)
-                        if verifier.report.records % 10000 == 0:
-                            progress(verifier.report.records, 0)
+            with path.open("rb") as handle:
+                for raw in handle:
+                    verifier.feed(_line_text(raw))
+                    if verifier.report.records % 10000 == 0:
+                        progress(verifier.report.records, 0)
         except OSError as exc:
             raise CommandError(f"cannot read {path}: {exc}") from exc
         return verifier.finish()
@@ -197,7 +210,7 @@ class Command(BaseCommand):
         if report.checkpoint_copies > report.checkpoints_checked:
             line += f" ({report.checkpoint_copies} copies: database and files)"
         if not report.checkpoint_copies:
-            return line + " (none found; with --file, give them with --checkpoints DIR)"
+            return line + " (none found; with --file, give them with --anchor EXPORT.anchor or --checkpoints DIR)"
         if not report.signatures_checked:
             line += " (signatures NOT checked: no verifier key; set VERITTA_AUDIT_SIGNING_KEY or pass --vkey)"
         return line
@@ -216,10 +229,25 @@ class Command(BaseCommand):
         self.stdout.write(f"Results found for records {first} to {last}:")
         self.stdout.write(f"{report.records - len(bad_seqs)}/{report.records} records valid")
         self.stdout.write(self._checkpoints_line(report))
+        if report.last_seq and report.anchored_upto < report.last_seq and not report.anchor_required:
+            # The database is the log itself: its tail is checked, but nothing signed vouches for it yet.
+            self.stdout.write(
+                f"records {max(report.anchored_upto + 1, first)}..{last} come after the newest verified checkpoint:"
+                " checked link by link, not yet sealed (`audit checkpoint` seals them)"
+            )
         gaps = sum(1 for p in report.problems if p.kind == "gap")
         incomplete = sum(1 for p in report.problems if p.kind == "incomplete")
         self.stdout.write(f"{gaps} gaps, {incomplete} incomplete traces, {report.in_flight} in flight")
-        self.stdout.write(self.style.SUCCESS("OK: the audit trail verifies") if report.ok else self.style.ERROR(f"FAILED: {len(report.problems)} problems"))
+        if report.status == "ok":
+            self.stdout.write(self.style.SUCCESS("OK: the audit trail verifies"))
+        elif report.status == "unanchored":
+            unanchored = report.as_dict()["unanchored_from"]
+            self.stdout.write(self.style.WARNING(
+                f"UNANCHORED: consistent, but records from {unanchored} are not tied to a verified signed checkpoint"
+                " (give --anchor EXPORT.anchor, or --checkpoints DIR, with the verifier key): NOT verified"
+            ))
+        else:
+            self.stdout.write(self.style.ERROR(f"FAILED: {len(report.problems)} problems"))
 
     # --- checkpoint / keygen ----------------------------------------------
 
@@ -244,6 +272,7 @@ class Command(BaseCommand):
 
     def cmd_export(self, **options: Any) -> None:
         since, until = _when(options["since"]), _when(options["until"])
+        extent = audit_seq_range(since=since, until=until)
         handle = options["output"].open("w", encoding="utf-8") if options["output"] else sys.stdout
         count = 0
         try:
@@ -254,6 +283,17 @@ class Command(BaseCommand):
             if handle is not sys.stdout:
                 handle.close()
         self.stderr.write(f"exported {count} records")
+        anchor = options["anchor"] or (Path(f"{options['output']}.anchor") if options["output"] else None)
+        if anchor is None or extent is None:
+            self.stderr.write("no anchor written (none for stdout without --anchor, or an empty export):"
+                              " `audit verify --file` will not call it ok")
+            return
+        try:
+            size = export_anchor_write(anchor, first=extent[0], last=extent[1])
+        except SigningKeyError as exc:
+            self.stderr.write(f"no anchor written: {exc}; `audit verify --file` will call this export unanchored")
+            return
+        self.stderr.write(f"anchor of records {extent[0]}..{extent[1]} under checkpoint {size}: {anchor}")
 
     def cmd_trace(self, **options: Any) -> None:
         records = [json.loads(r.body) for r in audit_records_for_trace(trace_id=options["trace_id"])]
@@ -423,3 +463,11 @@ class Command(BaseCommand):
             sys.exit(1)
 
 
+def _line_text(raw: bytes) -> str:
+    """One export line without its newline; bytes that are not UTF-8 make a line
+    that is not an audit record (lines are checked byte for byte)."""
+    line = raw[:-1] if raw.endswith(b"\n") else raw
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        return line.decode("utf-8", errors="replace")
