@@ -1,8 +1,8 @@
 """The /process pipeline: gates in SPEC §4 order, then the audited execution.
 
     P0 size -> G0 credential -> G2 API key -> G4 session -> G10 rate limits -> P2 payload
-      -> profile -> registry -> ALLOW + PENDING (one transaction) -> execute under timeout
-      -> terminal record
+      -> profile -> registry -> idempotency -> ALLOW + PENDING (one transaction)
+      -> execute under timeout -> terminal record
 
 P2, profile and registry only compute: they are evaluated before G10 opens its
 write transaction and their outcome is applied after it, so a request is
@@ -42,7 +42,7 @@ from audit.services import (
     audit_deny,
     audit_transaction,
 )
-from governance import gates
+from governance import gates, idempotency
 from governance.executors import ActionRequest, Executor
 from governance.selectors import profile_active
 from sessions_app.ratelimit import counters_share_audit_transaction
@@ -152,10 +152,24 @@ def process_request(request: HttpRequest) -> Outcome:
                 )
                 matched.append(G10_RULE)
                 payload, executor = checked.apply(ctx)
+                # Last: a key is claimed only by a request that may run.
+                claim = run_gate("idempotency", idempotency.claim, request, ctx, payload)
             except Denied as denied:
                 return _denied(ctx, denied)
-            audit_allow(ctx, pending=True, prepared=allow)  # committed before the executor may run
-        outcome = _execute(ctx, executor, payload)
+            if claim.original is not None:
+                outcome = idempotency.replayed(ctx, claim.original)
+                outcome.headers = {**limit_headers, **outcome.headers}
+                return outcome
+            try:
+                audit_allow(ctx, pending=True, prepared=allow)  # committed before the executor may run
+            except VerittaError:
+                idempotency.release(claim)  # nothing ran: a retry may run it
+                raise
+        try:
+            outcome = _execute(ctx, executor, payload)
+        except VerittaError as error:  # executed, outcome unrecorded: a retry must not run it again
+            outcome = error_outcome(ctx.trace_id, error)
+        idempotency.complete(claim, outcome)
         outcome.headers = {**limit_headers, **outcome.headers}
         return outcome
     except VerittaError as error:  # the audit sink failed: nothing ran without its record

@@ -188,6 +188,8 @@ VERITTA_RATE_LIMIT_URL = env.str("VERITTA_RATE_LIMIT_URL", default="")
 VERITTA_SESSION_TTL_S = env.int("VERITTA_SESSION_TTL_S", default=3600)
 VERITTA_SESSION_TTL_MAX_S = env.int("VERITTA_SESSION_TTL_MAX_S", default=86400)
 VERITTA_CORS_ORIGINS = env.list("VERITTA_CORS_ORIGINS", default=[])
+# How long a /process Idempotency-Key is remembered (Stripe keeps keys 24 h).
+VERITTA_IDEMPOTENCY_WINDOW_S = env.int("VERITTA_IDEMPOTENCY_WINDOW_S", default=86400)
 VERITTA_ALERT_WEBHOOK_URL = env.str("VERITTA_ALERT_WEBHOOK_URL", default="")
 # Console logins: this many failures per username or per client address within
 # the window refuse further attempts until the window has passed (veritta_site/security.py).
