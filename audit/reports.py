@@ -44,7 +44,7 @@ def _quiet(step: str) -> None:
 
 AUTHN_FAILURE_CODES = frozenset(
     {"MISSING_API_KEY", "GATE_DENIED_INVALID_API_KEY", "CONSOLE_LOGIN_FAILED"}
-    | {code for code in CATALOGUE if code.startswith(("SESSION_", "ADMIN_KEY_"))}
+    | {code for code in CATALOGUE if code.startswith(("SESSION_", "ADMIN_KEY_", "METRICS_TOKEN_"))}
 )
 REGISTRY_CODES = frozenset(code for code, reason in CATALOGUE.items() if reason.where == "registry")
 AUTHZ_DENIAL_CODES = frozenset({"PROFILE_ACTION_MISMATCH", "ADMIN_SIGNAL_FORBIDDEN"} | REGISTRY_CODES)
@@ -254,9 +254,15 @@ def latency_percentiles(
     return n, {p: by_rank[max(1, math.ceil(round(p * 100) * n / 100))] for p in percentiles}
 
 
+# Scrapes with the metrics credential (audit/scrape.py) are recorded but are no
+# traffic of the service: counted, every scrape would dilute the rate.
+NOT_SERVICE_TRAFFIC_ACTORS = ("metrics",)
+
+
 def security_violations(*, window: Window) -> tuple[int, int]:
-    """(denials whose code is a security category, decisions) in the window."""
-    decisions = window.records().filter(event_type=DECISION)
+    """(denials whose code is a security category, decisions) in the window,
+    scrapes with the metrics credential left out."""
+    decisions = window.records().filter(event_type=DECISION).exclude(actor_kind__in=NOT_SERVICE_TRAFFIC_ACTORS)
     counts = decisions.aggregate(
         total=Count("seq"), bad=Count("seq", filter=Q(decision="DENY", reason_code__in=sorted(SECURITY_CODES)))
     )

@@ -251,9 +251,10 @@ def _execute(ctx: RequestContext, executor: Executor, payload: dict[str, Any]) -
     future = _executor_pool.submit(_contained, executor.execute, request)
     try:
         output = future.result(timeout=timeout)
-        output_digest = digest_of(output) if isinstance(output, dict) else None
-        if output_digest is None:
+        if not isinstance(output, dict):
             raise TypeError("executor output is not a JSON object")
+        # Computed even when not recorded: it proves the output is JSON.
+        output_digest = digest_of(output) if settings.VERITTA_AUDIT_DIGEST_ENABLED else _json_or_raise(output)
     except FutureTimeout:
         future.cancel()
         error = VerittaError("EXECUTOR_TIMEOUT", evidence={"timeout_s": str(timeout)})
@@ -300,6 +301,12 @@ def _action_end(ctx: RequestContext, **fields: Any) -> Receipt:
             raise
         details = {"executed": True, "outcome_recorded": False}
         raise VerittaError("AUDIT_SINK_FAILED", evidence=error.evidence, details=details, message=OUTCOME_UNRECORDED) from error
+
+
+def _json_or_raise(output: dict[str, Any]) -> None:
+    """VERITTA_AUDIT_DIGEST_ENABLED=false: no output digest is recorded, but the
+    output must still be JSON, as with digests on."""
+    digest_of(output)
 
 
 def _elapsed_us(started: float) -> int:

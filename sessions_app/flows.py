@@ -135,6 +135,9 @@ def _admin_key_valid(request: HttpRequest) -> dict[str, Any]:
     return dict(ADMIN_ACTOR)
 
 
+ADMIN_GATES = [("G0:admin_key_present", _admin_key_present), ("G2:admin_key_valid", _admin_key_valid)]
+
+
 def _admin_within_limit(bucket: str) -> dict[str, str]:
     return tightest(limits_enforce(checks=[("admin", bucket, settings.VERITTA_ADMIN_RATE_LIMIT_PER_MIN)]))
 
@@ -148,6 +151,7 @@ def admin_request(
     records_own_decision: bool = False,
     reports_sink: bool = False,
     rate_bucket: str = "admin",
+    credential_gates: list[tuple[str, Callable[..., Any]]] | None = None,
 ) -> Outcome:
     """Run one admin API operation behind the admin gates.
 
@@ -161,6 +165,8 @@ def admin_request(
     `rate_bucket`: the admin limit is counted per bucket; session revocation,
     the emergency brake, has its own, so no amount of reads (/metrics scrapes,
     audit queries) can use up the limit it needs (docs/SECURITY.md S7).
+    `credential_gates`: other gates than the admin key's (the metrics scrape
+    credential, audit/scrape.py).
     """
     ctx = RequestContext.for_request(request, endpoint=endpoint, profile_id="admin", profile_hash=profile_hash_of("admin"))
     try:
@@ -169,7 +175,7 @@ def admin_request(
             ctx.matched_rules.append("P0:size_within_limit")
             parsed = gates.parse_input(body)
             ctx.input_digest, ctx.digest_kind = parsed.digest, parsed.digest_kind
-            _credentials(ctx, [("G0:admin_key_present", _admin_key_present), ("G2:admin_key_valid", _admin_key_valid)], request)
+            _credentials(ctx, credential_gates or ADMIN_GATES, request)
             headers = run_gate("G10", _admin_within_limit, rate_bucket)
             ctx.matched_rules.append(G10_RULE)
             if body and parsed.problem is not None:

@@ -75,3 +75,15 @@ def webhook_url_check(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     url = settings.VERITTA_ALERT_WEBHOOK_URL
     problem = webhook_url_problem(url) if url else None
     return [Error(f"VERITTA_ALERT_WEBHOOK_URL {problem}", id="veritta.E003")] if problem else []
+
+
+@register()
+def metrics_token_check(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """The scrape credential is configured as its sha256, never the token itself."""
+    from audit.scrape import TOKEN_SHA256_RE
+
+    value = settings.VERITTA_METRICS_TOKEN_SHA256
+    if value and not TOKEN_SHA256_RE.fullmatch(value.lower()):
+        hint = "Set the sha256 hex of the token: python -c 'import hashlib,sys; print(hashlib.sha256(sys.argv[1].encode()).hexdigest())' TOKEN"
+        return [Error("VERITTA_METRICS_TOKEN_SHA256 is not 64 hex characters", hint=hint, id="veritta.E004")]
+    return []

@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "corsheaders",
     "governance",
     "audit",
     "sessions_app",
@@ -52,6 +53,9 @@ MIDDLEWARE = [
     "veritta_site.middleware.ErrorEnvelopeMiddleware",
     # Request durations for /metrics, by route (audit/metrics.py).
     "audit.metrics.RequestMetricsMiddleware",
+    # CORS for the API paths named below (VERITTA_CORS_ORIGINS); answers a
+    # preflight itself, before the HTTPS redirect and the CSRF check.
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # The console's static files (the admin's CSS and JS), served by the app
     # itself under gunicorn with DEBUG off; `collectstatic` fills STATIC_ROOT.
@@ -188,6 +192,25 @@ VERITTA_RATE_LIMIT_URL = env.str("VERITTA_RATE_LIMIT_URL", default="")
 VERITTA_SESSION_TTL_S = env.int("VERITTA_SESSION_TTL_S", default=3600)
 VERITTA_SESSION_TTL_MAX_S = env.int("VERITTA_SESSION_TTL_MAX_S", default=86400)
 VERITTA_CORS_ORIGINS = env.list("VERITTA_CORS_ORIGINS", default=[])
+# Browser origins ("https://host[:port]", exact) that may call the client API;
+# empty: no CORS header at all. django-cors-headers refuses a malformed origin
+# at start (corsheaders.E013). Never the console or the admin API.
+CORS_ALLOWED_ORIGINS = VERITTA_CORS_ORIGINS
+CORS_URLS_REGEX = r"^/(process|sessions|health)$"
+CORS_ALLOW_CREDENTIALS = False  # credentials are headers, never cookies
+CORS_ALLOW_METHODS = ("GET", "POST", "OPTIONS")
+CORS_ALLOW_HEADERS = (
+    "accept",
+    "authorization",
+    "content-type",
+    "idempotency-key",
+    "traceparent",
+    "x-api-key",
+    "x-trace-id",
+    "x-veritta-session-id",
+    "x-veritta-user-id",
+)
+CORS_EXPOSE_HEADERS = ("X-Trace-ID", "Idempotent-Replayed", "Retry-After")
 # How long a /process Idempotency-Key is remembered (Stripe keeps keys 24 h).
 VERITTA_IDEMPOTENCY_WINDOW_S = env.int("VERITTA_IDEMPOTENCY_WINDOW_S", default=86400)
 VERITTA_ALERT_WEBHOOK_URL = env.str("VERITTA_ALERT_WEBHOOK_URL", default="")
@@ -212,6 +235,9 @@ VERITTA_ALERT_AUTHN_FAILURES_PER_MIN = env.int("VERITTA_ALERT_AUTHN_FAILURES_PER
 VERITTA_ALERT_DEDUP_S = env.int("VERITTA_ALERT_DEDUP_S", default=300)
 VERITTA_ALERT_WEBHOOK_TIMEOUT_S = env.float("VERITTA_ALERT_WEBHOOK_TIMEOUT_S", default=2.0)
 VERITTA_ALERT_WEBHOOK_ATTEMPTS = env.int("VERITTA_ALERT_WEBHOOK_ATTEMPTS", default=3)
+# sha256 (hex) of the read-only /metrics scrape token Prometheus sends as a
+# bearer token (audit/scrape.py); empty: /metrics takes the admin key only.
+VERITTA_METRICS_TOKEN_SHA256 = env.str("VERITTA_METRICS_TOKEN_SHA256", default="")
 # The trace-completeness gauge of /metrics looks at PENDING records this recent.
 VERITTA_METRICS_COMPLETENESS_WINDOW_S = env.int("VERITTA_METRICS_COMPLETENESS_WINDOW_S", default=3600)
 
