@@ -167,12 +167,17 @@ SPECTACULAR_SETTINGS = {
 VERITTA_BETA_API_KEY = env.str("VERITTA_BETA_API_KEY", default="")
 VERITTA_PROFILES_FINGERPRINT = env.str("VERITTA_PROFILES_FINGERPRINT", default="")
 VERITTA_ADMIN_API_KEY = env.str("VERITTA_ADMIN_API_KEY", default="")
+# The admin key being rotated out: accepted too until removed (docs/DEPLOYMENT.md).
+VERITTA_ADMIN_API_KEY_PREVIOUS = env.str("VERITTA_ADMIN_API_KEY_PREVIOUS", default="")
 VERITTA_AUDIT_SIGNING_KEY = env.str("VERITTA_AUDIT_SIGNING_KEY", default="")
 VERITTA_AUDIT_LOG_PATH = Path(env.str("VERITTA_AUDIT_LOG_PATH", default=str(BASE_DIR / "audit.log")))
 VERITTA_AUDIT_CHECKPOINT_DIR = Path(
     env.str("VERITTA_AUDIT_CHECKPOINT_DIR", default="") or VERITTA_AUDIT_LOG_PATH.parent / "checkpoints"
 )
 VERITTA_AUDIT_CHECKPOINT_EVERY = env.int("VERITTA_AUDIT_CHECKPOINT_EVERY", default=1000)
+# The ring of checkpoint verifier keys with the sizes each signed (audit/keyring.py);
+# default: keyring.json in the checkpoint directory. Absent: the signing key alone.
+VERITTA_AUDIT_KEYRING_FILE = env.str("VERITTA_AUDIT_KEYRING_FILE", default="")
 VERITTA_AUDIT_ORIGIN = env.str("VERITTA_AUDIT_ORIGIN", default="veritta.local/audit")
 # PostgreSQL's batched write path (audit/chain.py): how long a record may wait
 # in the intake before it must be in the chain (the deadline of an inclusion
