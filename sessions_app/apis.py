@@ -20,7 +20,7 @@ from audit.mirror import mirror
 from audit.selectors import audit_head_seq
 from audit.services import RequestContext
 from governance.pipeline import Outcome
-from sessions_app.flows import ADMIN_ACTOR, admin_request, session_open_request, validated
+from sessions_app.flows import admin_request, session_open_request, validated
 from sessions_app.models import Session
 from sessions_app.selectors import session_get, sessions_of_key
 from sessions_app.services import session_revoke
@@ -149,7 +149,7 @@ class SessionRevokeApi(GovernedApi):
     )
     def post(self, request: Request) -> Response:
         def perform(ctx: RequestContext, data: dict[str, Any]) -> Outcome:
-            result = session_revoke(session_id=data["session_id"], actor=dict(ADMIN_ACTOR), reason=data["reason"], ctx=ctx)
+            result = session_revoke(session_id=data["session_id"], actor=dict(ctx.actor), reason=data["reason"], ctx=ctx)
             body = {
                 "session_id": result.session_id,
                 "status": result.status,

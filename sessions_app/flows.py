@@ -125,14 +125,25 @@ def _admin_key_present(request: HttpRequest) -> None:
         raise VerittaError("ADMIN_KEY_MISSING", evidence={"header": "X-ADMIN-KEY"}, details={"header": "X-ADMIN-KEY"})
 
 
+# During an admin key rotation the previous key is accepted too, under its own
+# actor id, so the audit trail shows who still uses it (docs/DEPLOYMENT.md).
+PREVIOUS_ADMIN_ACTOR = {"kind": "admin_key", "id": "admin_previous"}
+
+
 def _admin_key_valid(request: HttpRequest) -> dict[str, Any]:
     configured = settings.VERITTA_ADMIN_API_KEY
     if not configured:
         raise VerittaError("SERVER_MISCONFIGURED", evidence={"setting": "VERITTA_ADMIN_API_KEY"})
-    presented = request.META.get("HTTP_X_ADMIN_KEY", "")
-    if not hmac.compare_digest(presented.encode("utf-8", "surrogatepass"), configured.encode()):
-        raise VerittaError("ADMIN_KEY_INVALID", evidence={"header": "X-ADMIN-KEY"})
-    return dict(ADMIN_ACTOR)
+    presented = request.META.get("HTTP_X_ADMIN_KEY", "").encode("utf-8", "surrogatepass")
+    current = hmac.compare_digest(presented, configured.encode())
+    previous_key = settings.VERITTA_ADMIN_API_KEY_PREVIOUS
+    # Both compared every time: which one matched takes no other time.
+    previous = hmac.compare_digest(presented, (previous_key or "\0" * len(configured)).encode()) and bool(previous_key)
+    if current:
+        return dict(ADMIN_ACTOR)
+    if previous:
+        return dict(PREVIOUS_ADMIN_ACTOR)
+    raise VerittaError("ADMIN_KEY_INVALID", evidence={"header": "X-ADMIN-KEY"})
 
 
 ADMIN_GATES = [("G0:admin_key_present", _admin_key_present), ("G2:admin_key_valid", _admin_key_valid)]

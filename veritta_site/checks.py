@@ -41,7 +41,7 @@ def required_settings_check(app_configs: Any = None, **kwargs: Any) -> list[Erro
 # Shared secrets a client presents: long enough that guessing is hopeless
 # (`scripts/run` makes 43-character ones; `secrets.token_urlsafe(32)`).
 MIN_KEY_LENGTH = 32
-PRESENTED_KEYS = ("VERITTA_BETA_API_KEY", "VERITTA_ADMIN_API_KEY")
+PRESENTED_KEYS = ("VERITTA_BETA_API_KEY", "VERITTA_ADMIN_API_KEY", "VERITTA_ADMIN_API_KEY_PREVIOUS")
 
 
 @register(Tags.security, deploy=True)

@@ -236,6 +236,10 @@ VERITTA_SLO_SECURITY_MIN_DECISIONS = env.int("VERITTA_SLO_SECURITY_MIN_DECISIONS
 # An incident: this many authentication failures from one client address
 # digest (or one key) within one minute.
 VERITTA_ALERT_AUTHN_FAILURES_PER_MIN = env.int("VERITTA_ALERT_AUTHN_FAILURES_PER_MIN", default=20)
+# A spike: this many RATE_LIMIT_EXCEEDED denials (service-wide), or executor
+# timeouts of one action, within one minute (0: no such alert).
+VERITTA_ALERT_RATE_LIMITED_PER_MIN = env.int("VERITTA_ALERT_RATE_LIMITED_PER_MIN", default=100)
+VERITTA_ALERT_EXECUTOR_TIMEOUTS_PER_MIN = env.int("VERITTA_ALERT_EXECUTOR_TIMEOUTS_PER_MIN", default=5)
 # One alert per (kind, subject) per this many seconds, across all workers.
 VERITTA_ALERT_DEDUP_S = env.int("VERITTA_ALERT_DEDUP_S", default=300)
 VERITTA_ALERT_WEBHOOK_TIMEOUT_S = env.float("VERITTA_ALERT_WEBHOOK_TIMEOUT_S", default=2.0)
