@@ -280,6 +280,8 @@ class Objectives:
     trace_completeness: float
     security_violation_rate: float
     security_min_decisions: int = 0  # from settings: VERITTA_SLO_SECURITY_MIN_DECISIONS
+    decision_correctness: float = 1.0  # from settings: VERITTA_SLO_DECISION_CORRECTNESS
+    correctness_sample: int = 200  # VERITTA_SLO_CORRECTNESS_SAMPLE
 
     @classmethod
     def from_settings(cls) -> Objectives:
@@ -290,6 +292,8 @@ class Objectives:
             trace_completeness=settings.VERITTA_SLO_TRACE_COMPLETENESS,
             security_violation_rate=settings.VERITTA_SLO_SECURITY_VIOLATION_RATE,
             security_min_decisions=settings.VERITTA_SLO_SECURITY_MIN_DECISIONS,
+            decision_correctness=settings.VERITTA_SLO_DECISION_CORRECTNESS,
+            correctness_sample=settings.VERITTA_SLO_CORRECTNESS_SAMPLE,
         )
 
 
@@ -355,4 +359,15 @@ def audit_slo(*, objectives: Objectives, now: datetime | None = None, progress: 
         # share this rule; production volumes are far above the minimum.
         rate = replace(rate, ok=True, note=f"not judged: fewer than {objectives.security_min_decisions} decisions")
     report.results.append(rate)
+
+    progress("decision correctness")
+    from audit.correctness import decision_correctness  # late: it reads the profiles of the governance app
+
+    sampled = decision_correctness(window=window, sample=objectives.correctness_sample)
+    share = sampled.correct / sampled.checked if sampled.checked else None
+    limit = objectives.decision_correctness
+    note = "; ".join(f"seq {seq}: {why}" for seq, why in sampled.wrong[:3])
+    report.results.append(
+        SloResult("decision_correctness", f">= {limit:g}", share, sampled.checked, share is None or share >= limit, note)
+    )
     return report

@@ -56,6 +56,9 @@ class RequestContext:
     digest_kind: str = "unread"
     matched_rules: list[str] = field(default_factory=list)
     action_fields: dict[str, Any] = field(default_factory=dict)
+    # time.monotonic() at the request's arrival: a terminal record's duration_us
+    # covers the whole request (gates, waits for locks, the executor).
+    started: float = field(default_factory=time.monotonic)
 
     @classmethod
     def for_request(cls, request: HttpRequest, *, endpoint: str, profile_id: str, profile_hash: str) -> RequestContext:
@@ -68,6 +71,7 @@ class RequestContext:
             profile_hash=profile_hash,
             client=client_digest(address),
             client_address=address,
+            started=getattr(request, "started_monotonic", None) or time.monotonic(),
         )
 
     def _common(self) -> dict[str, Any]:

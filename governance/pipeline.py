@@ -258,14 +258,14 @@ def _execute(ctx: RequestContext, executor: Executor, payload: dict[str, Any]) -
     except FutureTimeout:
         future.cancel()
         error = VerittaError("EXECUTOR_TIMEOUT", evidence={"timeout_s": str(timeout)})
-        _action_end(ctx, status="FAILED", error=error, duration_us=_elapsed_us(started))
+        _action_end(ctx, status="FAILED", error=error, duration_us=_elapsed_us(ctx.started))
         return error_outcome(ctx.trace_id, error)
     except Exception as exc:  # noqa: BLE001 - any executor failure is a FAILED record
         exc_class = exc.exc_class if isinstance(exc, ExecutorAborted) else type(exc).__name__
         error = VerittaError("EXECUTOR_FAILED", evidence={"exc_class": exc_class})
-        _action_end(ctx, status="FAILED", error=error, duration_us=_elapsed_us(started))
+        _action_end(ctx, status="FAILED", error=error, duration_us=_elapsed_us(ctx.started))
         return error_outcome(ctx.trace_id, error)
-    receipt = _action_end(ctx, status="SUCCESS", output_digest=output_digest, duration_us=_elapsed_us(started))
+    receipt = _action_end(ctx, status="SUCCESS", output_digest=output_digest, duration_us=_elapsed_us(ctx.started))
     return Outcome(200, _success_body(ctx, output, receipt))
 
 

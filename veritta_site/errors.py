@@ -76,7 +76,7 @@ CATALOGUE: dict[str, Reason] = {
     # admin API
     "ADMIN_KEY_MISSING": Reason(403, "Missing required header: X-ADMIN-KEY", "admin G0"),
     "ADMIN_KEY_INVALID": Reason(403, "Invalid admin key", "admin G2"),
-    "METRICS_TOKEN_INVALID": Reason(403, "Invalid or missing metrics scrape credential", "metrics G2"),
+    "METRICS_TOKEN_INVALID": Reason(403, "Invalid or missing metrics scrape credential", "admin G2 (metrics scrape)"),
     "SERVICE_DEGRADED": Reason(503, "A dependency of the service is failing; see details", "admin health"),
     # generic HTTP
     "FORBIDDEN": Reason(403, "Forbidden", "routing"),

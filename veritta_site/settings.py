@@ -233,6 +233,10 @@ VERITTA_SLO_TRACE_COMPLETENESS = env.float("VERITTA_SLO_TRACE_COMPLETENESS", def
 VERITTA_SLO_SECURITY_VIOLATION_RATE = env.float("VERITTA_SLO_SECURITY_VIOLATION_RATE", default=0.05)
 # ... judged only over at least this many decisions in the window.
 VERITTA_SLO_SECURITY_MIN_DECISIONS = env.int("VERITTA_SLO_SECURITY_MIN_DECISIONS", default=100)
+# Decision correctness: the newest this-many re-decidable /process decisions of
+# the window, re-evaluated against their profile version (audit/correctness.py).
+VERITTA_SLO_DECISION_CORRECTNESS = env.float("VERITTA_SLO_DECISION_CORRECTNESS", default=1.0)
+VERITTA_SLO_CORRECTNESS_SAMPLE = env.int("VERITTA_SLO_CORRECTNESS_SAMPLE", default=200)
 # An incident: this many authentication failures from one client address
 # digest (or one key) within one minute.
 VERITTA_ALERT_AUTHN_FAILURES_PER_MIN = env.int("VERITTA_ALERT_AUTHN_FAILURES_PER_MIN", default=20)
