@@ -62,23 +62,30 @@ def decision_correctness(*, window: Any, sample: int) -> CorrectnessSample:
         .values_list("seq", "body")
         .iterator(chunk_size=500)
     )
-    profiles: dict[str, dict[str, Any] | None] = {}
-    result = CorrectnessSample()
+    sampled: list[tuple[int, dict[str, Any]]] = []
     for seq, body in rows:
         record = json.loads(body)
-        if record.get("endpoint") != PROCESS_ENDPOINT:
-            continue
-        profile_hash = record["profile_hash"]
-        if profile_hash not in profiles:
-            found = PolicyProfile.objects.filter(sha256=profile_hash).values_list("document", flat=True).first()
-            profiles[profile_hash] = found
-        result.add(seq, _why_wrong(record, profiles[profile_hash]))
-        if result.checked >= sample:
-            break
+        if record.get("endpoint") == PROCESS_ENDPOINT:
+            sampled.append((seq, record))
+            if len(sampled) >= sample:
+                break
+    hashes = {record["profile_hash"] for _, record in sampled}
+    profiles = dict(PolicyProfile.objects.filter(sha256__in=hashes).values_list("sha256", "document"))
+    # One query for the PENDING records of every sampled trace (serves: the trace_id index).
+    traces = [record["trace_id"] for _, record in sampled]
+    pending = {
+        trace: json.loads(body)
+        for trace, body in AuditRecord.objects.filter(trace_id__in=traces, event_type=ACTION, status="PENDING")
+        .values_list("trace_id", "body")
+        .iterator()
+    }
+    result = CorrectnessSample()
+    for seq, record in sampled:
+        result.add(seq, _why_wrong(record, profiles.get(record["profile_hash"]), pending.get(record["trace_id"])))
     return result
 
 
-def _why_wrong(record: dict[str, Any], profile: dict[str, Any] | None) -> str | None:
+def _why_wrong(record: dict[str, Any], profile: dict[str, Any] | None, ran: dict[str, Any] | None) -> str | None:
     if profile is None:
         return "names a profile version that was never loaded"
     rule = (profile.get("actions") or {}).get(record["action"])
@@ -86,14 +93,8 @@ def _why_wrong(record: dict[str, Any], profile: dict[str, Any] | None) -> str | 
         return f"the profile does not allow the action {record['action']!r}"
     if record["decision"] != "ALLOW" or "IDEMPOTENT_REPLAY" in (record.get("reason_codes") or []):
         return None  # a registry denial of an allowed action; a replay ran nothing
-    pending = (
-        AuditRecord.objects.filter(trace_id=record["trace_id"], event_type=ACTION, status="PENDING")
-        .values_list("body", flat=True)
-        .first()
-    )
-    if pending is None:
+    if ran is None:
         return None  # still in the intake, or the trace is incomplete: trace completeness says so
-    ran = json.loads(pending)
     if ran.get("executor_id") != rule.get("executor"):
         return f"ran executor {ran.get('executor_id')!r}, the profile names {rule.get('executor')!r}"
     have, minimum = parse_semver(ran.get("executor_version")), parse_semver(rule.get("min_executor_version", "0.0.0"))

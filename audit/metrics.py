@@ -197,10 +197,29 @@ class TraceCompletenessCollector(Collector):
         )
 
 
+class DecisionCorrectnessCollector(Collector):
+    """Share of the recent re-decidable /process decisions that their profile
+    version re-decides the same (audit/correctness.py; 1.0 when there are
+    none): the decision-correctness SLO, for Prometheus's alert rule."""
+
+    def collect(self) -> Iterator[Metric]:
+        from audit.correctness import decision_correctness
+        from audit.reports import Window
+
+        window = Window.last(hours=settings.VERITTA_METRICS_COMPLETENESS_WINDOW_S / 3600)
+        sampled = decision_correctness(window=window, sample=settings.VERITTA_SLO_CORRECTNESS_SAMPLE)
+        yield GaugeMetricFamily(
+            "veritta_decision_correctness_ratio",
+            "Sampled recent decisions that their profile version re-decides the same.",
+            value=sampled.correct / sampled.checked if sampled.checked else 1.0,
+        )
+
+
 def metrics_exposition() -> bytes:
     """The Prometheus text exposition of every metric, all workers summed."""
     scrape = CollectorRegistry()
     scrape.register(TraceCompletenessCollector())
+    scrape.register(DecisionCorrectnessCollector())
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.MultiProcessCollector(scrape)
         return generate_latest(scrape)
