@@ -167,9 +167,17 @@ def keyring_from_file(path: Path | None = None) -> KeyRing | None:
 
 def configured_keyring() -> KeyRing | None:
     """The ring file, or else the configured signing key alone; None without either."""
+    import logging
+
     from audit.checkpoints import SigningKeyError, public_vkey
 
-    ring = keyring_from_file()
+    try:
+        ring = keyring_from_file()
+    except (KeyRingError, OSError) as exc:
+        # Fail closed: a ring with no key accepts no checkpoint, so every one
+        # is reported as a `signature` problem instead of being trusted.
+        logging.getLogger("veritta.audit").error("key ring file cannot be read", extra={"cause": str(exc)})
+        return KeyRing(())
     if ring is not None:
         return ring
     try:
@@ -190,7 +198,10 @@ def may_sign(vkey: str, size: int) -> str | None:
     """Why the configured key may not sign a checkpoint of `size` under the ring
     file, or None. A server still running with a retired key stops sealing at
     the handover instead of writing checkpoints `audit verify` would refuse."""
-    ring = keyring_from_file()
+    try:
+        ring = keyring_from_file()
+    except (KeyRingError, OSError) as exc:  # unreadable: sign nothing rather than guess
+        return f"the key ring file cannot be read ({exc})"
     if ring is None:
         return None
     key = ring.key_for(vkey)

@@ -116,3 +116,22 @@ def test_a_ring_file_with_a_hole_or_a_reused_key_is_refused():
     for bad in (hole, reused, {"keys": []}, {"nokeys": 1}):
         with pytest.raises(KeyRingError):
             KeyRing.from_json(json.dumps(bad))
+
+
+def test_an_unreadable_ring_fails_closed(api, settings, tmp_path):
+    """A damaged ring file neither crashes a request nor lets a checkpoint
+    through: nothing is sealed, and verify reports every checkpoint."""
+    from audit.checkpoints import checkpoint_create
+    from audit.models import Checkpoint
+    from audit.selectors import audit_verify
+
+    api.process({"action": "test_action"})
+    checkpoint_create()
+    ring_file = tmp_path / "ring.json"
+    ring_file.write_text("{not json")
+    settings.VERITTA_AUDIT_KEYRING_FILE = str(ring_file)
+    settings.VERITTA_AUDIT_CHECKPOINT_EVERY = 1
+    assert api.process({"action": "test_action"}).status_code == 200  # the request is served
+    assert Checkpoint.objects.count() == 1  # ... but nothing more is sealed
+    report = audit_verify()
+    assert not report.ok and {p.kind for p in report.problems} == {"signature"}
