@@ -1,6 +1,6 @@
 """gunicorn settings for Verittà, read from the environment.
 
-    GUNICORN_BIND     default 127.0.0.1:8000
+    GUNICORN_BIND     default 127.0.0.1:8000; or VERITTA_HOST / VERITTA_PORT (not both)
     WEB_CONCURRENCY   worker processes, default 2 x cores + 1
     GUNICORN_CONTROL_SOCKET  path of gunicorn's control socket; unset: no socket
     GUNICORN_TIMEOUT  seconds before a silent worker is restarted, default 30
@@ -50,7 +50,22 @@ class JsonAccessLogger(Logger):
 
 
 
-bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+def _bind(environ: dict[str, str]) -> str:
+    """GUNICORN_BIND, or VERITTA_HOST:VERITTA_PORT (the seeds' names for the
+    same thing). Both at once, or a port that is not one, refuse to start with
+    a message that names the variable: a setting is never silently ignored."""
+    host, port = environ.get("VERITTA_HOST", ""), environ.get("VERITTA_PORT", "")
+    if environ.get("GUNICORN_BIND") and (host or port):
+        raise SystemExit("GUNICORN_BIND and VERITTA_HOST/VERITTA_PORT are both set: keep one (docs/CONFIGURATION.md)")
+    if environ.get("GUNICORN_BIND"):
+        return environ["GUNICORN_BIND"]
+    if port and not (port.isdigit() and 0 < int(port) < 65536):
+        raise SystemExit("VERITTA_PORT must be a TCP port number, 1-65535")
+    host = host or "127.0.0.1"
+    return f"[{host}]:{port or 8000}" if ":" in host else f"{host}:{port or 8000}"
+
+
+bind = _bind(dict(os.environ))
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 20

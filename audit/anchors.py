@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from audit import signed_note
+from audit.keyring import KeyRing
 from audit.merkle import CompactRange
 from audit.verify import Problem, SignedCheckpoint, read_checkpoint_note
 
@@ -62,7 +63,7 @@ def _hash_lines(path: Path) -> list[str]:
 
 def checkpoints_read(
     notes: Iterable[tuple[str, str]],
-    vkey: str | None,
+    vkey: str | KeyRing | None,
     *,
     directory: Path | None = None,
     frontiers: dict[int, dict[str, Any]] | None = None,
@@ -166,7 +167,7 @@ def _anchor_hashes(path: Path) -> Iterator[str]:
             yield line.rstrip("\n")
 
 
-def anchor_read(path: Path, vkey: str | None) -> Anchors:
+def anchor_read(path: Path, vkey: str | KeyRing | None) -> Anchors:
     """Check an export's anchor file; any failure is a `signature` problem
     naming the file, and nothing of it is used."""
     anchors = Anchors()
@@ -203,15 +204,21 @@ def anchor_read(path: Path, vkey: str | None) -> Anchors:
 
 
 def _anchor_failure(
-    checkpoint: SignedCheckpoint, first: int, last: int, extent: str, before: Any, hashes: Iterator[str], vkey: str
+    checkpoint: SignedCheckpoint, first: int, last: int, extent: str, before: Any, hashes: Iterator[str], vkey: str | KeyRing
 ) -> str | None:
     """Why the anchor cannot be trusted, or None."""
-    try:
-        # Signed with the key that signed the checkpoint it names (audit export
-        # signs both at once); a key ring would pick the same key for both.
-        text = signed_note.verify_note(extent, vkey)
-    except (signed_note.NoteVerificationError, ValueError) as exc:
-        return f"extent: {exc}"
+    # Signed with the key that signed the checkpoint it names (audit export
+    # signs both at once): with a key ring, a key whose range holds that size.
+    keys = [vkey] if isinstance(vkey, str) else [k.vkey for k in vkey.keys if k.covers(checkpoint.size)]
+    text, failure = None, "no key of the ring may sign its checkpoint's size"
+    for key in keys:
+        try:
+            text = signed_note.verify_note(extent, key)
+            break
+        except (signed_note.NoteVerificationError, ValueError) as exc:
+            failure = str(exc)
+    if text is None:
+        return f"extent: {failure}"
     lines = text.split("\n")
     if len(lines) != 6 or lines[1] != EXTENT_TAG or lines[2:5] != [str(first), str(last), str(checkpoint.size)]:
         return "the signed extent does not match the anchor's first, last and checkpoint"

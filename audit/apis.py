@@ -10,7 +10,7 @@ from typing import Any
 
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from prometheus_client import CONTENT_TYPE_LATEST
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -20,6 +20,7 @@ from audit.checkpoints import SigningKeyError, public_vkey
 from audit.metrics import metrics_exposition
 from audit.records import ACTION, DECISION, TERMINAL_STATUSES
 from audit.reports import audit_summary
+from audit.scrape import SCRAPE_GATES, presents_scrape_token
 from audit.selectors import audit_events_page, audit_records_for_trace, checkpoint_latest
 from audit.services import RequestContext
 from governance.pipeline import Outcome
@@ -197,19 +198,37 @@ class CheckpointLatestApi(GovernedApi):
         )
 
 
+METRICS_ADMIN_KEY_HEADER = OpenApiParameter(
+    "X-ADMIN-KEY", str, OpenApiParameter.HEADER, required=False, description="The admin key, or instead:"
+)
+METRICS_AUTHORIZATION_HEADER = OpenApiParameter(
+    "Authorization", str, OpenApiParameter.HEADER, required=False,
+    description="`Bearer <token>` whose sha256 is VERITTA_METRICS_TOKEN_SHA256: the read-only scrape credential.",
+)  # fmt: skip
+
+
 class MetricsApi(GovernedApi):
     """Prometheus metrics of every worker (text exposition format, docs/OPERATIONS.md)."""
 
     @extend_schema(
         operation_id="metrics",
-        parameters=[ADMIN_KEY_HEADER, TRACE_HEADER],
+        parameters=[METRICS_ADMIN_KEY_HEADER, METRICS_AUTHORIZATION_HEADER, TRACE_HEADER],
         responses={(200, "text/plain"): OpenApiTypes.STR, **ERROR_RESPONSES},
     )
     def get(self, request: Request) -> HttpResponse | Response:
         def perform(ctx: RequestContext, data: dict[str, Any]) -> Outcome:
             return Outcome(200, {"exposition": metrics_exposition()})
 
-        outcome = admin_request(request._request, endpoint="GET /metrics", parse=no_parameters, perform=perform)
+        # Prometheus's own read-only credential, or the admin key (audit/scrape.py).
+        scrape = presents_scrape_token(request._request)
+        outcome = admin_request(
+            request._request,
+            endpoint="GET /metrics",
+            parse=no_parameters,
+            perform=perform,
+            credential_gates=SCRAPE_GATES if scrape else None,
+            rate_bucket="metrics" if scrape else "admin",
+        )
         if outcome.status != 200:
             return respond(outcome)
         response = HttpResponse(outcome.body["exposition"], content_type=CONTENT_TYPE_LATEST)

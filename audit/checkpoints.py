@@ -14,6 +14,7 @@ import base64
 import binascii
 import logging
 import os
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 
 from audit import signed_note
 from audit.chain import chain_head
+from audit.keyring import may_sign
 from audit.merkle import CompactRange
 from audit.models import Checkpoint
 
@@ -76,10 +78,13 @@ def _write_external(size: int, note: str, hashes: list[str]) -> None:
         os.replace(tmp, final)  # atomic: a reader sees the old file or the whole new one
 
 
-def checkpoint_create(*, size: int | None = None) -> Checkpoint:
+def checkpoint_create(*, size: int | None = None, extra_signers: Sequence[bytes] = ()) -> Checkpoint:
     """Seal the first `size` records (default: all) with a signed checkpoint.
 
     Idempotent: an existing checkpoint of that size is returned as it is.
+    `extra_signers`: seeds that sign it too (the new key of a rotation,
+    audit/keyring.py). Refused (SigningKeyError) when the key ring file says
+    the signing key may not sign that size.
     """
     seed = signing_seed()
     if size is None:
@@ -88,6 +93,9 @@ def checkpoint_create(*, size: int | None = None) -> Checkpoint:
     existing = Checkpoint.objects.filter(tree_size=size).first()
     if existing is not None:
         return existing
+    refused = may_sign(public_vkey(), size)
+    if refused:
+        raise SigningKeyError(refused)
     base = Checkpoint.objects.filter(tree_size__lt=size).order_by("-tree_size").first()
     tree = CompactRange.from_json(base.frontier) if base else CompactRange()
     hashes = _hashes_between(tree.size, size)
@@ -95,6 +103,7 @@ def checkpoint_create(*, size: int | None = None) -> Checkpoint:
         tree.append(bytes.fromhex(h))
     body = signed_note.checkpoint_body(settings.VERITTA_AUDIT_ORIGIN, size, tree.root())
     note = signed_note.sign_note(body, key_name(), seed)
+    note += "".join(signed_note.signature_line(body, key_name(), extra) for extra in extra_signers)
     try:
         with transaction.atomic():
             checkpoint = Checkpoint.objects.create(
@@ -122,9 +131,9 @@ def checkpoint_if_due(first_seq: int, last_seq: int) -> None:
         return
     try:
         checkpoint_create(size=(last_seq // every) * every)
-    except SigningKeyError:
+    except SigningKeyError as exc:
         if not _warned_no_key:
-            logger.warning("audit checkpoints disabled: VERITTA_AUDIT_SIGNING_KEY is not set")
+            logger.warning("audit checkpoints disabled", extra={"cause": str(exc)})
             _warned_no_key = True
     except (DatabaseError, OSError) as exc:
         # The chain itself is committed; the next crossing or `audit checkpoint` seals it.

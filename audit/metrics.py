@@ -33,7 +33,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from audit.records import DECISION
-from audit.reports import security_categories, trace_completeness
+from audit.reports import NOT_SERVICE_TRAFFIC_ACTORS, security_categories, trace_completeness
 
 logger = logging.getLogger("veritta.metrics")
 
@@ -56,6 +56,7 @@ AUTHN_FAILURES = Counter(
 AUTHZ_DENIALS = Counter("veritta_authz_denials", "Denials of an action the credential may not run (profile, registry).")
 POLICY_VIOLATIONS = Counter("veritta_policy_violations", "Denials by the policy profile gate.")
 RATE_LIMITED = Counter("veritta_rate_limited", "Requests refused with RATE_LIMIT_EXCEEDED.")
+SCRAPES = Counter("veritta_metrics_scrapes", "Scrapes with the metrics credential (not in veritta_decisions_total).")
 REQUEST_DURATION = Histogram("veritta_request_duration_seconds", "Time to answer a request, by endpoint.", ["endpoint"])
 AUDIT_WRITE_DURATION = Histogram(
     "veritta_audit_write_duration_seconds",
@@ -95,16 +96,26 @@ def observe_appended(drafts: list[dict[str, Any]], *, since: datetime) -> None:
     try:
         AUDIT_WRITE_DURATION.observe((datetime.now(UTC) - since).total_seconds())
         for record in drafts:
-            if record["event_type"] != DECISION:
-                ACTIONS.labels(record.get("action") or "", record.get("status") or "").inc()
-                continue
             codes = record.get("reason_codes") or []
             code = codes[0] if codes else ""
+            if record["event_type"] != DECISION:
+                ACTIONS.labels(record.get("action") or "", record.get("status") or "").inc()
+                if record.get("status") == "FAILED" and code == "EXECUTOR_TIMEOUT":
+                    from veritta_site.alerts import executor_timeout_observed
+
+                    executor_timeout_observed(action=record.get("action") or "")
+                continue
+            if (record.get("actor") or {}).get("kind") in NOT_SERVICE_TRAFFIC_ACTORS:
+                SCRAPES.inc()  # no traffic of the service: kept out of the decision counters
+                continue
             DECISIONS.labels(record.get("decision") or "", record.get("gate") or "", code).inc()
             if record.get("decision") != "DENY":
                 continue
             if code == "RATE_LIMIT_EXCEEDED":
                 RATE_LIMITED.inc()
+                from veritta_site.alerts import rate_limited_observed
+
+                rate_limited_observed()
             categories = security_categories(code)
             for category in categories:
                 _CATEGORY_COUNTERS[category].inc()
@@ -186,10 +197,29 @@ class TraceCompletenessCollector(Collector):
         )
 
 
+class DecisionCorrectnessCollector(Collector):
+    """Share of the recent re-decidable /process decisions that their profile
+    version re-decides the same (audit/correctness.py; 1.0 when there are
+    none): the decision-correctness SLO, for Prometheus's alert rule."""
+
+    def collect(self) -> Iterator[Metric]:
+        from audit.correctness import decision_correctness
+        from audit.reports import Window
+
+        window = Window.last(hours=settings.VERITTA_METRICS_COMPLETENESS_WINDOW_S / 3600)
+        sampled = decision_correctness(window=window, sample=settings.VERITTA_SLO_CORRECTNESS_SAMPLE)
+        yield GaugeMetricFamily(
+            "veritta_decision_correctness_ratio",
+            "Sampled recent decisions that their profile version re-decides the same.",
+            value=sampled.correct / sampled.checked if sampled.checked else 1.0,
+        )
+
+
 def metrics_exposition() -> bytes:
     """The Prometheus text exposition of every metric, all workers summed."""
     scrape = CollectorRegistry()
     scrape.register(TraceCompletenessCollector())
+    scrape.register(DecisionCorrectnessCollector())
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.MultiProcessCollector(scrape)
         return generate_latest(scrape)

@@ -44,7 +44,7 @@ def _quiet(step: str) -> None:
 
 AUTHN_FAILURE_CODES = frozenset(
     {"MISSING_API_KEY", "GATE_DENIED_INVALID_API_KEY", "CONSOLE_LOGIN_FAILED"}
-    | {code for code in CATALOGUE if code.startswith(("SESSION_", "ADMIN_KEY_"))}
+    | {code for code in CATALOGUE if code.startswith(("SESSION_", "ADMIN_KEY_", "METRICS_TOKEN_"))}
 )
 REGISTRY_CODES = frozenset(code for code, reason in CATALOGUE.items() if reason.where == "registry")
 AUTHZ_DENIAL_CODES = frozenset({"PROFILE_ACTION_MISMATCH", "ADMIN_SIGNAL_FORBIDDEN"} | REGISTRY_CODES)
@@ -254,9 +254,15 @@ def latency_percentiles(
     return n, {p: by_rank[max(1, math.ceil(round(p * 100) * n / 100))] for p in percentiles}
 
 
+# Scrapes with the metrics credential (audit/scrape.py) are recorded but are no
+# traffic of the service: counted, every scrape would dilute the rate.
+NOT_SERVICE_TRAFFIC_ACTORS = ("metrics",)
+
+
 def security_violations(*, window: Window) -> tuple[int, int]:
-    """(denials whose code is a security category, decisions) in the window."""
-    decisions = window.records().filter(event_type=DECISION)
+    """(denials whose code is a security category, decisions) in the window,
+    scrapes with the metrics credential left out."""
+    decisions = window.records().filter(event_type=DECISION).exclude(actor_kind__in=NOT_SERVICE_TRAFFIC_ACTORS)
     counts = decisions.aggregate(
         total=Count("seq"), bad=Count("seq", filter=Q(decision="DENY", reason_code__in=sorted(SECURITY_CODES)))
     )
@@ -274,6 +280,8 @@ class Objectives:
     trace_completeness: float
     security_violation_rate: float
     security_min_decisions: int = 0  # from settings: VERITTA_SLO_SECURITY_MIN_DECISIONS
+    decision_correctness: float = 1.0  # from settings: VERITTA_SLO_DECISION_CORRECTNESS
+    correctness_sample: int = 200  # VERITTA_SLO_CORRECTNESS_SAMPLE
 
     @classmethod
     def from_settings(cls) -> Objectives:
@@ -284,6 +292,8 @@ class Objectives:
             trace_completeness=settings.VERITTA_SLO_TRACE_COMPLETENESS,
             security_violation_rate=settings.VERITTA_SLO_SECURITY_VIOLATION_RATE,
             security_min_decisions=settings.VERITTA_SLO_SECURITY_MIN_DECISIONS,
+            decision_correctness=settings.VERITTA_SLO_DECISION_CORRECTNESS,
+            correctness_sample=settings.VERITTA_SLO_CORRECTNESS_SAMPLE,
         )
 
 
@@ -349,4 +359,15 @@ def audit_slo(*, objectives: Objectives, now: datetime | None = None, progress: 
         # share this rule; production volumes are far above the minimum.
         rate = replace(rate, ok=True, note=f"not judged: fewer than {objectives.security_min_decisions} decisions")
     report.results.append(rate)
+
+    progress("decision correctness")
+    from audit.correctness import decision_correctness  # late: it reads the profiles of the governance app
+
+    sampled = decision_correctness(window=window, sample=objectives.correctness_sample)
+    share = sampled.correct / sampled.checked if sampled.checked else None
+    limit = objectives.decision_correctness
+    note = "; ".join(f"seq {seq}: {why}" for seq, why in sampled.wrong[:3])
+    report.results.append(
+        SloResult("decision_correctness", f">= {limit:g}", share, sampled.checked, share is None or share >= limit, note)
+    )
     return report

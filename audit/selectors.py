@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from audit.anchors import checkpoints_read
 from audit.chain import max_merge_delay
+from audit.keyring import KeyRing, configured_keyring
 from audit.models import AuditIntake, AuditRecord, Checkpoint, VerificationRun
 from audit.records import ACTION, DECISION, parse_body
 from audit.triggers import missing_or_disabled
@@ -101,7 +102,7 @@ def checkpoint_latest() -> Checkpoint | None:
 
 def audit_verify(
     *,
-    vkey: str | None = None,
+    vkey: str | KeyRing | None = None,
     checkpoint_dir: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Report:
@@ -137,13 +138,9 @@ def audit_verify(
     return verifier.finish()
 
 
-def _configured_vkey() -> str | None:
-    from audit.checkpoints import SigningKeyError, public_vkey
-
-    try:
-        return public_vkey()
-    except SigningKeyError:
-        return None
+def _configured_vkey() -> KeyRing | None:
+    """The key ring file, or the configured signing key alone (audit/keyring.py)."""
+    return configured_keyring()
 
 
 # --- the admin API (GET /admin/audit/...) ---------------------------------------

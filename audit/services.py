@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -56,6 +57,9 @@ class RequestContext:
     digest_kind: str = "unread"
     matched_rules: list[str] = field(default_factory=list)
     action_fields: dict[str, Any] = field(default_factory=dict)
+    # time.monotonic() at the request's arrival: a terminal record's duration_us
+    # covers the whole request (gates, waits for locks, the executor).
+    started: float = field(default_factory=time.monotonic)
 
     @classmethod
     def for_request(cls, request: HttpRequest, *, endpoint: str, profile_id: str, profile_hash: str) -> RequestContext:
@@ -68,6 +72,7 @@ class RequestContext:
             profile_hash=profile_hash,
             client=client_digest(address),
             client_address=address,
+            started=getattr(request, "started_monotonic", None) or time.monotonic(),
         )
 
     def _common(self) -> dict[str, Any]:

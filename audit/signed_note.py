@@ -244,6 +244,14 @@ def _split_note(note: str) -> tuple[str, list[tuple[str, bytes, bytes]]]:
     return text, signatures
 
 
+def note_signers(note: str) -> tuple[str, list[tuple[str, bytes]]]:
+    """The note's text and the (name, key id) of each of its signature lines,
+    signatures NOT checked: to ask who claims to have signed (a key ring
+    refuses a key that signed outside its range). Raises NoteVerificationError."""
+    text, signatures = _split_note(note)
+    return text, [(name, kid) for name, kid, _ in signatures]
+
+
 def verify_note(note: str | bytes, vkey_str: str) -> str:
     """Verify ``note`` against one verifier key and return the signed text.
 

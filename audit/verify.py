@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from audit import signed_note
+from audit.keyring import KeyRing, verify_checkpoint_note
 from audit.merkle import CompactRange
 from audit.records import GENESIS_HASH, TERMINAL_STATUSES
 from veritta_site.canonical import canonical_json, sha256_hex
@@ -137,12 +138,13 @@ class Report:
         }
 
 
-def read_checkpoint_note(note: str, source: str, vkey: str | None) -> SignedCheckpoint | Problem:
-    """Parse a note and check its signature; a failure is a `signature` problem
+def read_checkpoint_note(note: str, source: str, vkey: str | KeyRing | None) -> SignedCheckpoint | Problem:
+    """Parse a note and check its signature (under one key, or the key ring's
+    key of its size: audit/keyring.py); a failure is a `signature` problem
     naming the note (its seq is the size the note claims, 0 if none)."""
     try:
         if vkey:
-            body = signed_note.verify_note(note, vkey)
+            body = verify_checkpoint_note(note, vkey)
         else:
             body = note.split("\n\n", 1)[0] + "\n"
         parsed = signed_note.parse_checkpoint(body)

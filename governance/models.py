@@ -26,3 +26,23 @@ class PolicyProfile(models.Model):
 
     def __str__(self) -> str:
         return f"{self.profile_id} {self.version}"
+
+
+class IdempotencyKey(models.Model):
+    """One `Idempotency-Key` of one caller, claimed by the request that runs it
+    (governance/idempotency.py). Digests, ids and codes only: the key itself,
+    the payload and the executor's output are never stored."""
+
+    RUNNING, DONE = "RUNNING", "DONE"
+
+    # sha256 of the caller's actor and the key: two callers never share a key.
+    scope_digest = models.CharField(max_length=64, unique=True)
+    input_digest = models.CharField(max_length=64)
+    trace_id = models.CharField(max_length=36)  # the original request's
+    state = models.CharField(max_length=8, default=RUNNING)
+    http_status = models.PositiveSmallIntegerField(null=True)
+    # What a replay answers with: the result's ids and output digest, or the
+    # envelope's codes; and the original terminal record's receipt.
+    outcome = models.JSONField(default=dict)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField(db_index=True)

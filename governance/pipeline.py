@@ -1,8 +1,8 @@
 """The /process pipeline: gates in SPEC §4 order, then the audited execution.
 
     P0 size -> G0 credential -> G2 API key -> G4 session -> G10 rate limits -> P2 payload
-      -> profile -> registry -> ALLOW + PENDING (one transaction) -> execute under timeout
-      -> terminal record
+      -> profile -> registry -> idempotency -> ALLOW + PENDING (one transaction)
+      -> execute under timeout -> terminal record
 
 P2, profile and registry only compute: they are evaluated before G10 opens its
 write transaction and their outcome is applied after it, so a request is
@@ -42,7 +42,7 @@ from audit.services import (
     audit_deny,
     audit_transaction,
 )
-from governance import gates
+from governance import gates, idempotency
 from governance.decision import G10_RULE, Denied, PolicyDecision, policy_evaluate, run_gate
 from governance.executors import ActionRequest, ExecutionResult, Executor, ExecutorFailure
 from governance.selectors import profile_active
@@ -133,10 +133,24 @@ def process_request(request: HttpRequest) -> Outcome:
                 )
                 matched.append(G10_RULE)
                 payload, executor = checked.apply(ctx)
+                # Last: a key is claimed only by a request that may run.
+                claim = run_gate("idempotency", idempotency.claim, request, ctx, payload)
             except Denied as denied:
                 return _denied(ctx, denied)
-            audit_allow(ctx, pending=True, prepared=allow)  # committed before the executor may run
-        outcome = _execute(ctx, executor, payload, checked.rule)
+            if claim.original is not None:
+                outcome = idempotency.replayed(ctx, claim.original)
+                outcome.headers = {**limit_headers, **outcome.headers}
+                return outcome
+            try:
+                audit_allow(ctx, pending=True, prepared=allow)  # committed before the executor may run
+            except VerittaError:
+                idempotency.release(claim)  # nothing ran: a retry may run it
+                raise
+        try:
+            outcome = _execute(ctx, executor, payload, checked.rule)
+        except VerittaError as error:  # executed, outcome unrecorded: a retry must not run it again
+            outcome = error_outcome(ctx.trace_id, error)
+        idempotency.complete(claim, outcome)
         outcome.headers = {**limit_headers, **outcome.headers}
         return outcome
     except VerittaError as error:  # the audit sink failed: nothing ran without its record
@@ -179,25 +193,26 @@ def _execute(ctx: RequestContext, executor: Executor, payload: dict[str, Any], r
         output = future.result(timeout=timeout)
         if isinstance(output, ExecutionResult):
             output, evidence = output.output, dict(output.evidence)
-        output_digest = digest_of(output) if isinstance(output, dict) else None
-        if output_digest is None:
+        if not isinstance(output, dict):
             raise TypeError("executor output is not a JSON object")
+        # Computed even when not recorded: it proves the output is JSON.
+        output_digest = digest_of(output) if settings.VERITTA_AUDIT_DIGEST_ENABLED else _json_or_raise(output)
     except FutureTimeout:
         future.cancel()
         error = VerittaError("EXECUTOR_TIMEOUT", evidence={"timeout_s": str(timeout)})
-        _action_end(ctx, status="FAILED", error=error, duration_us=_elapsed_us(started))
+        _action_end(ctx, status="FAILED", error=error, duration_us=_elapsed_us(ctx.started))
         return error_outcome(ctx.trace_id, error)
     except ExecutorFailure as failure:
         error = _failure_error(failure)
-        _action_end(ctx, status="FAILED", error=error, duration_us=_elapsed_us(started))
+        _action_end(ctx, status="FAILED", error=error, duration_us=_elapsed_us(ctx.started))
         return error_outcome(ctx.trace_id, error)
     except Exception as exc:  # noqa: BLE001 - any executor failure is a FAILED record
         exc_class = exc.exc_class if isinstance(exc, ExecutorAborted) else type(exc).__name__
         error = VerittaError("EXECUTOR_FAILED", evidence={"exc_class": exc_class})
-        _action_end(ctx, status="FAILED", error=error, duration_us=_elapsed_us(started))
+        _action_end(ctx, status="FAILED", error=error, duration_us=_elapsed_us(ctx.started))
         return error_outcome(ctx.trace_id, error)
     receipt = _action_end(
-        ctx, status="SUCCESS", output_digest=output_digest, duration_us=_elapsed_us(started), evidence=evidence
+        ctx, status="SUCCESS", output_digest=output_digest, duration_us=_elapsed_us(ctx.started), evidence=evidence
     )
     return Outcome(200, _success_body(ctx, output, receipt))
 
@@ -243,6 +258,12 @@ def _action_end(ctx: RequestContext, **fields: Any) -> Receipt:
             raise
         details = {"executed": True, "outcome_recorded": False}
         raise VerittaError("AUDIT_SINK_FAILED", evidence=error.evidence, details=details, message=OUTCOME_UNRECORDED) from error
+
+
+def _json_or_raise(output: dict[str, Any]) -> None:
+    """VERITTA_AUDIT_DIGEST_ENABLED=false: no output digest is recorded, but the
+    output must still be JSON, as with digests on."""
+    digest_of(output)
 
 
 def _elapsed_us(started: float) -> int:

@@ -185,23 +185,29 @@ class ApiKeyStateFilter(admin.SimpleListFilter):
     parameter_name = "state"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("active", "active"), ("revoked", "revoked")]
+        return [(state, state) for state in ("active", "expiring", "expired", "revoked")]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> QuerySet[ApiKey]:
-        if self.value() in ("active", "revoked"):
-            return queryset.filter(revoked_at__isnull=self.value() == "active")
-        return queryset
+        now = timezone.now()
+        live = queryset.filter(revoked_at__isnull=True)
+        states = {
+            "active": live.filter(expires_at__isnull=True),
+            "expiring": live.filter(expires_at__gt=now),  # a rotation's overlap
+            "expired": live.filter(expires_at__lte=now),
+            "revoked": queryset.filter(revoked_at__isnull=False),
+        }
+        return states.get(self.value() or "", queryset)
 
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(RevocableAdmin):
     revoke_permission = "sessions_app.revoke_apikey"
-    list_display = ("key_prefix", "name", "state", "created_at", "revoked_at")
+    list_display = ("key_prefix", "name", "state", "created_at", "expires_at", "revoked_at")
     list_filter = (ApiKeyStateFilter,)
     search_fields = ("=prefix", "=name")
     search_help_text = "Exact match: a key prefix (the part after vk_) or a name."
     ordering = ("-created_at",)
-    fields = ("key_prefix", "name", "state", "created_at", "revoked_at")
+    fields = ("key_prefix", "name", "state", "created_at", "expires_at", "revoked_at")
     readonly_fields = fields  # never the digest
 
     @admin.display(description="key")
@@ -210,7 +216,7 @@ class ApiKeyAdmin(RevocableAdmin):
 
     @admin.display(description="state")
     def state(self, obj: ApiKey) -> str:
-        return "revoked" if obj.revoked_at else "active"
+        return obj.state_at(timezone.now())
 
     def revoke_one(self, request: HttpRequest, obj: Model, reason: str) -> str:
         assert isinstance(obj, ApiKey)

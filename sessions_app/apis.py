@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 
 from audit.services import RequestContext
 from governance.pipeline import Outcome
-from sessions_app.flows import ADMIN_ACTOR, HEALTH_RATE_BUCKET, admin_request, session_open_request, validated
+from sessions_app.flows import HEALTH_RATE_BUCKET, admin_request, session_open_request, validated
 from sessions_app.health import health_report
 from sessions_app.models import Session
 from sessions_app.selectors import session_get, sessions_of_key
@@ -153,9 +153,7 @@ class SessionRevokeApi(GovernedApi):
     )
     def post(self, request: Request) -> Response:
         def perform(ctx: RequestContext, data: dict[str, Any]) -> Outcome:
-            result = session_revoke(
-                session_id=data["session_id"], actor=dict(ADMIN_ACTOR), reason=data["reason"], ctx=ctx
-            )
+            result = session_revoke(session_id=data["session_id"], actor=dict(ctx.actor), reason=data["reason"], ctx=ctx)
             body = {
                 "session_id": result.session_id,
                 "status": result.status,

@@ -129,14 +129,28 @@ def _admin_key_present(request: HttpRequest) -> None:
         raise VerittaError("ADMIN_KEY_MISSING", evidence={"header": "X-ADMIN-KEY"}, details={"header": "X-ADMIN-KEY"})
 
 
+# During an admin key rotation the previous key is accepted too, under its own
+# actor id, so the audit trail shows who still uses it (docs/DEPLOYMENT.md).
+PREVIOUS_ADMIN_ACTOR = {"kind": "admin_key", "id": "admin_previous"}
+
+
 def _admin_key_valid(request: HttpRequest) -> dict[str, Any]:
     configured = settings.VERITTA_ADMIN_API_KEY
     if not configured:
         raise VerittaError("SERVER_MISCONFIGURED", evidence={"setting": "VERITTA_ADMIN_API_KEY"})
-    presented = request.META.get("HTTP_X_ADMIN_KEY", "")
-    if not hmac.compare_digest(presented.encode("utf-8", "surrogatepass"), configured.encode()):
-        raise VerittaError("ADMIN_KEY_INVALID", evidence={"header": "X-ADMIN-KEY"})
-    return dict(ADMIN_ACTOR)
+    presented = request.META.get("HTTP_X_ADMIN_KEY", "").encode("utf-8", "surrogatepass")
+    current = hmac.compare_digest(presented, configured.encode())
+    previous_key = settings.VERITTA_ADMIN_API_KEY_PREVIOUS
+    # Both compared every time: which one matched takes no other time.
+    previous = hmac.compare_digest(presented, (previous_key or "\0" * len(configured)).encode()) and bool(previous_key)
+    if current:
+        return dict(ADMIN_ACTOR)
+    if previous:
+        return dict(PREVIOUS_ADMIN_ACTOR)
+    raise VerittaError("ADMIN_KEY_INVALID", evidence={"header": "X-ADMIN-KEY"})
+
+
+ADMIN_GATES = [("G0:admin_key_present", _admin_key_present), ("G2:admin_key_valid", _admin_key_valid)]
 
 
 # Health reports on Redis, so its limit is counted where Redis being down cannot refuse it.
@@ -157,6 +171,7 @@ def admin_request(
     records_own_decision: bool = False,
     reports_sink: bool = False,
     rate_bucket: str = "admin",
+    credential_gates: list[tuple[str, Callable[..., Any]]] | None = None,
 ) -> Outcome:
     """Run one admin API operation behind the admin gates.
 
@@ -170,6 +185,8 @@ def admin_request(
     `rate_bucket`: the admin limit is counted per bucket; session revocation,
     the emergency brake, has its own, so no amount of reads (/metrics scrapes,
     audit queries) can use up the limit it needs (docs/SECURITY.md S7).
+    `credential_gates`: other gates than the admin key's (the metrics scrape
+    credential, audit/scrape.py).
     """
     ctx = RequestContext.for_request(
         request, endpoint=endpoint, profile_id="admin", profile_hash=profile_hash_of("admin")
@@ -180,9 +197,7 @@ def admin_request(
             ctx.matched_rules.append("P0:size_within_limit")
             parsed = gates.parse_input(body)
             ctx.input_digest, ctx.digest_kind = parsed.digest, parsed.digest_kind
-            _credentials(
-                ctx, [("G0:admin_key_present", _admin_key_present), ("G2:admin_key_valid", _admin_key_valid)], request
-            )
+            _credentials(ctx, credential_gates or ADMIN_GATES, request)
             headers = run_gate("G10", _admin_within_limit, rate_bucket)
             ctx.matched_rules.append(G10_RULE)
             if body and parsed.problem is not None:

@@ -4,6 +4,8 @@ Secrets are never stored: a key or token is shown once when it is made and
 only its sha256 digest is kept, next to a visible prefix/id to look it up by.
 """
 
+from datetime import datetime
+
 from django.db import models
 
 
@@ -15,6 +17,10 @@ class ApiKey(models.Model):
     digest = models.CharField(max_length=64)  # sha256 hex of the whole key
     created_at = models.DateTimeField()
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # Refused from this instant on; null: until revoked. Two keys of one client
+    # overlap during a rotation: the new one is created, the old one given an
+    # expiry (docs/DEPLOYMENT.md, "Rotating keys").
+    expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = "API key"
@@ -22,6 +28,14 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"vk_{self.prefix}… ({self.name})"
+
+    def state_at(self, now: datetime) -> str:
+        """revoked, expired, expiring (an expiry is set: a rotation is under way) or active."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None:
+            return "expired" if self.expires_at <= now else "expiring"
+        return "active"
 
 
 class Session(models.Model):

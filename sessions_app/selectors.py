@@ -52,7 +52,7 @@ def api_key_prefix(presented: str) -> str | None:
 
 # Raw SQL: G2 runs on every request, and compiling the ORM query cost more
 # than running it (docs/PERFORMANCE.md). `prefix` is unique.
-_KEY_BY_PREFIX = "SELECT id, prefix, digest, revoked_at FROM sessions_app_apikey WHERE prefix = %s"
+_KEY_BY_PREFIX = "SELECT id, prefix, digest, revoked_at, expires_at FROM sessions_app_apikey WHERE prefix = %s"
 
 
 def api_key_authenticate(*, presented: str) -> ApiKey | None:
@@ -62,6 +62,8 @@ def api_key_authenticate(*, presented: str) -> ApiKey | None:
     matches = _digests_equal(presented, key.digest if key else DUMMY_DIGEST)
     if key is None or not matches or key.revoked_at is not None:
         return None
+    if key.expires_at is not None and key.expires_at <= timezone.now():
+        return None  # past its rotation's overlap
     return key
 
 

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import DatabaseError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from audit.chain import AuditSinkError, chain_append
@@ -75,13 +76,41 @@ def _end(ctx: RequestContext, *, evidence: dict[str, Any], error: VerittaError |
 # --- API keys -----------------------------------------------------------------
 
 
-def api_key_create(*, name: str) -> tuple[ApiKey, str]:
+def api_key_create(*, name: str, expires_at: datetime | None = None) -> tuple[ApiKey, str]:
     """A new stored key. Returns the row and the key itself, which exists only
     in this return value: print it once, it cannot be recovered."""
     prefix = secrets.token_hex(4)
     key = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
-    row = ApiKey.objects.create(name=name, prefix=prefix, digest=secret_digest(key), created_at=timezone.now())
+    row = ApiKey.objects.create(
+        name=name, prefix=prefix, digest=secret_digest(key), created_at=timezone.now(), expires_at=expires_at
+    )
     return row, key
+
+
+def api_key_expire(*, prefix: str, expires_at: datetime, actor: dict[str, Any] | None = None) -> bool:
+    """Give an active stored key an expiry: the end of a rotation's overlap,
+    when its successor is in use (docs/DEPLOYMENT.md, "Rotating keys"). An
+    expiry is only ever brought forward. Audited as the action `expire_api_key`;
+    False if there is no active key with that prefix."""
+    actor = actor or {"kind": "operator", "id": "manage.py"}
+    ctx = operator_context(endpoint="expire_api_key", actor=actor)
+    ctx.action_fields = {"action": "expire_api_key"}
+    evidence = {"key_prefix": prefix, "expires_at": expires_at.isoformat()}
+    active = ApiKey.objects.filter(prefix=prefix, revoked_at__isnull=True)
+    if not active.exists():
+        audit_deny(ctx, gate="object", error=VerittaError("NOT_FOUND", evidence={"object": "api_key", "key_prefix": prefix}))
+        return False
+    ctx.matched_rules.append("object:api_key_found")
+    _begin(ctx, action="expire_api_key", evidence=evidence)
+    try:
+        later_or_none = Q(expires_at__isnull=True) | Q(expires_at__gt=expires_at)
+        changed = active.filter(later_or_none).update(expires_at=expires_at)
+    except DatabaseError as exc:
+        error = VerittaError("INTERNAL_ERROR", evidence={"exc_class": type(exc).__name__})
+        _end(ctx, evidence=evidence, error=error)
+        raise error from exc
+    _end(ctx, evidence={**evidence, "outcome": "expiry_set" if changed else "already_expiring_sooner"})
+    return True
 
 
 def api_key_revoke(*, prefix: str, actor: dict[str, Any] | None = None, reason: str = "") -> bool:

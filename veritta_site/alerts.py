@@ -45,7 +45,15 @@ from veritta_site.timestamps import utc_timestamp
 
 logger = logging.getLogger("veritta.alerts")
 
-KINDS = ("slo_breach", "verify_failed", "audit_sink_failure", "auth_incident", "audit_integration_lag")
+KINDS = (
+    "slo_breach",
+    "verify_failed",
+    "audit_sink_failure",
+    "auth_incident",
+    "audit_integration_lag",
+    "rate_limit_spike",
+    "executor_timeouts",
+)
 ALERT_ACTOR = {"kind": "system", "id": "alerts"}
 RETRY_BACKOFF_S = 0.5
 
@@ -267,6 +275,44 @@ def authn_failure_observed(*, client: str | None, actor: dict[str, Any]) -> None
                 summary=f"{threshold} authentication failures within a minute from {subject}",
                 detail={"failures": threshold, "window_s": 60},
             )
+
+
+def _count_towards(*, scope: str, subject: str, threshold: int) -> bool:
+    """One more event of `scope` for `subject` in this minute, in the shared G10
+    store; True for exactly the event that reaches the threshold."""
+    from sessions_app.ratelimit import RateLimitUnavailable, rate_hit
+
+    try:
+        return rate_hit(scope=scope, ident=subject, limit=threshold).count == threshold
+    except RateLimitUnavailable:
+        return False
+
+
+def rate_limited_observed() -> None:
+    """A RATE_LIMIT_EXCEEDED denial: a spike of them (a client looping on
+    retries, a limit set too low, an attack) raises `rate_limit_spike`."""
+    threshold = settings.VERITTA_ALERT_RATE_LIMITED_PER_MIN
+    if threshold > 0 and _count_towards(scope="ratelimited", subject="service", threshold=threshold):
+        alert_raise(
+            kind="rate_limit_spike",
+            subject="service",
+            summary=f"{threshold} requests refused with RATE_LIMIT_EXCEEDED within a minute",
+            detail={"refused": threshold, "window_s": 60},
+        )
+
+
+def executor_timeout_observed(*, action: str) -> None:
+    """An EXECUTOR_TIMEOUT: repeated ones (a slow dependency, a hung executor)
+    raise `executor_timeouts` for that action."""
+    threshold = settings.VERITTA_ALERT_EXECUTOR_TIMEOUTS_PER_MIN
+    subject = f"action:{action}"
+    if threshold > 0 and _count_towards(scope="exectimeout", subject=subject, threshold=threshold):
+        alert_raise(
+            kind="executor_timeouts",
+            subject=subject,
+            summary=f"{threshold} executor timeouts of {action} within a minute",
+            detail={"timeouts": threshold, "window_s": 60, "timeout_s": settings.VERITTA_EXECUTOR_TIMEOUT_S},
+        )
 
 
 def sink_failure_observed(*, exc_class: str) -> None:

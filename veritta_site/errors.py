@@ -58,6 +58,14 @@ CATALOGUE: dict[str, Reason] = {
     "ACTION_VERSION_INVALID": Reason(400, "action_version must be a semantic version (MAJOR.MINOR.PATCH)", "registry"),
     "EXECUTOR_VERSION_MISMATCH": Reason(409, "Executor version does not satisfy the required version", "registry"),
     "CAPABILITY_MISMATCH": Reason(409, "Executor lacks a capability the profile requires", "registry"),
+    # idempotency (governance/idempotency.py)
+    "IDEMPOTENCY_KEY_INVALID": Reason(400, "Idempotency-Key must be 1 to 255 visible ASCII characters", "idempotency"),
+    "IDEMPOTENCY_KEY_REUSED": Reason(
+        422, "Idempotency-Key was already used with a different request body", "idempotency"
+    ),
+    "IDEMPOTENCY_KEY_IN_PROGRESS": Reason(
+        409, "A request with this Idempotency-Key is still being processed; retry later", "idempotency"
+    ),
     # execute / audit
     "EXECUTOR_TIMEOUT": Reason(504, "Executor exceeded its time limit", "execute"),
     "EXECUTOR_FAILED": Reason(500, "Executor failed", "execute"),
@@ -78,6 +86,7 @@ CATALOGUE: dict[str, Reason] = {
     # admin API
     "ADMIN_KEY_MISSING": Reason(403, "Missing required header: X-ADMIN-KEY", "admin G0"),
     "ADMIN_KEY_INVALID": Reason(403, "Invalid admin key", "admin G2"),
+    "METRICS_TOKEN_INVALID": Reason(403, "Invalid or missing metrics scrape credential", "admin G2 (metrics scrape)"),
     "SERVICE_DEGRADED": Reason(503, "A dependency of the service is failing; see details", "admin health"),
     # generic HTTP
     "FORBIDDEN": Reason(403, "Forbidden", "routing"),
@@ -95,6 +104,8 @@ CATALOGUE: dict[str, Reason] = {
     "CONSOLE_LOGIN_FAILED": Reason(0, "Console login with a wrong username or password", "console login"),
     # audit-only marker: carried by PENDING action records, never by a response
     "EXECUTION_ATTEMPT": Reason(0, "Marker on the PENDING record written before an executor runs", "audit"),
+    # audit-only marker: the decision record of a replayed Idempotency-Key request
+    "IDEMPOTENT_REPLAY": Reason(0, "Marker on the decision record of a request answered by replay", "idempotency"),
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
@@ -15,6 +16,8 @@ class TraceIdMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        # The request's arrival: terminal records measure the whole request from here.
+        request.started_monotonic = time.monotonic()  # type: ignore[attr-defined]
         request.trace_id = new_trace_id()  # type: ignore[attr-defined]
         # Read by the audit writer as the record's `parent_trace`.
         request.traceparent = parent_trace_from_headers(  # type: ignore[attr-defined]

@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_tasks",
     "django_tasks_db",
+    "corsheaders",
     "governance",
     "audit",
     "sessions_app",
@@ -59,6 +60,9 @@ MIDDLEWARE = [
     "veritta_site.middleware.ErrorEnvelopeMiddleware",
     # Request durations for /metrics, by route (audit/metrics.py).
     "audit.metrics.RequestMetricsMiddleware",
+    # CORS for the API paths named below (VERITTA_CORS_ORIGINS); answers a
+    # preflight itself, before the HTTPS redirect and the CSRF check.
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # The console's static files (the admin's CSS and JS), served by the app
     # itself under gunicorn with DEBUG off; `collectstatic` fills STATIC_ROOT.
@@ -170,6 +174,8 @@ SPECTACULAR_SETTINGS = {
 VERITTA_BETA_API_KEY = env.str("VERITTA_BETA_API_KEY", default="")
 VERITTA_PROFILES_FINGERPRINT = env.str("VERITTA_PROFILES_FINGERPRINT", default="")
 VERITTA_ADMIN_API_KEY = env.str("VERITTA_ADMIN_API_KEY", default="")
+# The admin key being rotated out: accepted too until removed (docs/DEPLOYMENT.md).
+VERITTA_ADMIN_API_KEY_PREVIOUS = env.str("VERITTA_ADMIN_API_KEY_PREVIOUS", default="")
 VERITTA_AUDIT_SIGNING_KEY = env.str("VERITTA_AUDIT_SIGNING_KEY", default="")
 VERITTA_AUDIT_LOG_PATH = Path(env.str("VERITTA_AUDIT_LOG_PATH", default=str(BASE_DIR / "audit.log")))
 VERITTA_AUDIT_CHECKPOINT_DIR = Path(
@@ -180,6 +186,9 @@ VERITTA_AUDIT_CHECKPOINT_EVERY = env.int("VERITTA_AUDIT_CHECKPOINT_EVERY", defau
 # (run `audit checkpoint` from a timer well inside it), and the mirror's disk needs this much room.
 VERITTA_AUDIT_CHECKPOINT_MAX_AGE_S = env.float("VERITTA_AUDIT_CHECKPOINT_MAX_AGE_S", default=3600.0)
 VERITTA_AUDIT_SINK_MIN_FREE_MB = env.int("VERITTA_AUDIT_SINK_MIN_FREE_MB", default=256)
+# The ring of checkpoint verifier keys with the sizes each signed (audit/keyring.py);
+# default: keyring.json in the checkpoint directory. Absent: the signing key alone.
+VERITTA_AUDIT_KEYRING_FILE = env.str("VERITTA_AUDIT_KEYRING_FILE", default="")
 VERITTA_AUDIT_ORIGIN = env.str("VERITTA_AUDIT_ORIGIN", default="veritta.local/audit")
 # PostgreSQL's batched write path (audit/chain.py): how long a record may wait
 # in the intake before it must be in the chain (the deadline of an inclusion
@@ -205,6 +214,27 @@ VERITTA_TRUSTED_PROXY_HEADER = env.str("VERITTA_TRUSTED_PROXY_HEADER", default="
 VERITTA_SESSION_TTL_S = env.int("VERITTA_SESSION_TTL_S", default=3600)
 VERITTA_SESSION_TTL_MAX_S = env.int("VERITTA_SESSION_TTL_MAX_S", default=86400)
 VERITTA_CORS_ORIGINS = env.list("VERITTA_CORS_ORIGINS", default=[])
+# Browser origins ("https://host[:port]", exact) that may call the client API;
+# empty: no CORS header at all. django-cors-headers refuses a malformed origin
+# at start (corsheaders.E013). Never the console or the admin API.
+CORS_ALLOWED_ORIGINS = VERITTA_CORS_ORIGINS
+CORS_URLS_REGEX = r"^/(process|sessions|health)$"
+CORS_ALLOW_CREDENTIALS = False  # credentials are headers, never cookies
+CORS_ALLOW_METHODS = ("GET", "POST", "OPTIONS")
+CORS_ALLOW_HEADERS = (
+    "accept",
+    "authorization",
+    "content-type",
+    "idempotency-key",
+    "traceparent",
+    "x-api-key",
+    "x-trace-id",
+    "x-veritta-session-id",
+    "x-veritta-user-id",
+)
+CORS_EXPOSE_HEADERS = ("X-Trace-ID", "Idempotent-Replayed", "Retry-After")
+# How long a /process Idempotency-Key is remembered (Stripe keeps keys 24 h).
+VERITTA_IDEMPOTENCY_WINDOW_S = env.int("VERITTA_IDEMPOTENCY_WINDOW_S", default=86400)
 VERITTA_ALERT_WEBHOOK_URL = env.str("VERITTA_ALERT_WEBHOOK_URL", default="")
 # Signs each webhook POST (Standard Webhooks, HMAC-SHA256): "whsec_" + base64 of 24-64 random bytes.
 VERITTA_ALERT_WEBHOOK_SECRET = env.str("VERITTA_ALERT_WEBHOOK_SECRET", default="")
@@ -222,13 +252,24 @@ VERITTA_SLO_TRACE_COMPLETENESS = env.float("VERITTA_SLO_TRACE_COMPLETENESS", def
 VERITTA_SLO_SECURITY_VIOLATION_RATE = env.float("VERITTA_SLO_SECURITY_VIOLATION_RATE", default=0.05)
 # ... judged only over at least this many decisions in the window.
 VERITTA_SLO_SECURITY_MIN_DECISIONS = env.int("VERITTA_SLO_SECURITY_MIN_DECISIONS", default=100)
+# Decision correctness: the newest this-many re-decidable /process decisions of
+# the window, re-evaluated against their profile version (audit/correctness.py).
+VERITTA_SLO_DECISION_CORRECTNESS = env.float("VERITTA_SLO_DECISION_CORRECTNESS", default=1.0)
+VERITTA_SLO_CORRECTNESS_SAMPLE = env.int("VERITTA_SLO_CORRECTNESS_SAMPLE", default=200)
 # An incident: this many authentication failures from one client address
 # digest (or one key) within one minute.
 VERITTA_ALERT_AUTHN_FAILURES_PER_MIN = env.int("VERITTA_ALERT_AUTHN_FAILURES_PER_MIN", default=20)
+# A spike: this many RATE_LIMIT_EXCEEDED denials (service-wide), or executor
+# timeouts of one action, within one minute (0: no such alert).
+VERITTA_ALERT_RATE_LIMITED_PER_MIN = env.int("VERITTA_ALERT_RATE_LIMITED_PER_MIN", default=100)
+VERITTA_ALERT_EXECUTOR_TIMEOUTS_PER_MIN = env.int("VERITTA_ALERT_EXECUTOR_TIMEOUTS_PER_MIN", default=5)
 # One alert per (kind, subject) per this many seconds, across all workers.
 VERITTA_ALERT_DEDUP_S = env.int("VERITTA_ALERT_DEDUP_S", default=300)
 VERITTA_ALERT_WEBHOOK_TIMEOUT_S = env.float("VERITTA_ALERT_WEBHOOK_TIMEOUT_S", default=2.0)
 VERITTA_ALERT_WEBHOOK_ATTEMPTS = env.int("VERITTA_ALERT_WEBHOOK_ATTEMPTS", default=3)
+# sha256 (hex) of the read-only /metrics scrape token Prometheus sends as a
+# bearer token (audit/scrape.py); empty: /metrics takes the admin key only.
+VERITTA_METRICS_TOKEN_SHA256 = env.str("VERITTA_METRICS_TOKEN_SHA256", default="")
 # The trace-completeness gauge of /metrics looks at PENDING records this recent.
 VERITTA_METRICS_COMPLETENESS_WINDOW_S = env.int("VERITTA_METRICS_COMPLETENESS_WINDOW_S", default=3600)
 

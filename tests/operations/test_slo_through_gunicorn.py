@@ -26,7 +26,7 @@ def test_slo_passes_on_a_healthy_run_and_fails_when_an_executor_is_slow(start_ap
     assert healthy.returncode == 0, healthy.stdout + healthy.stderr
     report = json.loads(healthy.stdout)
     assert report["ok"] and {s["name"] for s in report["slos"]} == {
-        "latency_p95_ms", "latency_p99_ms", "trace_completeness", "security_violation_rate",
+        "latency_p95_ms", "latency_p99_ms", "trace_completeness", "security_violation_rate", "decision_correctness",
     }  # fmt: skip
     assert next(s for s in report["slos"] if s["name"] == "latency_p95_ms")["sample"] == 10
     assert webhook.bodies == []

@@ -6,8 +6,10 @@ Every report prints a readable table by default and JSON with `--json`.
 from __future__ import annotations
 
 import base64
+import binascii
 import dataclasses
 import json
+import os
 import sys
 import time
 from datetime import UTC, datetime
@@ -23,6 +25,7 @@ from audit.anchors import Anchors, anchor_read, checkpoints_read
 from audit.chain import integrate, oldest_waiting, start_sequencer
 from audit.checkpoints import SigningKeyError, checkpoint_create, key_name, public_vkey
 from audit.exports import export_anchor_write
+from audit.keyring import KeyRing, KeyRingError, configured_keyring, keyring_path, rotate_signing_key
 from audit.models import AuditRecord
 from audit.promises import PromiseError, check_promise
 from audit.proofs import ProofError, check_proof, entry_inclusion_proof, trace_inclusion_proof
@@ -55,7 +58,8 @@ class Command(BaseCommand):
         verify.add_argument("--file", type=Path, help="Verify a JSONL export instead of the database.")
         verify.add_argument("--checkpoints", type=Path, help="Directory of external checkpoints.")
         verify.add_argument("--anchor", type=Path, help="With --file: the export's anchor (EXPORT.anchor from `audit export`).")
-        verify.add_argument("--vkey", help="Verifier key of the checkpoints (default: from the signing key).")
+        verify.add_argument("--vkey", help="Verifier key of the checkpoints (default: the key ring, else the signing key).")
+        verify.add_argument("--keyring", type=Path, help="Key ring file of the checkpoints (audit/keyring.py).")
         verify.add_argument("--progress", action="store_true", help="Show progress even when not on a terminal.")
         verify.add_argument(
             "--background",
@@ -67,6 +71,11 @@ class Command(BaseCommand):
         )
         sub.add_parser("checkpoint", help="Seal the log now with a signed checkpoint.").add_argument("--json", action="store_true")
         sub.add_parser("keygen", help="Print a new signing key (stdout) and its public key (stderr).")
+        sub.add_parser(
+            "rotate-key",
+            help="Hand checkpoint signing over to the key in VERITTA_AUDIT_NEW_SIGNING_KEY: a handover checkpoint "
+            "signed by both keys, and the key ring file (docs/DEPLOYMENT.md).",
+        )
         export = sub.add_parser("export", help="Write records as JSONL, in seq order.")
         export.add_argument("--since", help="ISO date/time, inclusive.")
         export.add_argument("--until", help="ISO date/time, exclusive.")
@@ -130,10 +139,11 @@ class Command(BaseCommand):
 
         if options["anchor"] and not options["file"]:
             raise CommandError("--anchor goes with --file: the database is checked against its own checkpoints")
+        keys = options["vkey"] or self._keyring_option(options["keyring"])
         if options["file"]:
-            report = self._verify_file(options["file"], options["checkpoints"], options["anchor"], options["vkey"], progress)
+            report = self._verify_file(options["file"], options["checkpoints"], options["anchor"], keys, progress)
         else:
-            report = audit_verify(vkey=options["vkey"], checkpoint_dir=options["checkpoints"], progress=progress)
+            report = audit_verify(vkey=keys, checkpoint_dir=options["checkpoints"], progress=progress)
             # Kept for the console's chain status ("last verify"), like its own runs.
             verification_run_record(report=report, actor="operator:manage.py audit verify", elapsed_s=time.monotonic() - started)
         if show_progress:
@@ -173,11 +183,19 @@ class Command(BaseCommand):
         if not run.ok:
             sys.exit(1)
 
-    def _verify_file(self, path: Path, checkpoint_dir: Path | None, anchor: Path | None, vkey: str | None, progress: Any) -> Report:
+    @staticmethod
+    def _keyring_option(path: Path | None) -> KeyRing | None:
+        if path is None:
+            return None
         try:
-            vkey = vkey or public_vkey()  # the configured key, as `verify` on the database uses
-        except SigningKeyError:
-            pass
+            return KeyRing.from_json(path.read_text(encoding="utf-8"))
+        except (OSError, KeyRingError) as exc:
+            raise CommandError(f"--keyring {path}: {exc}") from exc
+
+    def _verify_file(
+        self, path: Path, checkpoint_dir: Path | None, anchor: Path | None, vkey: str | KeyRing | None, progress: Any
+    ) -> Report:
+        vkey = vkey or configured_keyring()  # the configured ring or key, as `verify` on the database uses
         found = Anchors()
         if checkpoint_dir is not None:
             found = checkpoints_read(external_checkpoints(checkpoint_dir), vkey, directory=checkpoint_dir)
@@ -267,6 +285,26 @@ class Command(BaseCommand):
         self.stdout.write(base64.b64encode(seed).decode())
         vkey = signed_note.vkey(key_name(), signed_note.public_key_from_seed(seed))
         self.stderr.write(f"public verifier key (publish it): {vkey}")
+
+    def cmd_rotate_key(self, **options: Any) -> None:
+        # From the environment, never the command line (visible to every user in ps).
+        raw = os.environ.get("VERITTA_AUDIT_NEW_SIGNING_KEY", "")
+        try:
+            new_seed = base64.b64decode(raw, validate=True)
+        except (ValueError, binascii.Error):
+            new_seed = b""
+        if len(new_seed) != signed_note.SEED_SIZE:
+            raise CommandError("set VERITTA_AUDIT_NEW_SIGNING_KEY to a new key from `python manage.py audit keygen`")
+        try:
+            size, ring = rotate_signing_key(new_seed)
+        except (SigningKeyError, KeyRingError) as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(
+            f"handover checkpoint at size {size}, signed by keys {ring.keys[-2].key_id} and {ring.current.key_id}\n"
+            f"key ring written to {keyring_path()}\n"
+            f"now set VERITTA_AUDIT_SIGNING_KEY to the new key on every server and restart them; "
+            f"publish the new verifier key: {ring.current.vkey}"
+        )
 
     # --- export / trace / prove -------------------------------------------
 

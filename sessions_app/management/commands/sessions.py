@@ -1,14 +1,16 @@
-"""`python manage.py sessions create-key | revoke-key | list-keys | revoke`."""
+"""`python manage.py sessions create-key | expire-key | revoke-key | list-keys | revoke`."""
 
 from __future__ import annotations
 
 import getpass
+from datetime import timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
 
 from sessions_app.models import ApiKey
-from sessions_app.services import api_key_create, api_key_revoke, session_revoke
+from sessions_app.services import api_key_create, api_key_expire, api_key_revoke, session_revoke
 from veritta_site.errors import VerittaError
 
 
@@ -28,6 +30,12 @@ class Command(BaseCommand):
         sub = parser.add_subparsers(dest="subcommand", required=True)
         create = sub.add_parser("create-key", help="Create an API key and print it once (only its digest is stored).")
         create.add_argument("--name", required=True, help="What the key is for, e.g. the client's name.")
+        create.add_argument("--expires-in-days", type=float, help="Refused after this many days (default: until revoked).")
+        expire_key = sub.add_parser(
+            "expire-key", help="End a stored API key's life after an overlap (a rotation): refused after --in-days."
+        )
+        expire_key.add_argument("prefix")
+        expire_key.add_argument("--in-days", type=float, required=True, help="Days of overlap left (0: now).")
         revoke_key = sub.add_parser("revoke-key", help="Revoke a stored API key by its prefix (vk_<prefix>_…).")
         revoke_key.add_argument("prefix")
         sub.add_parser("list-keys", help="List stored API keys (prefix, name, state; never the key).")
@@ -38,17 +46,32 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         command = options["subcommand"]
         if command == "create-key":
-            row, key = api_key_create(name=options["name"][:100])
+            days = options["expires_in_days"]
+            if days is not None and days <= 0:
+                raise CommandError("--expires-in-days must be more than 0")
+            expires_at = timezone.now() + timedelta(days=days) if days is not None else None
+            row, key = api_key_create(name=options["name"][:100], expires_at=expires_at)
             self.stderr.write(f"created API key {row.prefix} ({row.name}); it is shown once, store it now:")
             self.stdout.write(key)
+        elif command == "expire-key":
+            prefix = options["prefix"].removeprefix("vk_").split("_")[0]
+            if options["in_days"] < 0:
+                raise CommandError("--in-days must be 0 or more")
+            expires_at = timezone.now() + timedelta(days=options["in_days"])
+            if not api_key_expire(prefix=prefix, expires_at=expires_at, actor=operator()):
+                raise CommandError(f"no active API key with prefix {prefix}")
+            self.stdout.write(f"API key {prefix} expires at {expires_at.isoformat()} at the latest")
         elif command == "revoke-key":
             prefix = options["prefix"].removeprefix("vk_").split("_")[0]
             if not api_key_revoke(prefix=prefix):
                 raise CommandError(f"no active API key with prefix {prefix}")
             self.stdout.write(f"revoked API key {prefix}")
         elif command == "list-keys":
+            now = timezone.now()
             for row in ApiKey.objects.order_by("created_at"):
-                state = f"revoked {row.revoked_at.isoformat()}" if row.revoked_at else "active"
+                state = row.state_at(now)
+                when = {"revoked": row.revoked_at, "expired": row.expires_at, "expiring": row.expires_at}.get(state)
+                state += f" {when.isoformat()}" if when else ""
                 self.stdout.write(f"{row.prefix}\t{row.name}\t{row.created_at.isoformat()}\t{state}")
         else:
             try:

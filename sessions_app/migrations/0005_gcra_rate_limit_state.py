@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('sessions_app', '0003_session_by_creating_key'),
+        ('sessions_app', '0004_apikey_expiry'),
     ]
 
     operations = [

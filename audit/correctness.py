@@ -1,0 +1,103 @@
+"""The decision-correctness SLO (seed 004): a sample of past /process decisions
+re-evaluated against the policy profile version each one names.
+
+A record keeps digests, not payloads, so what can be re-decided is what the
+record itself states: the profile version (by `profile_hash`), the action,
+and, for an allowed request, the executor that ran it. For each sampled
+decision:
+
+- ALLOW (a replay's too): the profile version exists, allows the action, and
+  names the executor of the request's PENDING record, at a version that
+  satisfies the profile's minimum;
+- a registry DENY (UNKNOWN_ACTION, EXECUTOR_*, CAPABILITY_MISMATCH, ...): the
+  profile version exists and allows the action (the profile passed it; the
+  registry refused it);
+- other denials are decided from input no record holds, and are not sampled.
+
+A decision that fails these checks was not the one its profile would make: a
+gate that allowed what the profile forbids, a record naming a profile version
+that was never loaded, an executor other than the profile's.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.models import Q
+
+from audit.models import AuditRecord
+from audit.records import ACTION, DECISION
+from governance.registry import parse_semver
+
+PROCESS_ENDPOINT = "POST /process"
+
+
+@dataclass
+class CorrectnessSample:
+    checked: int = 0
+    correct: int = 0
+    wrong: list[tuple[int, str]] = field(default_factory=list)  # (seq, why), the first few
+
+    def add(self, seq: int, why: str | None) -> None:
+        self.checked += 1
+        if why is None:
+            self.correct += 1
+        elif len(self.wrong) < 10:
+            self.wrong.append((seq, why))
+
+
+def decision_correctness(*, window: Any, sample: int) -> CorrectnessSample:
+    """Re-evaluate the newest `sample` re-decidable decisions of the window."""
+    from audit.reports import REGISTRY_CODES
+    from governance.models import PolicyProfile
+
+    # serves: the (ts_utc, event_type) index; only decisions that name an action can be re-decided
+    redecidable = Q(decision="ALLOW") | Q(reason_code__in=sorted(REGISTRY_CODES))
+    rows = (
+        window.records()
+        .filter(redecidable, event_type=DECISION, action__isnull=False)
+        .order_by("-seq")
+        .values_list("seq", "body")
+        .iterator(chunk_size=500)
+    )
+    sampled: list[tuple[int, dict[str, Any]]] = []
+    for seq, body in rows:
+        record = json.loads(body)
+        if record.get("endpoint") == PROCESS_ENDPOINT:
+            sampled.append((seq, record))
+            if len(sampled) >= sample:
+                break
+    hashes = {record["profile_hash"] for _, record in sampled}
+    profiles = dict(PolicyProfile.objects.filter(sha256__in=hashes).values_list("sha256", "document"))
+    # One query for the PENDING records of every sampled trace (serves: the trace_id index).
+    traces = [record["trace_id"] for _, record in sampled]
+    pending = {
+        trace: json.loads(body)
+        for trace, body in AuditRecord.objects.filter(trace_id__in=traces, event_type=ACTION, status="PENDING")
+        .values_list("trace_id", "body")
+        .iterator()
+    }
+    result = CorrectnessSample()
+    for seq, record in sampled:
+        result.add(seq, _why_wrong(record, profiles.get(record["profile_hash"]), pending.get(record["trace_id"])))
+    return result
+
+
+def _why_wrong(record: dict[str, Any], profile: dict[str, Any] | None, ran: dict[str, Any] | None) -> str | None:
+    if profile is None:
+        return "names a profile version that was never loaded"
+    rule = (profile.get("actions") or {}).get(record["action"])
+    if rule is None:
+        return f"the profile does not allow the action {record['action']!r}"
+    if record["decision"] != "ALLOW" or "IDEMPOTENT_REPLAY" in (record.get("reason_codes") or []):
+        return None  # a registry denial of an allowed action; a replay ran nothing
+    if ran is None:
+        return None  # still in the intake, or the trace is incomplete: trace completeness says so
+    if ran.get("executor_id") != rule.get("executor"):
+        return f"ran executor {ran.get('executor_id')!r}, the profile names {rule.get('executor')!r}"
+    have, minimum = parse_semver(ran.get("executor_version")), parse_semver(rule.get("min_executor_version", "0.0.0"))
+    if have is None or minimum is None or have < minimum:
+        return f"ran executor version {ran.get('executor_version')!r}, below the profile's minimum"
+    return None
