@@ -18,7 +18,7 @@ from django.core.management import call_command
 
 from audit.models import VerificationRun
 from audit.services import verification_run_execute, verification_run_start
-from audit.triggers import drop_sql
+from audit.triggers import create_sql, drop_sql
 from conftest import API_KEY, CONSOLE_PASSWORD
 
 QUEUED = re.compile(r"verification run (\d+) queued")
@@ -106,16 +106,18 @@ def test_a_run_that_breaks_is_kept_as_broken_not_as_a_verdict(api, audit_log, se
 
 
 def tamper(database_url: str) -> None:
-    """As an attacker with database access: triggers dropped, one record edited."""
+    """As an attacker with database access: triggers dropped, one record edited,
+    triggers put back (the server would not start without them)."""
+    edit = "UPDATE audit_auditrecord SET body = replace(body, '\"ALLOW\"', '\"DENY\"') WHERE seq = 1"
     if database_url.startswith("sqlite"):
         import sqlite3
 
-        with sqlite3.connect(database_url.removeprefix("sqlite:///")) as db:
-            for statement in drop_sql("sqlite"):
+        db = sqlite3.connect(database_url.removeprefix("sqlite:///"))
+        with db:
+            for statement in [*drop_sql("sqlite"), edit, *create_sql("sqlite")]:
                 db.execute(statement)
-            db.execute("UPDATE audit_auditrecord SET body = replace(body, '\"ALLOW\"', '\"DENY\"') WHERE seq = 1")
+        db.close()
         return
     with psycopg.connect(database_url, autocommit=True) as db:
-        for statement in drop_sql("postgresql"):
+        for statement in [*drop_sql("postgresql"), edit, *create_sql("postgresql")]:
             db.execute(statement)
-        db.execute("UPDATE audit_auditrecord SET body = replace(body, '\"ALLOW\"', '\"DENY\"') WHERE seq = 1")
