@@ -89,21 +89,22 @@ def _proof_document(rows: list[tuple[int, str, str]], vkey: str | None) -> dict[
     checkpoint = Checkpoint.objects.filter(tree_size__gte=newest).order_by("tree_size").first()
     if checkpoint is None:
         raise ProofError(f"no checkpoint covers seq {newest} yet: run `python manage.py audit checkpoint`")
-    proofs = _inclusion_proofs([seq - 1 for seq, _, _ in rows], checkpoint.tree_size)
-    return {
-        "checkpoint": checkpoint.note,
-        "vkey": vkey,
-        "records": [
-            {
-                "seq": seq,
-                "leaf_index": seq - 1,
-                "record_hash": record_hash,
-                "proof": [h.hex() for h in proof],
-                "body": json.loads(body),
-            }
-            for (seq, record_hash, body), proof in zip(rows, proofs, strict=True)
-        ],
-    }
+    return {"checkpoint": checkpoint.note, "vkey": vkey, "records": proof_items(rows, checkpoint.tree_size)}
+
+
+def proof_items(rows: list[tuple[int, str, str]], tree_size: int) -> list[dict[str, Any]]:
+    """Each record (seq, record_hash, body) with its audit path in the tree of `tree_size`."""
+    proofs = _inclusion_proofs([seq - 1 for seq, _, _ in rows], tree_size)
+    return [
+        {
+            "seq": seq,
+            "leaf_index": seq - 1,
+            "record_hash": record_hash,
+            "proof": [h.hex() for h in proof],
+            "body": json.loads(body),
+        }
+        for (seq, record_hash, body), proof in zip(rows, proofs, strict=True)
+    ]
 
 
 def check_proof(document: dict[str, Any], *, vkey: str | None) -> list[str]:

@@ -13,7 +13,6 @@ learn that another client's trace exists.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,7 +20,7 @@ from django.db.models import Q
 
 from audit.merkle import CompactRange, leaf_hash
 from audit.models import AuditIntake, AuditRecord, Checkpoint
-from audit.proofs import ProofError, _inclusion_proofs
+from audit.proofs import ProofError, proof_items
 from audit.selectors import audit_rows_stream
 from veritta_site.errors import VerittaError
 
@@ -102,25 +101,11 @@ def inclusion_document(selector: dict[str, Any], tree_size: int | None, owners: 
     if checkpoint.tree_size < newest:
         raise _not_found("checkpoint", problem="does_not_cover_record", tree_size=checkpoint.tree_size, seq=newest)
     try:
-        proofs = _inclusion_proofs([seq - 1 for seq, _, _ in rows], checkpoint.tree_size)
+        items = proof_items(rows, checkpoint.tree_size)
     except ProofError as exc:
         raise _chain_problem(exc) from exc
-    document = checkpoint_document(checkpoint, vkey)
-    return {
-        "tree_size": checkpoint.tree_size,
-        "checkpoint": document["note"],
-        "vkey": vkey,
-        "records": [
-            {
-                "seq": seq,
-                "leaf_index": seq - 1,
-                "record_hash": record_hash,
-                "proof": [h.hex() for h in proof],
-                "body": json.loads(body),
-            }
-            for (seq, record_hash, body), proof in zip(rows, proofs, strict=True)
-        ],
-    }
+    note = checkpoint_document(checkpoint, vkey)["note"]
+    return {"tree_size": checkpoint.tree_size, "checkpoint": note, "vkey": vkey, "records": items}
 
 
 # --- consistency -------------------------------------------------------------------------
