@@ -65,6 +65,9 @@ def reader_request(request: HttpRequest, *, endpoint: str, parse: Callable[[Any]
             session_actor = next((a for a in owners if a["kind"] == "session"), None)
             headers = run_gate("G10", gates.within_limits, key_actor=key_actor, session_actor=session_actor, client=ctx.client)
             ctx.matched_rules.append(G10_RULE)
+            if body and parsed.problem is not None:
+                info = {"problem": parsed.problem}
+                raise Denied("P2", VerittaError("INVALID_JSON", evidence=info, details=info))
             data = run_gate("P2", parse, parsed.payload)
             ctx.matched_rules.append("P2:parameters_valid")
             outcome = run_gate("object", perform, ctx, data, owners)

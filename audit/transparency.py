@@ -22,6 +22,7 @@ from audit.merkle import CompactRange, leaf_hash
 from audit.models import AuditIntake, AuditRecord, Checkpoint
 from audit.proofs import ProofError, proof_items
 from audit.selectors import audit_rows_stream
+from audit.witnesses import cosigned_note
 from veritta_site.errors import VerittaError
 
 Owners = Sequence[dict[str, Any]] | None
@@ -43,7 +44,7 @@ def checkpoint_document(checkpoint: Checkpoint, vkey: str) -> dict[str, Any]:
     return {
         "tree_size": checkpoint.tree_size,
         "root_hash": checkpoint.root_hash,
-        "note": checkpoint.note,
+        "note": cosigned_note(checkpoint),
         "vkey": vkey,
     }
 

@@ -4,6 +4,8 @@
     GET /audit/checkpoints/{tree_size}      any valid credential
     GET /audit/proofs/inclusion             a client: its own records; the admin key: any
     GET /audit/proofs/consistency           any valid credential
+    POST /audit/checkpoints/{n}/cosignatures   a witness of VERITTA_AUDIT_WITNESSES
+    POST /audit/witness-refusals            a witness of VERITTA_AUDIT_WITNESSES
     GET /admin/audit/traces                 admin key: requests by time range, actor, decision
     GET /admin/audit/violations             admin key: denials grouped by kind of control
 
@@ -16,7 +18,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -26,11 +28,14 @@ from audit.flows import reader_request
 from audit.queries import KINDS, traces_page, violations_page
 from audit.services import RequestContext
 from audit.transparency import Owners, checkpoint_at, checkpoint_document, consistency_document, inclusion_document
+from audit.witness_client import REFUSAL_PROBLEMS
+from audit.witnesses import cosignature_accept, witness_refusal_report
 from governance.pipeline import Outcome
 from sessions_app.apis import ADMIN_KEY_HEADER, TRACE_HEADER, GovernedApi, no_parameters, query_parameters, respond
-from sessions_app.flows import admin_request
+from sessions_app.flows import admin_request, validated
 from veritta_site.errors import VerittaError
 from veritta_site.schema import ERROR_RESPONSES
+from veritta_site.timestamps import utc_timestamp
 
 HEX64 = r"^[0-9a-f]{64}$"
 
@@ -266,6 +271,88 @@ class AuditViolationListApi(GovernedApi):
                 request._request,
                 endpoint="GET /admin/audit/violations",
                 parse=query_parameters(request, self.InputSerializer),
+                perform=perform,
+            )
+        )
+
+
+# --- witnesses (audit/witnesses.py) ---------------------------------------------------------
+
+
+class CosignatureCreateApi(GovernedApi):
+    """A witness hands in its cosignature (C2SP tlog-cosignature) of a checkpoint.
+
+    Accepted only from a witness in VERITTA_AUDIT_WITNESSES and only if it
+    verifies on that checkpoint; then served appended to the checkpoint's note.
+    The witness authenticates with any valid credential; the cosignature
+    proves itself."""
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "CosignatureInput"
+
+        cosignature = serializers.CharField(
+            max_length=1000, trim_whitespace=False, help_text="One signature line `— <witness> <base64>`, newline-terminated."
+        )
+
+    class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "CosignatureOutput"
+
+        tree_size = serializers.IntegerField()
+        witness = serializers.CharField()
+        cosigned_at = serializers.DateTimeField()
+
+    @extend_schema(
+        operation_id="audit_cosignature_create",
+        parameters=READER_HEADERS,
+        request={"application/json": InputSerializer},
+        responses={201: OutputSerializer, **ERROR_RESPONSES},
+    )
+    def post(self, request: Request, tree_size: int) -> Response:
+        def perform(ctx: RequestContext, data: dict[str, Any], owners: Owners) -> Outcome:
+            kept = cosignature_accept(tree_size=tree_size, line=data["cosignature"])
+            return Outcome(201, {"tree_size": kept.tree_size, "witness": kept.witness, "cosigned_at": utc_timestamp(kept.cosigned_at)})
+
+        return respond(
+            reader_request(
+                request._request,
+                endpoint="POST /audit/checkpoints/{tree_size}/cosignatures",
+                parse=lambda payload: validated(self.InputSerializer, payload),
+                perform=perform,
+            )
+        )
+
+
+class WitnessRefusalApi(GovernedApi):
+    """A witness reports that it refused a checkpoint of this log (a fork, a
+    rollback, a consistency proof that does not verify): raises the
+    `witness_refused` alert (docs/OPERATIONS.md)."""
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "WitnessRefusalInput"
+
+        witness = serializers.CharField(max_length=255, help_text="The witness's key name, as in VERITTA_AUDIT_WITNESSES.")
+        tree_size = serializers.IntegerField(min_value=0, help_text="The size of the checkpoint refused.")
+        problem = serializers.ChoiceField(choices=list(REFUSAL_PROBLEMS))
+
+    @extend_schema(
+        operation_id="audit_witness_refusal",
+        parameters=READER_HEADERS,
+        request={"application/json": InputSerializer},
+        responses={202: inline_serializer("WitnessRefusalOutput", {"reported": serializers.BooleanField()}), **ERROR_RESPONSES},
+    )
+    def post(self, request: Request) -> Response:
+        def perform(ctx: RequestContext, data: dict[str, Any], owners: Owners) -> Outcome:
+            witness_refusal_report(witness=data["witness"], tree_size=data["tree_size"], problem=data["problem"])
+            return Outcome(202, {"reported": True})
+
+        return respond(
+            reader_request(
+                request._request,
+                endpoint="POST /audit/witness-refusals",
+                parse=lambda payload: validated(self.InputSerializer, payload),
                 perform=perform,
             )
         )

@@ -5,9 +5,11 @@ from audit.transparency_apis import (
     AuditTraceListApi,
     AuditViolationListApi,
     ConsistencyProofApi,
+    CosignatureCreateApi,
     InclusionProofApi,
     PublicCheckpointApi,
     PublicCheckpointLatestApi,
+    WitnessRefusalApi,
 )
 
 urlpatterns = [
@@ -18,6 +20,8 @@ urlpatterns = [
     # Proofs for outsiders (issue 15): any valid credential; a client's own records only.
     path("audit/checkpoints/latest", PublicCheckpointLatestApi.as_view(), name="audit-checkpoint-latest"),
     path("audit/checkpoints/<int:tree_size>", PublicCheckpointApi.as_view(), name="audit-checkpoint"),
+    path("audit/checkpoints/<int:tree_size>/cosignatures", CosignatureCreateApi.as_view(), name="audit-cosignature-create"),
+    path("audit/witness-refusals", WitnessRefusalApi.as_view(), name="audit-witness-refusals"),
     path("audit/proofs/inclusion", InclusionProofApi.as_view(), name="audit-proof-inclusion"),
     path("audit/proofs/consistency", ConsistencyProofApi.as_view(), name="audit-proof-consistency"),
     path("admin/audit/traces/<str:trace_id>", AuditTraceApi.as_view(), name="admin-audit-trace"),

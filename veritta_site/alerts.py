@@ -7,6 +7,8 @@ Raised for
     auth_incident       VERITTA_ALERT_AUTHN_FAILURES_PER_MIN authentication failures within
                         one minute from one client address digest, or against one key
                         (subject: "client:<digest>" or "<actor kind>:<id>")
+    witness_refused     a witness refused to cosign a checkpoint: a fork, a rollback or a
+                        consistency proof that does not verify (subject: "witness:<name>")
 
 An alert is always logged (logger `veritta.alerts`, WARNING) and, when
 VERITTA_ALERT_WEBHOOK_URL is set, POSTed there as JSON with short timeouts
@@ -42,7 +44,7 @@ from veritta_site.timestamps import utc_timestamp
 
 logger = logging.getLogger("veritta.alerts")
 
-KINDS = ("slo_breach", "verify_failed", "audit_sink_failure", "auth_incident", "audit_integration_lag")
+KINDS = ("slo_breach", "verify_failed", "audit_sink_failure", "auth_incident", "audit_integration_lag", "witness_refused")
 ALERT_ACTOR = {"kind": "system", "id": "alerts"}
 RETRY_BACKOFF_S = 0.5
 

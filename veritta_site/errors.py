@@ -69,6 +69,9 @@ CATALOGUE: dict[str, Reason] = {
     "ADMIN_KEY_MISSING": Reason(403, "Missing required header: X-ADMIN-KEY", "admin G0"),
     "ADMIN_KEY_INVALID": Reason(403, "Invalid admin key", "admin G2"),
     "SERVICE_DEGRADED": Reason(503, "A dependency of the service is failing; see details", "admin health"),
+    # witnesses (docs/VERIFYING.md)
+    "WITNESS_UNKNOWN": Reason(403, "Not a witness of this log (VERITTA_AUDIT_WITNESSES)", "witness"),
+    "COSIGNATURE_INVALID": Reason(422, "The cosignature does not verify on this checkpoint", "witness"),
     # generic HTTP
     "FORBIDDEN": Reason(403, "Forbidden", "routing"),
     "NOT_FOUND": Reason(404, "Not found", "routing"),
