@@ -13,15 +13,15 @@ learn that another client's trace exists.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
 from django.db.models import Q
 
-from audit.merkle import CompactRange, leaf_hash
 from audit.models import AuditIntake, AuditRecord, Checkpoint
-from audit.proofs import ProofError, proof_items
-from audit.selectors import audit_rows_stream
+from audit.proof_tiles import ChainGap, range_roots
+from audit.proofs import path_ranges
 from audit.witnesses import cosigned_note
 from veritta_site.errors import VerittaError
 
@@ -32,7 +32,7 @@ def _not_found(obj: str, **details: Any) -> VerittaError:
     return VerittaError("NOT_FOUND", evidence={"object": obj, **details}, details={"object": obj, **details})
 
 
-def _chain_problem(exc: ProofError) -> VerittaError:
+def _chain_problem(exc: ChainGap) -> VerittaError:
     # The chain itself is broken (a gap): the server cannot prove anything and says so.
     return VerittaError("INTERNAL_ERROR", evidence={"object": "chain", "problem": "gap"}, details={"problem": "audit chain incomplete"})
 
@@ -102,8 +102,17 @@ def inclusion_document(selector: dict[str, Any], tree_size: int | None, owners: 
     if checkpoint.tree_size < newest:
         raise _not_found("checkpoint", problem="does_not_cover_record", tree_size=checkpoint.tree_size, seq=newest)
     try:
-        items = proof_items(rows, checkpoint.tree_size)
-    except ProofError as exc:
+        items = [
+            {
+                "seq": seq,
+                "leaf_index": seq - 1,
+                "record_hash": record_hash,
+                "proof": [h.hex() for h in range_roots(path_ranges(seq - 1, 0, checkpoint.tree_size), checkpoint.tree_size)],
+                "body": json.loads(body),
+            }
+            for seq, record_hash, body in rows
+        ]
+    except ChainGap as exc:
         raise _chain_problem(exc) from exc
     note = checkpoint_document(checkpoint, vkey)["note"]
     return {"tree_size": checkpoint.tree_size, "checkpoint": note, "vkey": vkey, "records": items}
@@ -138,27 +147,6 @@ def consistency_ranges(old_size: int, new_size: int) -> list[tuple[int, int]]:
     return ranges
 
 
-def range_roots(ranges: Sequence[tuple[int, int]], size: int) -> list[bytes]:
-    """The Merkle roots of leaf ranges [lo, hi) of the chain, in one streaming
-    pass over seq 1..max(hi): memory O(log n) a range, whatever the log's size."""
-    if not ranges:
-        return []
-    trees = [CompactRange() for _ in ranges]
-    upto = max(hi for _, hi in ranges)
-    index = -1
-    for row in audit_rows_stream(upto=upto):
-        index += 1
-        if row["seq"] != index + 1:
-            raise ProofError(f"the chain has a gap at {index + 1}")
-        leaf = leaf_hash(bytes.fromhex(row["record_hash"]))
-        for (lo, hi), tree in zip(ranges, trees, strict=True):
-            if lo <= index < hi:
-                tree.append_leaf_hash(leaf)
-    if index + 1 != upto:
-        raise ProofError(f"the chain ends at {index + 1}, before {upto}")
-    return [tree.root() for tree in trees]
-
-
 def consistency_document(first: int, second: int | None, vkey: str) -> dict[str, Any]:
     """PROOF(first, second) between two signed checkpoints (second: the latest)."""
     new = checkpoint_at(second)
@@ -171,7 +159,7 @@ def consistency_document(first: int, second: int | None, vkey: str) -> dict[str,
         )
     try:
         proof = range_roots(consistency_ranges(old.tree_size, new.tree_size), new.tree_size)
-    except ProofError as exc:
+    except ChainGap as exc:
         raise _chain_problem(exc) from exc
     return {
         "first": checkpoint_document(old, vkey),
