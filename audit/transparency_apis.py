@@ -2,7 +2,8 @@
 
     GET /audit/checkpoints/latest           any valid credential
     GET /audit/checkpoints/{tree_size}      any valid credential
-    GET /audit/proofs/inclusion             a client: its own records; the admin key: any
+    GET /audit/proofs/inclusion/{trace|seq|record|entry}/{value}
+                                            a client: its own records; the admin key: any
     GET /audit/proofs/consistency           any valid credential
     POST /audit/checkpoints/{n}/cosignatures   a witness of VERITTA_AUDIT_WITNESSES
     POST /audit/witness-refusals            a witness of VERITTA_AUDIT_WITNESSES
@@ -16,6 +17,7 @@ API), the answers in audit.transparency and audit.queries.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -37,7 +39,7 @@ from veritta_site.errors import VerittaError
 from veritta_site.schema import ERROR_RESPONSES
 from veritta_site.timestamps import utc_timestamp
 
-HEX64 = r"^[0-9a-f]{64}$"
+MAX_SEQ = 2**63 - 1  # the seq column's range: a larger number names nothing, and must not reach the database
 
 # Any one of these credentials reads the proof endpoints.
 READER_HEADERS = [
@@ -88,67 +90,119 @@ class PublicCheckpointApi(GovernedApi):
     @extend_schema(operation_id="audit_checkpoint", parameters=READER_HEADERS, responses={200: CheckpointOutputSerializer, **ERROR_RESPONSES})
     def get(self, request: Request, tree_size: int) -> Response:
         def perform(ctx: RequestContext, data: dict[str, Any], owners: Owners) -> Outcome:
-            return _ok(checkpoint_document(checkpoint_at(tree_size), _vkey()))
+            return _ok(checkpoint_document(checkpoint_at(tree_size if tree_size <= MAX_SEQ else -1), _vkey()))
 
         return respond(
             reader_request(request._request, endpoint="GET /audit/checkpoints/{tree_size}", parse=no_parameters, perform=perform)
         )
 
 
-class InclusionProofApi(GovernedApi):
-    """RFC 6962 inclusion proof of a request's records in a signed checkpoint.
+class InclusionProofOutputSerializer(serializers.Serializer):
+    class Meta:
+        ref_name = "InclusionProofOutput"
 
-    Name the records by exactly one of trace_id, seq, record_hash or
-    entry_hash (a receipt's fields); a client sees only the records of its own
-    requests (its API key or session), anyone else's are not found."""
-
-    class InputSerializer(serializers.Serializer):
-        class Meta:
-            ref_name = "InclusionProofInput"
-
-        trace_id = serializers.RegexField(r"^[0-9a-fA-F-]{36}$", required=False, help_text="Every record of the request.")
-        seq = serializers.IntegerField(required=False, min_value=1)
-        record_hash = serializers.RegexField(HEX64, required=False)
-        entry_hash = serializers.RegexField(HEX64, required=False, help_text="From a receipt with `seq: null` (a promise).")
-        tree_size = serializers.IntegerField(
-            required=False, min_value=1, help_text="The checkpoint to prove against; default the latest."
-        )
-
-        def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-            named = [k for k in ("trace_id", "seq", "record_hash", "entry_hash") if attrs.get(k) is not None]
-            if len(named) != 1:
-                raise serializers.ValidationError({"selector": "name exactly one of trace_id, seq, record_hash, entry_hash"})
-            return attrs
-
-    class OutputSerializer(serializers.Serializer):
-        class Meta:
-            ref_name = "InclusionProofOutput"
-
-        tree_size = serializers.IntegerField()
-        checkpoint = serializers.CharField(help_text="The signed note the proofs are against.")
-        vkey = serializers.CharField()
-        records = serializers.ListField(
-            child=serializers.DictField(),
-            help_text="Each: seq, leaf_index, record_hash, proof (hex, leaf side first), body (the whole record).",
-        )
-
-    @extend_schema(
-        operation_id="audit_proof_inclusion",
-        parameters=[*READER_HEADERS, InputSerializer],
-        responses={200: OutputSerializer, **ERROR_RESPONSES},
+    tree_size = serializers.IntegerField()
+    checkpoint = serializers.CharField(help_text="The signed note the proofs are against.")
+    vkey = serializers.CharField()
+    records = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="Each: seq, leaf_index, record_hash, proof (hex, leaf side first), body (the whole record).",
     )
-    def get(self, request: Request) -> Response:
+
+
+class InclusionProofInputSerializer(serializers.Serializer):
+    class Meta:
+        ref_name = "InclusionProofInput"
+
+    tree_size = serializers.IntegerField(
+        required=False, min_value=1, max_value=MAX_SEQ, help_text="The checkpoint to prove against; default the latest."
+    )
+
+
+# What each route names the records by, and what a well-formed value looks like
+# (anything else names no record: 404, without asking the database).
+SELECTORS = {
+    "trace_id": re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"),
+    "record_hash": re.compile(r"[0-9a-f]{64}"),
+    "entry_hash": re.compile(r"[0-9a-f]{64}"),
+}
+
+
+class InclusionProofApi(GovernedApi):
+    """RFC 6962 inclusion proof of records in a signed checkpoint (the given
+    `tree_size`, or the latest), the records named by one of a receipt's
+    fields, one route each. A client sees only the records of its own
+    requests (its API key or session); anyone else's are not found."""
+
+    selector = ""  # set by each route's subclass
+    route = ""
+
+    def _get(self, request: Request, value: Any) -> Response:
         def perform(ctx: RequestContext, data: dict[str, Any], owners: Owners) -> Outcome:
-            return _ok(inclusion_document(data, data.get("tree_size"), owners, _vkey()))
+            if self.selector == "seq":
+                named = value if 1 <= value <= MAX_SEQ else None
+            else:
+                named = value if SELECTORS[self.selector].fullmatch(value) else None
+            if named is None:
+                raise VerittaError("NOT_FOUND", evidence={"object": "record"}, details={"object": "record"})
+            return _ok(inclusion_document({self.selector: named}, data.get("tree_size"), owners, _vkey()))
 
         return respond(
             reader_request(
                 request._request,
-                endpoint="GET /audit/proofs/inclusion",
-                parse=query_parameters(request, self.InputSerializer),
+                endpoint=f"GET /audit/proofs/inclusion/{self.route}",
+                parse=query_parameters(request, InclusionProofInputSerializer),
                 perform=perform,
             )
         )
+
+
+def _inclusion_schema(operation_id: str) -> Any:
+    return extend_schema(
+        operation_id=operation_id,
+        parameters=[*READER_HEADERS, InclusionProofInputSerializer],
+        responses={200: InclusionProofOutputSerializer, **ERROR_RESPONSES},
+    )
+
+
+class InclusionByTraceApi(InclusionProofApi):
+    """Inclusion proof of every record of one request (its trace id)."""
+
+    selector, route = "trace_id", "trace/{trace_id}"
+
+    @_inclusion_schema("audit_proof_inclusion_by_trace")
+    def get(self, request: Request, trace_id: str) -> Response:
+        return self._get(request, trace_id)
+
+
+class InclusionBySeqApi(InclusionProofApi):
+    """Inclusion proof of the record at one seq (a receipt's `seq`)."""
+
+    selector, route = "seq", "seq/{seq}"
+
+    @_inclusion_schema("audit_proof_inclusion_by_seq")
+    def get(self, request: Request, seq: int) -> Response:
+        return self._get(request, seq)
+
+
+class InclusionByRecordHashApi(InclusionProofApi):
+    """Inclusion proof of the record with this record hash (a receipt's `record_hash`)."""
+
+    selector, route = "record_hash", "record/{record_hash}"
+
+    @_inclusion_schema("audit_proof_inclusion_by_record_hash")
+    def get(self, request: Request, record_hash: str) -> Response:
+        return self._get(request, record_hash)
+
+
+class InclusionByEntryHashApi(InclusionProofApi):
+    """Inclusion proof of the record with this entry hash (a promise receipt's `entry_hash`)."""
+
+    selector, route = "entry_hash", "entry/{entry_hash}"
+
+    @_inclusion_schema("audit_proof_inclusion_by_entry_hash")
+    def get(self, request: Request, entry_hash: str) -> Response:
+        return self._get(request, entry_hash)
 
 
 class ConsistencyProofApi(GovernedApi):
@@ -159,8 +213,10 @@ class ConsistencyProofApi(GovernedApi):
         class Meta:
             ref_name = "ConsistencyProofInput"
 
-        first = serializers.IntegerField(min_value=0, help_text="Size of the older signed checkpoint.")
-        second = serializers.IntegerField(required=False, min_value=0, help_text="Size of the newer one; default the latest.")
+        first = serializers.IntegerField(min_value=0, max_value=MAX_SEQ, help_text="Size of the older signed checkpoint.")
+        second = serializers.IntegerField(
+            required=False, min_value=0, max_value=MAX_SEQ, help_text="Size of the newer one; default the latest."
+        )
 
     class OutputSerializer(serializers.Serializer):
         class Meta:
@@ -292,7 +348,7 @@ class CosignatureCreateApi(GovernedApi):
             ref_name = "CosignatureInput"
 
         cosignature = serializers.CharField(
-            max_length=1000, trim_whitespace=False, help_text="One signature line `— <witness> <base64>`, newline-terminated."
+            min_length=1, max_length=1000, trim_whitespace=False, help_text="One signature line `— <witness> <base64>`, newline-terminated."
         )
 
     class OutputSerializer(serializers.Serializer):
@@ -311,7 +367,7 @@ class CosignatureCreateApi(GovernedApi):
     )
     def post(self, request: Request, tree_size: int) -> Response:
         def perform(ctx: RequestContext, data: dict[str, Any], owners: Owners) -> Outcome:
-            kept = cosignature_accept(tree_size=tree_size, line=data["cosignature"])
+            kept = cosignature_accept(tree_size=tree_size if tree_size <= MAX_SEQ else -1, line=data["cosignature"])
             return Outcome(201, {"tree_size": kept.tree_size, "witness": kept.witness, "cosigned_at": utc_timestamp(kept.cosigned_at)})
 
         return respond(
@@ -333,8 +389,8 @@ class WitnessRefusalApi(GovernedApi):
         class Meta:
             ref_name = "WitnessRefusalInput"
 
-        witness = serializers.CharField(max_length=255, help_text="The witness's key name, as in VERITTA_AUDIT_WITNESSES.")
-        tree_size = serializers.IntegerField(min_value=0, help_text="The size of the checkpoint refused.")
+        witness = serializers.CharField(min_length=1, max_length=255, trim_whitespace=False, help_text="The witness's key name, as in VERITTA_AUDIT_WITNESSES.")
+        tree_size = serializers.IntegerField(min_value=0, max_value=MAX_SEQ, help_text="The size of the checkpoint refused.")
         problem = serializers.ChoiceField(choices=list(REFUSAL_PROBLEMS))
 
     @extend_schema(

@@ -71,7 +71,7 @@ CATALOGUE: dict[str, Reason] = {
     "SERVICE_DEGRADED": Reason(503, "A dependency of the service is failing; see details", "admin health"),
     # witnesses (docs/VERIFYING.md)
     "WITNESS_UNKNOWN": Reason(403, "Not a witness of this log (VERITTA_AUDIT_WITNESSES)", "witness"),
-    "COSIGNATURE_INVALID": Reason(422, "The cosignature does not verify on this checkpoint", "witness"),
+    "COSIGNATURE_INVALID": Reason(403, "The cosignature does not verify on this checkpoint", "witness"),
     # generic HTTP
     "FORBIDDEN": Reason(403, "Forbidden", "routing"),
     "NOT_FOUND": Reason(404, "Not found", "routing"),

@@ -26,6 +26,15 @@ def second_key(db):
     return out.getvalue().strip()
 
 
+ROUTES = {"trace_id": "trace", "seq": "seq", "record_hash": "record", "entry_hash": "entry"}
+
+
+def inclusion(tree_size: int | None = None, **selector: object) -> str:
+    """The inclusion proof route for one receipt field (and a checkpoint size)."""
+    (name, value), = selector.items()
+    return f"/audit/proofs/inclusion/{ROUTES[name]}/{value}" + (f"?tree_size={tree_size}" if tree_size is not None else "")
+
+
 def signed(note: str) -> signed_note.Checkpoint:
     return signed_note.parse_checkpoint(signed_note.verify_note(note, public_vkey()))
 
@@ -56,7 +65,7 @@ def test_a_client_proves_its_own_request_by_each_receipt_field(api, audit_record
     checkpoint_create()
     selectors = [{"trace_id": trace_id}, {"seq": receipt["seq"]}, {"record_hash": receipt["record_hash"]}]
     for selector in selectors:
-        response = api.get("/audit/proofs/inclusion", data=selector, HTTP_X_API_KEY=api_key())
+        response = api.get(inclusion(**selector), HTTP_X_API_KEY=api_key())
         assert response.status_code == 200, (selector, response.content)
         document = response.json()
         assert check_proof(document, vkey=public_vkey()) == []
@@ -67,7 +76,7 @@ def test_a_client_proves_its_own_request_by_each_receipt_field(api, audit_record
                 leaf_hash(bytes.fromhex(item["record_hash"])), item["leaf_index"], checkpoint.size,
                 [bytes.fromhex(h) for h in item["proof"]], checkpoint.root,
             )  # fmt: skip
-    assert [r["record_hash"] for r in api.get("/audit/proofs/inclusion", data={"seq": receipt["seq"]}, HTTP_X_API_KEY=api_key()).json()["records"]] == [receipt["record_hash"]]
+    assert [r["record_hash"] for r in api.get(inclusion(seq=receipt["seq"]), HTTP_X_API_KEY=api_key()).json()["records"]] == [receipt["record_hash"]]
 
 
 def test_another_clients_records_are_not_found_but_the_admin_proves_any(api, second_key):
@@ -75,12 +84,12 @@ def test_another_clients_records_are_not_found_but_the_admin_proves_any(api, sec
     theirs = api.process(SMOKE, key=second_key).json()
     checkpoint_create()
     for selector in ({"trace_id": theirs["trace_id"]}, {"seq": theirs["audit"]["seq"]}, {"record_hash": theirs["audit"]["record_hash"]}):
-        refused = api.get("/audit/proofs/inclusion", data=selector, HTTP_X_API_KEY=api_key())
+        refused = api.get(inclusion(**selector), HTTP_X_API_KEY=api_key())
         assert refused.status_code == 404 and refused.json()["reason_codes"] == ["NOT_FOUND"]
     # ... and the other client, the other way round
-    assert api.get("/audit/proofs/inclusion", data={"trace_id": mine["trace_id"]}, HTTP_X_API_KEY=second_key).status_code == 404
-    assert api.get("/audit/proofs/inclusion", data={"trace_id": theirs["trace_id"]}, HTTP_X_API_KEY=second_key).status_code == 200
-    admin = api.get("/audit/proofs/inclusion", data={"trace_id": theirs["trace_id"]}, HTTP_X_ADMIN_KEY=ADMIN_KEY)
+    assert api.get(inclusion(trace_id=mine["trace_id"]), HTTP_X_API_KEY=second_key).status_code == 404
+    assert api.get(inclusion(trace_id=theirs["trace_id"]), HTTP_X_API_KEY=second_key).status_code == 200
+    admin = api.get(inclusion(trace_id=theirs["trace_id"]), HTTP_X_ADMIN_KEY=ADMIN_KEY)
     assert admin.status_code == 200 and check_proof(admin.json(), vkey=public_vkey()) == []
 
 
@@ -89,9 +98,9 @@ def test_a_session_sees_the_records_it_made_not_those_of_its_key(api, open_sessi
     by_session = api.post("/process", data=SMOKE, content_type="application/json", **bearer(session)).json()
     by_key = api.process(SMOKE).json()
     checkpoint_create()
-    ok = api.get("/audit/proofs/inclusion", data={"trace_id": by_session["trace_id"]}, **bearer(session))
+    ok = api.get(inclusion(trace_id=by_session["trace_id"]), **bearer(session))
     assert ok.status_code == 200 and check_proof(ok.json(), vkey=public_vkey()) == []
-    assert api.get("/audit/proofs/inclusion", data={"trace_id": by_key["trace_id"]}, **bearer(session)).status_code == 404
+    assert api.get(inclusion(trace_id=by_key["trace_id"]), **bearer(session)).status_code == 404
 
 
 def test_proof_against_a_given_checkpoint_and_one_too_small(api):
@@ -99,27 +108,34 @@ def test_proof_against_a_given_checkpoint_and_one_too_small(api):
     old = checkpoint_create()
     api.process(SMOKE)
     new = checkpoint_create()
-    at_old = api.get("/audit/proofs/inclusion", data={"trace_id": first["trace_id"], "tree_size": old.tree_size}, HTTP_X_API_KEY=api_key())
+    at_old = api.get(inclusion(trace_id=first["trace_id"], tree_size=old.tree_size), HTTP_X_API_KEY=api_key())
     assert at_old.json()["tree_size"] == old.tree_size and check_proof(at_old.json(), vkey=public_vkey()) == []
-    latest = api.get("/audit/proofs/inclusion", data={"trace_id": first["trace_id"]}, HTTP_X_API_KEY=api_key()).json()
+    latest = api.get(inclusion(trace_id=first["trace_id"]), HTTP_X_API_KEY=api_key()).json()
     assert latest["tree_size"] == new.tree_size
     later = api.process(SMOKE).json()
-    too_small = api.get("/audit/proofs/inclusion", data={"trace_id": later["trace_id"], "tree_size": new.tree_size}, HTTP_X_API_KEY=api_key())
+    too_small = api.get(inclusion(trace_id=later["trace_id"], tree_size=new.tree_size), HTTP_X_API_KEY=api_key())
     assert too_small.status_code == 404 and too_small.json()["details"]["problem"] == "does_not_cover_record"
-    unknown = api.get("/audit/proofs/inclusion", data={"seq": 1, "tree_size": new.tree_size + 1}, HTTP_X_API_KEY=api_key())
+    unknown = api.get(inclusion(seq=1, tree_size=new.tree_size + 1), HTTP_X_API_KEY=api_key())
     assert unknown.status_code == 404 and unknown.json()["details"]["object"] == "checkpoint"
 
 
-@pytest.mark.parametrize(
-    "params",
-    [{}, {"seq": 1, "trace_id": "0" * 8 + "-0000-4000-8000-" + "0" * 12}, {"seq": 0}, {"record_hash": "ABC"},
-     {"entry_hash": "g" * 64}, {"trace_id": "x"}, {"seq": 1, "tree_size": -1}, {"seq": 1, "colour": "red"}],
-)  # fmt: skip
+@pytest.mark.parametrize("params", [{"tree_size": 0}, {"tree_size": -1}, {"tree_size": "x"}, {"colour": "red"}])
 def test_bad_inclusion_parameters_are_400_and_recorded(api, params, audit_records):
-    response = api.get("/audit/proofs/inclusion", data=params, HTTP_X_API_KEY=api_key())
+    response = api.get(inclusion(seq=1), data=params, HTTP_X_API_KEY=api_key())
     assert response.status_code == 400 and response.json()["reason_codes"] == ["VALIDATION_ERROR"]
     last = audit_records()[-1]
-    assert (last["endpoint"], last["decision"], last["gate"]) == ("GET /audit/proofs/inclusion", "DENY", "P2")
+    assert (last["endpoint"], last["decision"], last["gate"]) == ("GET /audit/proofs/inclusion/seq/{seq}", "DENY", "P2")
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["trace/x", "trace/" + "0" * 36, "record/ABC", "record/" + "A" * 64, "entry/" + "g" * 64, "seq/0", "nothing/1"],
+)
+def test_malformed_selectors_name_no_record(api, path, audit_records):
+    api.process(SMOKE)
+    checkpoint_create()
+    response = api.get(f"/audit/proofs/inclusion/{path}", HTTP_X_API_KEY=api_key())
+    assert response.status_code == 404 and response.json()["reason_codes"] == ["NOT_FOUND"]
 
 
 def test_consistency_proof_between_two_checkpoints_verifies(api):
@@ -150,13 +166,13 @@ def test_every_proof_call_leaves_one_decision_record(api, audit_records):
     checkpoint_create()
     before = len(audit_records())
     api.get("/audit/checkpoints/latest", HTTP_X_API_KEY=api_key())
-    api.get("/audit/proofs/inclusion", data={"seq": 1}, HTTP_X_API_KEY=api_key())
-    api.get("/audit/proofs/inclusion", data={"seq": 1}, HTTP_X_API_KEY="wrong")
+    api.get(inclusion(seq=1), HTTP_X_API_KEY=api_key())
+    api.get(inclusion(seq=1), HTTP_X_API_KEY="wrong")
     records = audit_records()[before:]
     assert [(r["endpoint"], r["decision"], r["http_status"]) for r in records] == [
         ("GET /audit/checkpoints/latest", "ALLOW", 200),
-        ("GET /audit/proofs/inclusion", "ALLOW", 200),
-        ("GET /audit/proofs/inclusion", "DENY", 403),
+        ("GET /audit/proofs/inclusion/seq/{seq}", "ALLOW", 200),
+        ("GET /audit/proofs/inclusion/seq/{seq}", "DENY", 403),
     ]
     assert records[0]["actor"] == {"kind": "api_key", "id": "bootstrap"}
 
@@ -196,3 +212,13 @@ def test_violations_are_grouped_by_the_kind_of_control(admin, api, open_session)
     second = admin.admin_get("/admin/audit/violations", limit=1, cursor=first["next_cursor"]).json()
     assert first["items"][0]["record"]["seq"] > second["items"][0]["record"]["seq"]
     assert api.get("/admin/audit/violations", HTTP_X_API_KEY=api_key()).status_code == 403  # a client key is no admin key
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/audit/checkpoints/99999999999999999999999", "/audit/proofs/inclusion/seq/99999999999999999999999",
+     "/audit/proofs/consistency?first=99999999999999999999999", "/audit/proofs/inclusion/seq/1?tree_size=9223372036854775808"],
+)  # fmt: skip
+def test_numbers_beyond_the_seq_range_are_refused_not_500(api, path):
+    response = api.get(path, HTTP_X_API_KEY=api_key())
+    assert response.status_code in (400, 404), response.content

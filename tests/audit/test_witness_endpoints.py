@@ -50,9 +50,9 @@ def test_a_configured_witness_cosignature_is_kept_and_served(api, checkpoint):
     [
         (lambda cp: line(cp, seed=OTHER), 403, "WITNESS_UNKNOWN"),  # same name, another key
         (lambda cp: line(cp, name="stranger.test/w9"), 403, "WITNESS_UNKNOWN"),
-        (lambda cp: line(cp, body=signed_note.checkpoint_body("veritta.local/audit", 99, bytes(32))), 422, "COSIGNATURE_INVALID"),
-        (lambda cp: "— witness.test/w1 not-base64\n", 422, "COSIGNATURE_INVALID"),
-        (lambda cp: "no signature line", 422, "COSIGNATURE_INVALID"),
+        (lambda cp: line(cp, body=signed_note.checkpoint_body("veritta.local/audit", 99, bytes(32))), 403, "COSIGNATURE_INVALID"),
+        (lambda cp: "— witness.test/w1 not-base64\n", 403, "COSIGNATURE_INVALID"),
+        (lambda cp: "no signature line", 403, "COSIGNATURE_INVALID"),
     ],
 )
 def test_a_cosignature_that_is_not_a_witness_s_valid_one_is_refused_and_changes_nothing(api, checkpoint, audit_records, make, status, code):

@@ -57,7 +57,7 @@ def proven(api) -> dict[str, Any]:
     for _ in range(2):
         api.process(SMOKE)
     checkpoint_create()
-    proof = api.get("/audit/proofs/inclusion", data={"seq": answer["audit"]["seq"]}, HTTP_X_API_KEY=API_KEY).json()
+    proof = api.get(f"/audit/proofs/inclusion/seq/{answer['audit']['seq']}", HTTP_X_API_KEY=API_KEY).json()
     assert len(proof["records"][0]["proof"]) >= 2
     return {"answer": answer, "proof": proof, "note": proof["checkpoint"]}
 

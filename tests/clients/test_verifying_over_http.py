@@ -139,15 +139,15 @@ def test_own_proof_verifies_and_another_clients_is_refused(start_app_server, cre
     theirs = server.post("/process", json=SMOKE, headers={"X-API-Key": theirs_key}).json()
     sealed(server)
     checkpoint = server.get("/audit/checkpoints/latest", headers=headers).json()
-    proof = server.get("/audit/proofs/inclusion", params={"trace_id": mine["trace_id"], "tree_size": checkpoint["tree_size"]}, headers=headers)
+    proof = server.get(f"/audit/proofs/inclusion/trace/{mine['trace_id']}", params={"tree_size": checkpoint["tree_size"]}, headers=headers)
     assert proof.status_code == 200, proof.text
     said = check_inclusion(mine, proof.json(), checkpoint["note"], parse_key(checkpoint["vkey"], ALG_ED25519, "key"), [])
     assert said.startswith("record seq ")
-    for selector in ({"trace_id": theirs["trace_id"]}, {"record_hash": theirs["audit"]["record_hash"] or "0" * 64}):
-        refused = server.get("/audit/proofs/inclusion", params=selector, headers=headers)
+    for path in (f"trace/{theirs['trace_id']}", f"record/{theirs['audit']['record_hash'] or '0' * 64}"):
+        refused = server.get(f"/audit/proofs/inclusion/{path}", headers=headers)
         assert refused.status_code == 404 and refused.json()["reason_codes"] == ["NOT_FOUND"]
     records = [json.loads(line) for line in (server.tmp / "audit.log").read_text().splitlines()]
-    refusals = [r for r in records if r["endpoint"] == "GET /audit/proofs/inclusion" and r["decision"] == "DENY"]
+    refusals = [r for r in records if r["endpoint"].startswith("GET /audit/proofs/inclusion/") and r["decision"] == "DENY"]
     assert len(refusals) == 2 and all(r["reason_codes"] == ["NOT_FOUND"] for r in refusals)
 
 

@@ -82,7 +82,7 @@ def test_the_witness_cosigns_an_honest_extension(witnessed):
     assert witness.round(server, log_vkey).stdout.strip() == f"unchanged at {checkpoint['tree_size']}"
     assert not (witness.home / "no-database-here.sqlite3").exists()  # the witness never touched a database
     # A client that requires this witness accepts the served note.
-    proof = server.get("/audit/proofs/inclusion", params={"trace_id": answer["trace_id"], "tree_size": checkpoint["tree_size"]},
+    proof = server.get(f"/audit/proofs/inclusion/trace/{answer['trace_id']}", params={"tree_size": checkpoint["tree_size"]},
                        headers={"X-API-Key": API_KEY}).json()  # fmt: skip
     keys = parse_key(log_vkey, ALG_ED25519, "log"), [parse_key(witness_vkey, ALG_COSIGNATURE_V1, "witness")]
     assert check_inclusion(answer, proof, checkpoint["note"], *keys).endswith(f"cosigned by {NAME}")

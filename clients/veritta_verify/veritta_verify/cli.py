@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     inclusion = sub.add_parser("inclusion", help="A receipt's record is in the log the checkpoint signed.")
     inclusion.add_argument("--receipt", required=True, help="The /process answer (or its `audit` object), JSON.")
-    inclusion.add_argument("--proof", required=True, help="The answer of GET /audit/proofs/inclusion, JSON.")
+    inclusion.add_argument("--proof", required=True, help="The answer of GET /audit/proofs/inclusion/..., JSON.")
     inclusion.add_argument("--checkpoint", required=True, help="The signed checkpoint note (text).")
     consistency = sub.add_parser("consistency", help="The newer checkpoint extends the older one.")
     consistency.add_argument("--proof", required=True, help="The answer of GET /audit/proofs/consistency, JSON.")
