@@ -45,6 +45,7 @@ from audit.selectors import (
     verification_runs_active,
 )
 from audit.services import verification_run_start
+from audit.witnesses import witness_status
 from veritta_site.admin_mixins import NoWritesMixin, OfferedFiltersOnlyMixin
 from veritta_site.errors import CATALOGUE
 from veritta_site.security import ConsoleAuthenticationForm
@@ -308,6 +309,7 @@ class AuditRecordAdmin(ReadOnlyAdmin):
             intake=audit_intake_status(),
             max_merge_delay_s=settings.VERITTA_AUDIT_MAX_MERGE_DELAY_S,
             run=run,
+            witnesses=witness_status(checkpoint),
             took=(run.finished_at - run.started_at).total_seconds() if run else None,
             active_runs=verification_runs_active(),
             recent_runs=VerificationRun.objects.order_by("-started_at")[:10],
@@ -373,9 +375,20 @@ def bar_chart(rows: list[tuple[str, int]], width: int = 360) -> dict[str, Any]:
 @admin.register(Checkpoint)
 class CheckpointAdmin(ReadOnlyAdmin):
     list_display = ("tree_size", "created_at", "root_hash")
-    fields = ("tree_size", "created_at", "root_hash", "note")
+    fields = ("tree_size", "created_at", "root_hash", "note", "witnesses")
     readonly_fields = fields
     show_full_result_count = False
+
+    @admin.display(description="Witness cosignatures")
+    def witnesses(self, checkpoint: Checkpoint) -> str:
+        """Each witness of VERITTA_AUDIT_WITNESSES, and when it cosigned this checkpoint."""
+        statuses = witness_status(checkpoint)
+        if not statuses:
+            return "no witnesses configured (VERITTA_AUDIT_WITNESSES)"
+        return "; ".join(
+            f"{s.name}: cosigned {s.cosigned_at:%Y-%m-%d %H:%M:%S} UTC" if s.cosigned_at else f"{s.name}: not cosigned"
+            for s in statuses
+        )
 
 
 @admin.register(VerificationRun)

@@ -6,4 +6,4 @@ class AuditConfig(AppConfig):
     verbose_name = "Audit trail"
 
     def ready(self) -> None:
-        from audit import checks  # noqa: F401  (registers system checks)
+        from audit import checks, witnesses  # noqa: F401  (registers system checks)

@@ -137,6 +137,26 @@ class Checkpoint(AppendOnlyModel):
         return f"checkpoint @{self.tree_size}"
 
 
+class Cosignature(AppendOnlyModel):
+    """A witness's cosignature (C2SP tlog-cosignature) of one checkpoint,
+    checked against VERITTA_AUDIT_WITNESSES when it was received (issue 15).
+    Served appended to the checkpoint's note; anyone re-checks it with the
+    witness's key, so it is evidence, not trust in this table."""
+
+    tree_size = models.BigIntegerField()
+    witness = models.CharField(max_length=255)  # the key name of the witness
+    line = models.TextField()  # the whole signature line, as added to the note
+    cosigned_at = models.DateTimeField()  # the witness's timestamp, from the signed message
+    received_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["tree_size", "witness"]
+        constraints = [models.UniqueConstraint(fields=["tree_size", "witness"], name="cosignature_once_per_witness")]
+
+    def __str__(self) -> str:
+        return f"cosignature @{self.tree_size} by {self.witness}"
+
+
 class VerificationRun(models.Model):
     """One run of the chain verifier (the console's button or `audit verify`),
     kept so that "last verified" survives restarts. Not part of the chain:

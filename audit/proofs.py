@@ -23,15 +23,15 @@ class ProofError(Exception):
     pass
 
 
-def _path_ranges(index: int, start: int, end: int) -> list[tuple[int, int]]:
+def path_ranges(index: int, start: int, end: int) -> list[tuple[int, int]]:
     """The leaf ranges whose Merkle roots make up PATH(index) in D[start:end]
     (RFC 6962 §2.1.1), leaf side first."""
     if end - start <= 1:
         return []
     split = 1 << ((end - start - 1).bit_length() - 1)  # largest power of two < n
     if index < start + split:
-        return [*_path_ranges(index, start, start + split), (start + split, end)]
-    return [*_path_ranges(index, start + split, end), (start, start + split)]
+        return [*path_ranges(index, start, start + split), (start + split, end)]
+    return [*path_ranges(index, start + split, end), (start, start + split)]
 
 
 def _inclusion_proofs(indexes: list[int], size: int) -> list[list[bytes]]:
@@ -40,7 +40,7 @@ def _inclusion_proofs(indexes: list[int], size: int) -> list[list[bytes]]:
     Each path node is the root of a range of leaves; a CompactRange per range
     folds the leaves as they stream by, so memory is O(log n) per proof
     whatever the size of the log (a million records: a few MB)."""
-    ranges = [sorted(_path_ranges(i, 0, size)) for i in indexes]
+    ranges = [sorted(path_ranges(i, 0, size)) for i in indexes]
     trees = [[CompactRange() for _ in proof] for proof in ranges]
     cursor = [0] * len(ranges)  # per proof: the range the next leaf may fall in
     seq = 0
@@ -57,7 +57,7 @@ def _inclusion_proofs(indexes: list[int], size: int) -> list[list[bytes]]:
     if seq != size:
         raise ProofError(f"the chain ends at {seq}, before the checkpoint's {size}: run `audit verify`")
     roots = [{r: t.root() for r, t in zip(proof, tree, strict=True)} for proof, tree in zip(ranges, trees, strict=True)]
-    return [[roots[p][r] for r in _path_ranges(i, 0, size)] for p, i in enumerate(indexes)]
+    return [[roots[p][r] for r in path_ranges(i, 0, size)] for p, i in enumerate(indexes)]
 
 
 def trace_inclusion_proof(*, trace_id: str, vkey: str | None) -> dict[str, Any]:
@@ -89,21 +89,22 @@ def _proof_document(rows: list[tuple[int, str, str]], vkey: str | None) -> dict[
     checkpoint = Checkpoint.objects.filter(tree_size__gte=newest).order_by("tree_size").first()
     if checkpoint is None:
         raise ProofError(f"no checkpoint covers seq {newest} yet: run `python manage.py audit checkpoint`")
-    proofs = _inclusion_proofs([seq - 1 for seq, _, _ in rows], checkpoint.tree_size)
-    return {
-        "checkpoint": checkpoint.note,
-        "vkey": vkey,
-        "records": [
-            {
-                "seq": seq,
-                "leaf_index": seq - 1,
-                "record_hash": record_hash,
-                "proof": [h.hex() for h in proof],
-                "body": json.loads(body),
-            }
-            for (seq, record_hash, body), proof in zip(rows, proofs, strict=True)
-        ],
-    }
+    return {"checkpoint": checkpoint.note, "vkey": vkey, "records": proof_items(rows, checkpoint.tree_size)}
+
+
+def proof_items(rows: list[tuple[int, str, str]], tree_size: int) -> list[dict[str, Any]]:
+    """Each record (seq, record_hash, body) with its audit path in the tree of `tree_size`."""
+    proofs = _inclusion_proofs([seq - 1 for seq, _, _ in rows], tree_size)
+    return [
+        {
+            "seq": seq,
+            "leaf_index": seq - 1,
+            "record_hash": record_hash,
+            "proof": [h.hex() for h in proof],
+            "body": json.loads(body),
+        }
+        for (seq, record_hash, body), proof in zip(rows, proofs, strict=True)
+    ]
 
 
 def check_proof(document: dict[str, Any], *, vkey: str | None) -> list[str]:

@@ -148,8 +148,8 @@ def skey(name: str, seed: bytes) -> str:
     )
 
 
-def _parse_key_fields(text: str) -> tuple[str, bytes, bytes]:
-    """Split ``name+hex8+base64(0x01 || key)`` into (name, key id, 32-byte key)."""
+def _parse_key_fields(text: str, alg: int = ALG_ED25519) -> tuple[str, bytes, bytes]:
+    """Split ``name+hex8+base64(alg || key)`` into (name, key id, 32-byte key)."""
     # Names and ids never contain '+', but the base64 part may.
     parts = text.split("+", 2)
     if len(parts) != 3:
@@ -163,8 +163,8 @@ def _parse_key_fields(text: str) -> tuple[str, bytes, bytes]:
         raw = _b64decode_strict(b64)
     except ValueError as exc:
         raise KeyFormatError("invalid key encoding") from exc
-    if len(raw) != 1 + PUBLIC_KEY_SIZE or raw[0] != ALG_ED25519:
-        raise KeyFormatError("only 32-byte Ed25519 keys (type 0x01) are supported")
+    if len(raw) != 1 + PUBLIC_KEY_SIZE or raw[0] != alg:
+        raise KeyFormatError(f"only 32-byte Ed25519 keys (type 0x{alg:02x}) are supported here")
     return name, bytes.fromhex(hex_id), raw[1:]
 
 
@@ -334,3 +334,148 @@ def parse_checkpoint(body: str) -> Checkpoint:
     if any(not ext for ext in extensions):
         raise CheckpointFormatError("extension lines must be non-empty")
     return Checkpoint(origin, int(size_text), root, tuple(extensions))
+
+
+# --- notes with several signatures: cosigners, witnesses, key rotation ------------
+#
+# A note may carry any number of signature lines (up to MAX_SIGNATURES): the
+# log's own, a witness's cosignature (c2sp.org/tlog-cosignature), the old and
+# the new key of a rotation. These helpers read, check and add them without
+# caring who signed; the caller says which keys it trusts.
+
+# tlog-cosignature v1: Ed25519 over "cosignature/v1\ntime <t>\n" + note text,
+# key id algorithm byte 0x04, signature = 8-byte big-endian time || Ed25519.
+ALG_COSIGNATURE_V1 = 0x04
+_COSIGNATURE_HEADER = "cosignature/v1\n"
+_MAX_TIMESTAMP = 2**63 - 1
+
+
+class NoteSignature(NamedTuple):
+    name: str
+    key_id: bytes
+    signature: bytes  # raw, after the key id
+
+
+def note_text(note: str) -> str:
+    """The signed text of a note (everything before its signature block)."""
+    text, _ = _split_note(note)
+    return text
+
+
+def note_signatures(note: str) -> list[NoteSignature]:
+    """Every signature line of a note, in order, whoever made it (unchecked)."""
+    _, signatures = _split_note(note)
+    return [NoteSignature(*sig) for sig in signatures]
+
+
+def add_signature_lines(note: str, lines: Sequence[str]) -> str:
+    """The note with more signature lines appended (cosignatures, a second key).
+
+    A line already present, or one whose name and key id are already on the
+    note, is not added twice; the result is parsed again, so a malformed line
+    is refused here rather than stored."""
+    text, existing = _split_note(note)
+    present = {(name, kid) for name, kid, _ in existing}
+    block = note[len(text) + 1 :]
+    for line in lines:
+        parsed = _split_note("x\n\n" + line)[1]
+        if len(parsed) != 1:
+            raise NoteVerificationError("malformed note: one signature line expected")
+        name, kid, _ = parsed[0]
+        if (name, kid) in present:
+            continue
+        present.add((name, kid))
+        block += line
+    combined = text + "\n" + block
+    _split_note(combined)  # the signature count limit
+    return combined
+
+
+def sign_note_with(body: str, signers: Sequence[tuple[str, bytes]]) -> str:
+    """A note signed by several keys at once, e.g. the old and new key of a rotation."""
+    if not signers:
+        raise ValueError("at least one signer is needed")
+    return body + "\n" + "".join(signature_line(body, name, seed) for name, seed in signers)
+
+
+def verified_signers(note: str, vkeys: Sequence[str]) -> list[str]:
+    """The verifier keys among ``vkeys`` that signed ``note`` (each with a valid
+    signature); a key whose line is present but does not verify raises, since
+    a forged line under a trusted name is an attack, not an absence."""
+    signed = []
+    for key in vkeys:
+        try:
+            verify_note(note, key)
+        except NoteVerificationError as exc:
+            if str(exc).startswith("no signature by key"):
+                continue
+            raise
+        signed.append(key)
+    return signed
+
+
+def cosigner_key_id(name: str, public_key: bytes) -> bytes:
+    """SHA-256(name || 0x0A || 0x04 || public key)[:4] (tlog-cosignature)."""
+    _check_name(name)
+    if len(public_key) != PUBLIC_KEY_SIZE:
+        raise ValueError("Ed25519 public key must be 32 bytes")
+    material = name.encode("utf-8") + b"\n" + bytes([ALG_COSIGNATURE_V1]) + public_key
+    return hashlib.sha256(material).digest()[:4]
+
+
+def cosigner_vkey(name: str, public_key: bytes) -> str:
+    """A witness's verifier key: ``name+keyid+base64(0x04 || pubkey)``."""
+    encoded = _b64encode(bytes([ALG_COSIGNATURE_V1]) + public_key)
+    return f"{name}+{cosigner_key_id(name, public_key).hex()}+{encoded}"
+
+
+def parse_cosigner_vkey(vkey_str: str) -> tuple[str, bytes, bytes]:
+    """Parse a witness verifier key into (name, key id, 32-byte public key)."""
+    if not isinstance(vkey_str, str):
+        raise KeyFormatError("witness key must be a string")
+    name, kid, public_key = _parse_key_fields(vkey_str, ALG_COSIGNATURE_V1)
+    if cosigner_key_id(name, public_key) != kid:
+        raise KeyFormatError("key id does not match name and public key")
+    return name, kid, public_key
+
+
+def _cosigned_message(text: str, timestamp: int) -> bytes:
+    return f"{_COSIGNATURE_HEADER}time {timestamp}\n{text}".encode()
+
+
+def cosignature_line(body: str, name: str, seed: bytes, *, timestamp: int) -> str:
+    """A witness's ``— name base64(keyid || time || sig)`` line over a checkpoint text."""
+    _check_text(body)
+    if not isinstance(timestamp, int) or not 0 <= timestamp <= _MAX_TIMESTAMP:
+        raise ValueError("timestamp must be a POSIX time in 0..2^63-1")
+    private = _private_key(seed)
+    kid = cosigner_key_id(name, private.public_key().public_bytes_raw())
+    signature = private.sign(_cosigned_message(body, timestamp))
+    return f"{_SIG_PREFIX}{name} {_b64encode(kid + timestamp.to_bytes(8, 'big') + signature)}\n"
+
+
+def verify_cosignature(note: str, cosigner_vkey_str: str) -> int:
+    """Check the cosignature of one witness on ``note``; returns its timestamp.
+
+    Raises NoteVerificationError when the witness did not cosign or a line
+    under its name and key id does not verify."""
+    name, kid, public_key = parse_cosigner_vkey(cosigner_vkey_str)
+    text, signatures = _split_note(note)
+    verifier = Ed25519PublicKey.from_public_bytes(public_key)
+    timestamp = None
+    for sig_name, sig_kid, raw in signatures:
+        if sig_name != name or sig_kid != kid:
+            continue
+        if len(raw) != 8 + SIGNATURE_SIZE:
+            raise NoteVerificationError(f"invalid cosignature for witness {name}+{kid.hex()}")
+        stamp = int.from_bytes(raw[:8], "big")
+        try:
+            if stamp > _MAX_TIMESTAMP:
+                raise InvalidSignature
+            verifier.verify(raw[8:], _cosigned_message(text, stamp))
+        except InvalidSignature as exc:
+            raise NoteVerificationError(f"invalid cosignature for witness {name}+{kid.hex()}") from exc
+        timestamp = stamp
+    if timestamp is None:
+        raise NoteVerificationError(f"no cosignature by witness {name}+{kid.hex()}")
+    return timestamp

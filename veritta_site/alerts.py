@@ -7,6 +7,8 @@ Raised for
     auth_incident       VERITTA_ALERT_AUTHN_FAILURES_PER_MIN authentication failures within
                         one minute from one client address digest, or against one key
                         (subject: "client:<digest>" or "<actor kind>:<id>")
+    witness_refused     a witness refused to cosign a checkpoint: a fork, a rollback or a
+                        consistency proof that does not verify (subject: "witness:<name>")
 
 An alert is always logged (logger `veritta.alerts`, WARNING) and, when
 VERITTA_ALERT_WEBHOOK_URL is set, POSTed there as JSON with short timeouts
@@ -53,6 +55,7 @@ KINDS = (
     "audit_integration_lag",
     "rate_limit_spike",
     "executor_timeouts",
+    "witness_refused",
 )
 ALERT_ACTOR = {"kind": "system", "id": "alerts"}
 RETRY_BACKOFF_S = 0.5

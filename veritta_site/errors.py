@@ -88,6 +88,9 @@ CATALOGUE: dict[str, Reason] = {
     "ADMIN_KEY_INVALID": Reason(403, "Invalid admin key", "admin G2"),
     "METRICS_TOKEN_INVALID": Reason(403, "Invalid or missing metrics scrape credential", "admin G2 (metrics scrape)"),
     "SERVICE_DEGRADED": Reason(503, "A dependency of the service is failing; see details", "admin health"),
+    # witnesses (docs/VERIFYING.md)
+    "WITNESS_UNKNOWN": Reason(403, "Not a witness of this log (VERITTA_AUDIT_WITNESSES)", "witness"),
+    "COSIGNATURE_INVALID": Reason(403, "The cosignature does not verify on this checkpoint", "witness"),
     # generic HTTP
     "FORBIDDEN": Reason(403, "Forbidden", "routing"),
     "NOT_FOUND": Reason(404, "Not found", "routing"),

@@ -190,6 +190,9 @@ VERITTA_AUDIT_SINK_MIN_FREE_MB = env.int("VERITTA_AUDIT_SINK_MIN_FREE_MB", defau
 # default: keyring.json in the checkpoint directory. Absent: the signing key alone.
 VERITTA_AUDIT_KEYRING_FILE = env.str("VERITTA_AUDIT_KEYRING_FILE", default="")
 VERITTA_AUDIT_ORIGIN = env.str("VERITTA_AUDIT_ORIGIN", default="veritta.local/audit")
+# The witnesses whose cosignatures this log accepts and asks for (issue 15,
+# docs/VERIFYING.md): their tlog-cosignature verifier keys, comma-separated.
+VERITTA_AUDIT_WITNESSES = env.list("VERITTA_AUDIT_WITNESSES", default=[])
 # PostgreSQL's batched write path (audit/chain.py): how long a record may wait
 # in the intake before it must be in the chain (the deadline of an inclusion
 # promise; new writes are refused at half of it), and how often every server

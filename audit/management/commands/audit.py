@@ -1,4 +1,4 @@
-"""`python manage.py audit verify | checkpoint | keygen | export | prove | check-proof | trace | summary | stats | slo`.
+"""`python manage.py audit verify | checkpoint | keygen | export | prove | check-proof | trace | summary | stats | slo | witness | witness-keygen`.
 
 Every report prints a readable table by default and JSON with `--json`.
 """
@@ -30,7 +30,13 @@ from audit.models import AuditRecord
 from audit.promises import PromiseError, check_promise
 from audit.proofs import ProofError, check_proof, entry_inclusion_proof, trace_inclusion_proof
 from audit.reports import Objectives, Window, audit_slo, audit_stats, audit_summary
-from audit.selectors import audit_bodies_between, audit_records_for_trace, audit_seq_range, audit_verify
+from audit.selectors import (
+    audit_bodies_between,
+    audit_records_for_trace,
+    audit_seq_range,
+    audit_verify,
+    checkpoint_latest,
+)
 from audit.services import alert_verify_failed, verification_run_record, verification_run_start
 from audit.verify import ChainVerifier, Report, external_checkpoints
 from veritta_site.alerts import alert_raise
@@ -107,6 +113,19 @@ class Command(BaseCommand):
         stats.add_argument("--top", type=int, default=20, help="Actors shown (default 20).")
         slo = sub.add_parser("slo", help="Each SLO against its objective; exit 1 and alert on a breach.")
         slo.add_argument("--hours", type=float, help="Window (default VERITTA_SLO_WINDOW_HOURS).")
+        witness = sub.add_parser(
+            "witness", help="Run a witness of a log over HTTP: cosign checkpoints that extend the last one (docs/VERIFYING.md)."
+        )
+        witness.add_argument("--server", required=True, help="The log's base URL.")
+        witness.add_argument("--log-key", required=True, help="The log's verifier key, pinned out of band.")
+        witness.add_argument("--name", required=True, help="This witness's key name (as in the log's VERITTA_AUDIT_WITNESSES).")
+        witness.add_argument("--key-file", type=Path, required=True, help="This witness's private key (from witness-keygen).")
+        witness.add_argument("--state-file", type=Path, required=True, help="The last checkpoint this witness cosigned.")
+        witness.add_argument("--follow", action="store_true", help="Keep going, a round every --interval seconds.")
+        witness.add_argument("--interval", type=float, default=60.0)
+        wkeygen = sub.add_parser("witness-keygen", help="Make a witness key file; print its cosigner verifier key.")
+        wkeygen.add_argument("--name", required=True)
+        wkeygen.add_argument("--key-file", type=Path, required=True)
         for report_parser in (summary, stats, slo):
             report_parser.add_argument("--json", action="store_true")
             report_parser.add_argument("--progress", action="store_true", help="Show progress even when not on a terminal.")
@@ -149,6 +168,8 @@ class Command(BaseCommand):
         if show_progress:
             sys.stderr.write("\n")
         self._print_report(report, as_json=options["json"])
+        if not options["file"] and not options["json"]:
+            self._print_witnesses()
         if not report.ok:
             if not options["file"] and report.problems:
                 self.stdout.flush()
@@ -266,6 +287,70 @@ class Command(BaseCommand):
             ))
         else:
             self.stdout.write(self.style.ERROR(f"FAILED: {len(report.problems)} problems"))
+
+    def _print_witnesses(self) -> None:
+        """The cosignatures of the newest checkpoint by the witnesses VERITTA_AUDIT_WITNESSES requires."""
+        from audit.witnesses import witness_status
+
+        checkpoint = checkpoint_latest()
+        for status in witness_status(checkpoint):
+            if status.cosigned_at is not None:
+                self.stdout.write(f"witness {status.name}: cosigned checkpoint {checkpoint.tree_size} at {status.cosigned_at.isoformat()}")
+            else:
+                self.stdout.write(self.style.WARNING(f"witness {status.name}: has not cosigned checkpoint {checkpoint.tree_size}"))
+
+    # --- witness ---------------------------------------------------------------
+
+    def cmd_witness(self, **options: Any) -> None:
+        from audit.witness_client import (
+            WitnessConfig,
+            WitnessError,
+            WitnessRefused,
+            read_seed,
+            report_refusal,
+            witness_round,
+        )
+
+        api_key = os.environ.get("VERITTA_WITNESS_API_KEY", "")
+        if not api_key:
+            raise CommandError("set VERITTA_WITNESS_API_KEY: a client credential of the log (kept out of the command line)")
+        try:
+            signed_note.parse_vkey(options["log_key"])
+            config = WitnessConfig(
+                server=options["server"],
+                log_vkey=options["log_key"],
+                name=options["name"],
+                seed=read_seed(options["key_file"]),
+                state_path=options["state_file"],
+                api_key=api_key,
+            )
+        except (signed_note.KeyFormatError, WitnessError) as exc:
+            raise CommandError(str(exc)) from exc
+        while True:
+            try:
+                self.stdout.write(witness_round(config))
+            except WitnessRefused as refused:
+                told = report_refusal(config, refused)
+                alert = {"alert": "witness_refused", "witness": config.name, "problem": refused.problem,
+                         "tree_size": refused.tree_size, "detail": refused.detail, "log_told": told}  # fmt: skip
+                self.stderr.write(f"ALERT {json.dumps(alert)}")
+                sys.exit(3)
+            except WitnessError as exc:
+                self.stderr.write(f"witness round failed: {exc}")
+                if not options["follow"]:
+                    sys.exit(2)
+            if not options["follow"]:
+                return
+            time.sleep(options["interval"])
+
+    def cmd_witness_keygen(self, **options: Any) -> None:
+        from audit.witness_client import write_new_key
+
+        try:
+            vkey = write_new_key(options["key_file"], options["name"])
+        except (OSError, ValueError) as exc:
+            raise CommandError(f"cannot write {options['key_file']}: {exc}") from exc
+        self.stdout.write(vkey)
 
     # --- checkpoint / keygen ----------------------------------------------
 

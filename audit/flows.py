@@ -1,0 +1,81 @@
+"""The gate chain of the proof endpoints (issue 15), read by clients and the
+admin alike, built from the same pieces as /process and the admin API.
+
+    X-ADMIN-KEY sent:  the admin API's chain (sessions_app.flows.admin_request); any record
+    otherwise:         P0 size -> G0 credential -> G2 API key and/or G4 session
+                         -> G10 limits -> P2 parameters -> the operation -> its decision record
+
+The operation is told whose records the caller may see (`owners`): None for
+the admin key, else the actors its credentials proved. Every request leaves
+exactly one decision record, allowed or denied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest
+
+from audit.services import RequestContext, audit_allow, audit_deny
+from audit.transparency import Owners
+from governance import gates
+from governance.pipeline import G10_RULE, Denied, Outcome, error_outcome, failed_credential_counted, run_gate
+from sessions_app.flows import admin_request
+from sessions_app.services import profile_hash_of
+from veritta_site.errors import VerittaError
+
+Perform = Callable[[RequestContext, dict[str, Any], Owners], Outcome]
+
+
+def _client_credentials(ctx: RequestContext, request: HttpRequest) -> list[dict[str, Any]]:
+    """G0, then G2 and/or G4 as on /process; the actors proved. Raises Denied."""
+    actors = []
+    run_gate("G0", gates.credential_present, request)
+    ctx.matched_rules.append("G0:credential_present")
+    if request.META.get("HTTP_X_API_KEY"):
+        ctx.actor = run_gate("G2", gates.api_key_valid, request)
+        ctx.matched_rules.append("G2:api_key_valid")
+        actors.append(ctx.actor)
+    if request.META.get("HTTP_AUTHORIZATION"):
+        ctx.actor = run_gate("G4", gates.session_valid, request)
+        ctx.matched_rules.append("G4:session_valid")
+        actors.append(ctx.actor)
+    return actors
+
+
+def reader_request(request: HttpRequest, *, endpoint: str, parse: Callable[[Any], dict[str, Any]], perform: Perform) -> Outcome:
+    """One read of the proof endpoints, by the admin key or a client credential."""
+    if request.META.get("HTTP_X_ADMIN_KEY"):
+        return admin_request(request, endpoint=endpoint, parse=parse, perform=lambda ctx, data: perform(ctx, data, None))
+    profile_id = settings.VERITTA_POLICY_PROFILE  # the clients' profile, as for POST /sessions
+    ctx = RequestContext.for_request(request, endpoint=endpoint, profile_id=profile_id, profile_hash=profile_hash_of(profile_id))
+    try:
+        try:
+            body = run_gate("P0", gates.read_body_within_limit, request)
+            ctx.matched_rules.append("P0:size_within_limit")
+            parsed = gates.parse_input(body)
+            ctx.input_digest, ctx.digest_kind = parsed.digest, parsed.digest_kind
+            try:
+                owners = _client_credentials(ctx, request)
+            except Denied as denied:
+                raise failed_credential_counted(denied, client=ctx.client)  # noqa: B904 - it may be `denied` itself
+            key_actor = next((a for a in owners if a["kind"] == "api_key"), None)
+            session_actor = next((a for a in owners if a["kind"] == "session"), None)
+            headers = run_gate("G10", gates.within_limits, key_actor=key_actor, session_actor=session_actor, client=ctx.client)
+            ctx.matched_rules.append(G10_RULE)
+            if body and parsed.problem is not None:
+                info = {"problem": parsed.problem}
+                raise Denied("P2", VerittaError("INVALID_JSON", evidence=info, details=info))
+            data = run_gate("P2", parse, parsed.payload)
+            ctx.matched_rules.append("P2:parameters_valid")
+            outcome = run_gate("object", perform, ctx, data, owners)
+        except Denied as denied:
+            audit_deny(ctx, gate=denied.gate, error=denied.error)
+            return error_outcome(ctx.trace_id, denied.error)
+        audit_allow(ctx, pending=False, http_status=outcome.status)
+    except VerittaError as error:  # the audit sink failed: no answer without its record
+        return error_outcome(ctx.trace_id, error)
+    outcome.headers = {**headers, "Cache-Control": "no-store", **outcome.headers}
+    return outcome

@@ -1,0 +1,3 @@
+from veritta_verify.cli import main
+
+raise SystemExit(main())
