@@ -41,8 +41,7 @@ from audit.selectors import (
     audit_intake_status,
     audit_trace_view,
     checkpoint_latest,
-    verification_run_latest,
-    verification_runs_active,
+    verification_runs_overview,
 )
 from audit.services import verification_run_start
 from audit.witnesses import witness_status
@@ -298,7 +297,8 @@ class AuditRecordAdmin(ReadOnlyAdmin):
             return HttpResponseRedirect(request.path)
         head = audit_head_seq()
         checkpoint = checkpoint_latest()
-        run = verification_run_latest()
+        runs = verification_runs_overview()
+        run = runs.latest
         return self._page(
             request,
             "admin/audit/chain.html",
@@ -311,8 +311,8 @@ class AuditRecordAdmin(ReadOnlyAdmin):
             run=run,
             witnesses=witness_status(checkpoint),
             took=(run.finished_at - run.started_at).total_seconds() if run else None,
-            active_runs=verification_runs_active(),
-            recent_runs=VerificationRun.objects.order_by("-started_at")[:10],
+            active_runs=runs.active,
+            recent_runs=runs.recent,
         )
 
     def dashboard_view(self, request: HttpRequest) -> HttpResponse:

@@ -274,7 +274,18 @@ def verification_run_latest() -> VerificationRun | None:
     return VerificationRun.objects.filter(status=VerificationRun.DONE).order_by("-finished_at").first()
 
 
-def verification_runs_active() -> list[VerificationRun]:
-    """Runs queued or running, oldest first: what the worker has in hand."""
-    active = (VerificationRun.QUEUED, VerificationRun.RUNNING)
-    return list(VerificationRun.objects.filter(status__in=active).order_by("started_at")[:10])
+@dataclass(frozen=True)
+class VerificationRuns:
+    latest: VerificationRun | None  # the newest with a verdict
+    active: list[VerificationRun]  # queued or running, oldest first
+    recent: list[VerificationRun]  # the newest ten, newest first
+
+
+def verification_runs_overview() -> VerificationRuns:
+    """What the chain status page shows of verify runs, in one query (two when
+    none of the newest ten has a verdict yet)."""
+    recent = list(VerificationRun.objects.order_by("-started_at")[:10])
+    done = [r for r in recent if r.status == VerificationRun.DONE]
+    latest = max(done, key=lambda r: r.finished_at) if done else verification_run_latest()
+    active = [r for r in reversed(recent) if r.status in (VerificationRun.QUEUED, VerificationRun.RUNNING)]
+    return VerificationRuns(latest=latest, active=active, recent=recent)

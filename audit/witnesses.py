@@ -109,10 +109,11 @@ class WitnessStatus:
 
 def witness_status(checkpoint: Checkpoint | None) -> list[WitnessStatus]:
     """For each configured witness: when it cosigned this checkpoint, if it did."""
-    if checkpoint is None:
-        return []
+    witnesses = configured_witnesses()
+    if checkpoint is None or not witnesses:
+        return []  # no query when there is nothing to show
     got = dict(Cosignature.objects.filter(tree_size=checkpoint.tree_size).values_list("witness", "cosigned_at"))
-    return [WitnessStatus(w.name, got.get(w.name)) for w in configured_witnesses()]
+    return [WitnessStatus(w.name, got.get(w.name)) for w in witnesses]
 
 
 def witness_refusal_report(*, witness: str, tree_size: int, problem: str) -> None:
