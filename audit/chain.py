@@ -451,7 +451,9 @@ def _integrate_batch(placed: dict[int, tuple[int, str]], *, locked: bool = False
             # columns taken from the intake row itself.
             # Bound server-side (psycopg's own cursor, not Django's client-side
             # one): the arrays travel as parameters, not as quoted literals.
-            with psycopg.Cursor(connection.connection) as bound:
+            # Django's wrapper makes psycopg's own errors DatabaseErrors, which
+            # `integrate` contains (a raw one escaped it into a 500 mid-crash).
+            with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as bound:
                 bound.execute(_INTEGRATE, [ids, now, ids, seqs, hashes, prevs, bodies])
             mirror().append(lines)
             # The look again goes in the commit's round trip: rows committed

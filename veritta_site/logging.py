@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import logging
+import traceback
 from datetime import UTC, datetime
+from pathlib import Path
 
 from veritta_site.timestamps import utc_timestamp
 from veritta_site.tracing import current_trace_id
 
+FRAMES_LOGGED = 6
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "trace_id"}
 
 
@@ -33,4 +36,7 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             # The class only: tracebacks can quote local values.
             line["exc_class"] = record.exc_info[0].__name__ if record.exc_info[0] else None
+            # Where it was raised (file, line, function of the last frames): no values.
+            frames = traceback.extract_tb(record.exc_info[2])[-FRAMES_LOGGED:]
+            line["exc_at"] = [f"{Path(f.filename).name}:{f.lineno}:{f.name}" for f in frames]
         return json.dumps(line, default=str)

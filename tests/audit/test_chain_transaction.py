@@ -141,6 +141,32 @@ if connection.vendor == "postgresql":
     mirrored = {json.loads(line)["seq"] for line in log.read_text().splitlines()}
     batched["mirrored"] = set(order) <= mirrored
     out["batched"] = batched
+
+    # The database refuses the batch's own statement, which psycopg's cursor
+    # sends (not Django's): contained like any failed batch, the writer gets a
+    # promise and the record waits in the intake until a turn succeeds.
+    refuse = (
+        "CREATE FUNCTION veritta_test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'no'; END $$;"
+        " CREATE TRIGGER veritta_test_refuse BEFORE INSERT ON audit_auditrecord"
+        " FOR EACH ROW EXECUTE FUNCTION veritta_test_refuse()"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(refuse)
+    try:
+        held = chain_append([draft()])[0]
+        refused_batch = {"raised": None, "seq": held.seq, "waiting": waiting(held), "idle": idle()}
+    except Exception as exc:
+        held, refused_batch = None, {"raised": f"{type(exc).__module__}.{type(exc).__name__}"}
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TRIGGER veritta_test_refuse ON audit_auditrecord; DROP FUNCTION veritta_test_refuse()")
+    for _ in range(50):
+        if held is None or not any(waiting(held)):
+            break
+        time.sleep(0.1)
+        chain.integrate()
+    refused_batch["waiting_after"] = held is not None and any(waiting(held))
+    refused_batch["stored"] = seqs()
+    out["refused_batch"] = refused_batch
 print(json.dumps(out))
 """
 
@@ -205,3 +231,14 @@ def test_batched_appends_wait_in_the_intake_when_the_sequencer_cannot_run(observ
     # The next turn sequences all three in commit order, mirror included, gapless.
     assert batched["waiting_after"] == [False, False, False] and batched["in_order"] and batched["mirrored"]
     assert _gapless(batched["stored"])
+
+
+def test_a_batch_the_database_refuses_is_contained_and_taken_again(observed):
+    if observed["vendor"] != "postgresql":
+        pytest.skip("the batched write path is PostgreSQL's")
+    refused = observed["refused_batch"]
+    # Not raised to the writer (it was a 500 once: psycopg's error escaped the
+    # sequencer step): a promise, the record waiting, no transaction left open.
+    assert refused["raised"] is None, refused
+    assert refused["seq"] is None and refused["waiting"] == [True] and refused["idle"]
+    assert refused["waiting_after"] is False and _gapless(refused["stored"])
