@@ -34,10 +34,8 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -48,8 +46,7 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere: import the proje
 from bench.http_bench import BODY, governed_env, machine, prepare_database  # noqa: E402
 from bench.ingest_bench import Children, LockSampler, Step, chain_size, child, percentile_ms, wait_drained  # noqa: E402
 from bench.scale_bench import CpuMeter, _median  # noqa: E402
-from bench.support import audit_verify, durability_line, pg_durability, verify_line, write_result  # noqa: E402
-from tests.support.servers import PostgresCluster  # noqa: E402
+from bench.support import audit_verify, durability_line, durable_database, pg_durability, verify_line, write_result  # noqa: E402
 
 # A server's throughput grows "with N" while the next step adds at least this
 # share of what the step before added per server; the first N below it is the knee.
@@ -310,22 +307,14 @@ def main() -> None:
     args.servers = [int(n) for n in args.servers.split(",")]
 
     started = time.monotonic()
-    tmp = Path(tempfile.mkdtemp(prefix="veritta-fleet-"))
-    try:
-        with PostgresCluster(durable=True) as cluster:
-            url = cluster.create_database("veritta_fleet")
-            env = governed_env(tmp, url)
-            print("[fleet] preparing the database", flush=True)
-            env["BENCH_API_KEY"] = prepare_database(env)
-            assert cluster.proc is not None
-            result = {"postgres": pg_durability(url), "fleet": bench_fleet(args, tmp, env, url, cluster.proc.pid)}
-            print("[verify] audit verify --json", flush=True)
-            result["verify"] = audit_verify(env)
-    finally:
-        if args.keep:
-            print(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+    with durable_database("fleet", keep=args.keep) as (tmp, url, cluster):
+        env = governed_env(tmp, url)
+        print("[fleet] preparing the database", flush=True)
+        env["BENCH_API_KEY"] = prepare_database(env)
+        assert cluster.proc is not None
+        result = {"postgres": pg_durability(url), "fleet": bench_fleet(args, tmp, env, url, cluster.proc.pid)}
+        print("[verify] audit verify --json", flush=True)
+        result["verify"] = audit_verify(env)
     print(report(result, args))
 
     config = {k: v for k, v in vars(args).items() if k not in ("output", "app_server")}

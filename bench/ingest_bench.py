@@ -32,10 +32,8 @@ import json
 import os
 import queue
 import random
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -48,8 +46,7 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere: import the proje
 
 from bench.http_bench import governed_env, machine, prepare_database  # noqa: E402
 from bench.scale_bench import CpuMeter, _median  # noqa: E402
-from bench.support import audit_verify, durability_line, pg_durability, verify_line, write_result  # noqa: E402
-from tests.support.servers import PostgresCluster  # noqa: E402
+from bench.support import audit_verify, durability_line, durable_database, pg_durability, verify_line, write_result  # noqa: E402
 
 TARGET_RECORDS_PER_S = 10_000  # issue 12, from 8 writers
 TARGET_PROCS = 8
@@ -430,21 +427,13 @@ def main() -> None:
     args.procs = [int(p) for p in args.procs.split(",")]
 
     started = time.monotonic()
-    tmp = Path(tempfile.mkdtemp(prefix="veritta-ingest-"))
-    try:
-        with PostgresCluster(durable=True) as cluster:
-            url = cluster.create_database("veritta_ingest")
-            env = governed_env(tmp, url)
-            print("[ingest] preparing the database", flush=True)
-            prepare_database(env)
-            result = {"postgres": pg_durability(url), "ingest": bench_ingest(args, env, url)}
-            print("[verify] audit verify --json", flush=True)
-            result["verify"] = audit_verify(env)
-    finally:
-        if args.keep:
-            print(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+    with durable_database("ingest", keep=args.keep) as (tmp, url, _cluster):
+        env = governed_env(tmp, url)
+        print("[ingest] preparing the database", flush=True)
+        prepare_database(env)
+        result = {"postgres": pg_durability(url), "ingest": bench_ingest(args, env, url)}
+        print("[verify] audit verify --json", flush=True)
+        result["verify"] = audit_verify(env)
     print(report(result, args))
 
     config = {k: v for k, v in vars(args).items() if k not in ("output", "writer")}

@@ -29,10 +29,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -51,8 +49,7 @@ from bench.http_bench import (  # noqa: E402
     prepare_database,
     request_bytes,
 )
-from bench.support import audit_verify, durability_line, pg_durability, verify_line, write_result  # noqa: E402
-from tests.support.servers import PostgresCluster  # noqa: E402
+from bench.support import audit_verify, durability_line, durable_database, pg_durability, verify_line, write_result  # noqa: E402
 
 TARGET = 1.5  # issue 7: two servers >= 1.5x one server's throughput
 SCENARIOS = ("one", "two")
@@ -305,19 +302,11 @@ def main() -> None:
     args.warmup = args.warmup or (1.5 if args.quick else 4.0)
 
     started = time.monotonic()
-    tmp = Path(tempfile.mkdtemp(prefix="veritta-scale-"))
-    try:
-        with PostgresCluster(durable=True) as cluster:
-            url = cluster.create_database("veritta_scale")
-            env = governed_env(tmp, url)
-            result = {"postgres": pg_durability(url), "http": bench_http(args, tmp, env, url)}
-            print("[verify] audit verify --json", flush=True)
-            result["verify"] = audit_verify(env)
-    finally:
-        if args.keep:
-            print(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+    with durable_database("scale", keep=args.keep) as (tmp, url, _cluster):
+        env = governed_env(tmp, url)
+        result = {"postgres": pg_durability(url), "http": bench_http(args, tmp, env, url)}
+        print("[verify] audit verify --json", flush=True)
+        result["verify"] = audit_verify(env)
     print(report(result, args))
 
     config = {k: v for k, v in vars(args).items() if k != "output"}

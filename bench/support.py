@@ -7,14 +7,32 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from tests.support.appserver import manage, server_env
+from tests.support.servers import PostgresCluster
 
 DURABILITY_SETTINGS = ("fsync", "synchronous_commit", "full_page_writes")
+
+
+@contextmanager
+def durable_database(name: str, *, keep: bool) -> Iterator[tuple[Path, str, PostgresCluster]]:
+    """A temp dir and a database `veritta_<name>` on a throwaway durable
+    PostgreSQL cluster (fsync on), both gone afterwards unless `keep`."""
+    tmp = Path(tempfile.mkdtemp(prefix=f"veritta-{name}-"))
+    try:
+        with PostgresCluster(durable=True) as cluster:
+            yield tmp, cluster.create_database(f"veritta_{name}"), cluster
+    finally:
+        if keep:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def bench_env(tmp: Path, database_url: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
