@@ -47,7 +47,6 @@ from audit.services import verification_run_start
 from audit.witnesses import witness_status
 from veritta_site.admin_mixins import NoWritesMixin, OfferedFiltersOnlyMixin
 from veritta_site.errors import CATALOGUE
-from veritta_site.security import ConsoleAuthenticationForm
 
 # The task queue's own admin (django_tasks_db) would let staff edit or delete
 # queued work; the console shows verification runs instead (chain status).
@@ -57,7 +56,6 @@ if admin.site.is_registered(DBTaskResult):
 admin.site.site_header = "Verittà console"
 admin.site.site_title = "Verittà console"
 admin.site.index_title = "Audit trail, sessions and policy"
-admin.site.login_form = ConsoleAuthenticationForm
 admin.site.index_template = "admin/veritta_index.html"
 # The audit list needs the width; the index page links every part of the console.
 admin.site.enable_nav_sidebar = False

@@ -252,7 +252,7 @@ def verification_run_execute(*, run_id: int) -> VerificationRun:
 def alert_verify_failed(report: Any) -> None:
     """Raised once the verify is over: the alert's own records are appended
     after the records it read, and say which was the last of those."""
-    from veritta_site.alerts import alert_raise
+    from audit.alerts import alert_raise
 
     kinds: dict[str, int] = {}
     for problem in report.problems:

@@ -27,6 +27,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 
+from sessions_app.console_security import ConsoleAuthenticationForm
 from sessions_app.models import ApiKey, Session
 from sessions_app.services import api_key_revoke, session_revoke
 from veritta_site.admin_mixins import NoWritesMixin, OfferedFiltersOnlyMixin
@@ -234,6 +235,8 @@ class ConsoleGroupAdmin(OfferedFiltersOnlyMixin, GroupAdmin):
     pass
 
 
+# The console login throttles and audits failures (sessions_app/console_security.py).
+admin.site.login_form = ConsoleAuthenticationForm
 admin.site.unregister(User)
 admin.site.register(User, ConsoleUserAdmin)
 admin.site.unregister(Group)

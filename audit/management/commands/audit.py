@@ -21,6 +21,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.dateparse import parse_datetime
 
 from audit import signed_note
+from audit.alerts import alert_raise
 from audit.anchors import Anchors, anchor_read, checkpoints_read
 from audit.chain import integrate, oldest_waiting, start_sequencer
 from audit.checkpoints import SigningKeyError, checkpoint_create, key_name, public_vkey
@@ -39,7 +40,6 @@ from audit.selectors import (
 )
 from audit.services import alert_verify_failed, verification_run_record, verification_run_start
 from audit.verify import ChainVerifier, Report, external_checkpoints
-from veritta_site.alerts import alert_raise
 
 
 def _when(value: str | None) -> datetime | None:
