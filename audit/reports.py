@@ -116,7 +116,7 @@ def audit_summary(
     progress("counting decisions")
     decisions = dict.fromkeys(("ALLOW", "DENY"), 0)
     decided = records.filter(event_type=DECISION, decision__in=tuple(decisions))
-    decisions.update({g["decision"]: g["n"] for g in decided.values("decision").annotate(n=Count("seq")).order_by()})
+    decisions.update({str(g["decision"]): g["n"] for g in decided.values("decision").annotate(n=Count("seq")).order_by()})
     progress("counting denials by reason code")
     denied = records.filter(event_type=DECISION, decision="DENY")
     deny_breakdown = {
@@ -170,7 +170,8 @@ def audit_stats(
     by_action: dict[str, dict[str, int]] = {}
     for g in records.filter(event_type=ACTION).values("action", "status").annotate(n=Count("seq")).order_by():
         row = by_action.setdefault(g["action"] or "-", {"PENDING": 0, **dict.fromkeys(TERMINAL_STATUSES, 0)})
-        row[g["status"]] = row.get(g["status"], 0) + g["n"]
+        status = g["status"] or "-"  # an action record always has one
+        row[status] = row.get(status, 0) + g["n"]
 
     progress("actors")
     by_actor = [

@@ -190,9 +190,11 @@ def _execute(ctx: RequestContext, executor: Executor, payload: dict[str, Any], r
     future = _executor_pool.submit(_contained, executor.execute, request)
     evidence: dict[str, Any] = {}
     try:
-        output = future.result(timeout=timeout)
-        if isinstance(output, ExecutionResult):
-            output, evidence = output.output, dict(output.evidence)
+        result = future.result(timeout=timeout)
+        if isinstance(result, ExecutionResult):
+            output, evidence = result.output, dict(result.evidence)
+        else:
+            output = result
         if not isinstance(output, dict):
             raise TypeError("executor output is not a JSON object")
         # Computed even when not recorded: it proves the output is JSON.
@@ -260,10 +262,11 @@ def _action_end(ctx: RequestContext, **fields: Any) -> Receipt:
         raise VerittaError("AUDIT_SINK_FAILED", evidence=error.evidence, details=details, message=OUTCOME_UNRECORDED) from error
 
 
-def _json_or_raise(output: dict[str, Any]) -> None:
-    """VERITTA_AUDIT_DIGEST_ENABLED=false: no output digest is recorded, but the
-    output must still be JSON, as with digests on."""
+def _json_or_raise(output: dict[str, Any]) -> str | None:
+    """VERITTA_AUDIT_DIGEST_ENABLED=false: no output digest is recorded (None),
+    but the output must still be JSON, as with digests on."""
     digest_of(output)
+    return None
 
 
 def _elapsed_us(started: float) -> int:

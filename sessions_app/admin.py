@@ -80,7 +80,7 @@ class RevocableAdmin(OfferedFiltersOnlyMixin, NoWritesMixin, admin.ModelAdmin):
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
         summary = ", ".join(f"{n} {outcome.replace('_', ' ')}" for outcome, n in sorted(outcomes.items()))
         level = messages.SUCCESS if set(outcomes) <= {"revoked", "already_revoked"} else messages.ERROR
-        self.message_user(request, f"{self.opts.verbose_name_plural.capitalize()}: {summary}.", level)
+        self.message_user(request, f"{str(self.opts.verbose_name_plural).capitalize()}: {summary}.", level)
 
     def _confirmation(
         self, request: HttpRequest, objects: list[Any], form: RevokeForm, *, bulk: bool

@@ -293,6 +293,9 @@ class Command(BaseCommand):
         from audit.witnesses import witness_status
 
         checkpoint = checkpoint_latest()
+        if checkpoint is None:
+            self.stdout.write(self.style.WARNING("no checkpoint yet: nothing for a witness to cosign"))
+            return
         for status in witness_status(checkpoint):
             if status.cosigned_at is not None:
                 self.stdout.write(f"witness {status.name}: cosigned checkpoint {checkpoint.tree_size} at {status.cosigned_at.isoformat()}")
