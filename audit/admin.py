@@ -44,7 +44,7 @@ from audit.selectors import (
     checkpoint_latest,
     verification_runs_overview,
 )
-from audit.services import verification_run_start
+from audit.tasks import verification_run_start
 from audit.witnesses import witness_status
 from veritta_site.admin_mixins import NoWritesMixin, OfferedFiltersOnlyMixin
 from veritta_site.errors import CATALOGUE

@@ -9,8 +9,9 @@ percentiles, and then only `duration_us` of terminal action records, by the
 database's own JSON functions. Nothing here parses the JSONL mirror.
 
 The security categories (which reason codes count as an authentication
-failure, an authorization denial or a policy violation) are defined here too;
-/metrics and the security SLO both use them (docs/OPERATIONS.md).
+failure, an authorization denial or a policy violation) are defined in
+audit/security_codes.py; /metrics and the security SLO both use them
+(docs/OPERATIONS.md).
 """
 
 from __future__ import annotations
@@ -29,8 +30,15 @@ from django.db.models.functions import TruncHour
 
 from audit.models import AuditRecord
 from audit.records import ACTION, DECISION, TERMINAL_STATUSES
+from audit.security_codes import (  # noqa: F401  (re-exported: the reports' categories)
+    AUTHN_FAILURE_CODES,
+    AUTHZ_DENIAL_CODES,
+    POLICY_VIOLATION_CODES,
+    REGISTRY_CODES,
+    SECURITY_CODES,
+    security_categories,
+)
 from audit.verify import in_flight_cutoff
-from veritta_site.errors import CATALOGUE
 from veritta_site.timestamps import utc_timestamp
 
 Progress = Callable[[str], None]
@@ -38,33 +46,6 @@ Progress = Callable[[str], None]
 
 def _quiet(step: str) -> None:
     return None
-
-
-# --- security categories (metrics and the security SLO) -------------------------
-
-AUTHN_FAILURE_CODES = frozenset(
-    {"MISSING_API_KEY", "GATE_DENIED_INVALID_API_KEY", "CONSOLE_LOGIN_FAILED"}
-    | {code for code in CATALOGUE if code.startswith(("SESSION_", "ADMIN_KEY_", "METRICS_TOKEN_"))}
-)
-REGISTRY_CODES = frozenset(code for code, reason in CATALOGUE.items() if reason.where == "registry")
-AUTHZ_DENIAL_CODES = frozenset({"PROFILE_ACTION_MISMATCH", "ADMIN_SIGNAL_FORBIDDEN"} | REGISTRY_CODES)
-POLICY_VIOLATION_CODES = frozenset(code for code, reason in CATALOGUE.items() if reason.where == "profile")
-SECURITY_CODES = AUTHN_FAILURE_CODES | AUTHZ_DENIAL_CODES | POLICY_VIOLATION_CODES
-
-
-def security_categories(code: str | None) -> list[str]:
-    """The categories a denial's reason code counts in (a code may be in two:
-    PROFILE_ACTION_MISMATCH is both an authorization denial and a policy violation)."""
-    if not code:
-        return []
-    found = []
-    if code in AUTHN_FAILURE_CODES:
-        found.append("authn_failure")
-    if code in AUTHZ_DENIAL_CODES:
-        found.append("authz_denial")
-    if code in POLICY_VIOLATION_CODES:
-        found.append("policy_violation")
-    return found
 
 
 # --- windows --------------------------------------------------------------------

@@ -26,7 +26,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -45,6 +44,7 @@ from audit.services import (
 from governance import gates, idempotency
 from governance.decision import G10_RULE, Denied, PolicyDecision, policy_evaluate, run_gate
 from governance.executors import ActionRequest, ExecutionResult, Executor, ExecutorFailure
+from governance.outcomes import Outcome
 from governance.selectors import profile_active
 from sessions_app.ratelimit import counters_share_audit_transaction
 from veritta_site.canonical import digest_of
@@ -56,13 +56,6 @@ logger = logging.getLogger("veritta.pipeline")
 # deadline. A thread that overruns keeps its slot until it returns; when all
 # slots are busy, new work waits in the queue and times out like any other.
 _executor_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="veritta-executor")
-
-
-@dataclass
-class Outcome:
-    status: int
-    body: dict[str, Any]
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 def failed_credential_counted(denied: Denied, *, client: str | None) -> Denied:

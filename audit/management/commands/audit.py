@@ -38,7 +38,8 @@ from audit.selectors import (
     audit_verify,
     checkpoint_latest,
 )
-from audit.services import alert_verify_failed, verification_run_record, verification_run_start
+from audit.services import alert_verify_failed, verification_run_record
+from audit.tasks import verification_run_start
 from audit.verify import ChainVerifier, Report, external_checkpoints
 
 
