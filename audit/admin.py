@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -43,11 +44,10 @@ from audit.selectors import (
     checkpoint_latest,
     verification_runs_overview,
 )
-from audit.services import verification_run_start
+from audit.tasks import verification_run_start
 from audit.witnesses import witness_status
 from veritta_site.admin_mixins import NoWritesMixin, OfferedFiltersOnlyMixin
 from veritta_site.errors import CATALOGUE
-from veritta_site.security import ConsoleAuthenticationForm
 
 # The task queue's own admin (django_tasks_db) would let staff edit or delete
 # queued work; the console shows verification runs instead (chain status).
@@ -57,7 +57,6 @@ if admin.site.is_registered(DBTaskResult):
 admin.site.site_header = "Verittà console"
 admin.site.site_title = "Verittà console"
 admin.site.index_title = "Audit trail, sessions and policy"
-admin.site.login_form = ConsoleAuthenticationForm
 admin.site.index_template = "admin/veritta_index.html"
 # The audit list needs the width; the index page links every part of the console.
 admin.site.enable_nav_sidebar = False
@@ -77,9 +76,10 @@ class AuditPaginator(Paginator):
     newest CAP matching records, narrow the list with the filters instead."""
 
     CAP = 10_000
+    object_list: QuerySet[AuditRecord]  # the admin pages a queryset
 
     @cached_property
-    def count(self) -> int:  # type: ignore[override]
+    def count(self) -> int:
         return min(self.object_list.values("pk")[: self.CAP + 1].count(), self.CAP)
 
 
@@ -165,18 +165,22 @@ class TimeRangeFilter(admin.ListFilter):
     def has_output(self) -> bool:
         return True
 
-    def expected_parameters(self) -> list[str]:
+    def _used(self, name: str) -> str | None:
+        value = self.used_parameters.get(name)  # set from the query string by __init__: a str
+        return value if isinstance(value, str) else None
+
+    def expected_parameters(self) -> list[str | None]:
         return list(self.parameters)
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[AuditRecord]) -> QuerySet[AuditRecord]:
-        since, until = _when(self.used_parameters.get("since")), _when(self.used_parameters.get("until"))
+        since, until = _when(self._used("since")), _when(self._used("until"))
         if since:
             queryset = queryset.filter(ts_utc__gte=since)
         if until:
             queryset = queryset.filter(ts_utc__lt=until)
         return queryset
 
-    def choices(self, changelist: Any) -> list[dict[str, Any]]:
+    def choices(self, changelist: Any) -> Iterator[dict[str, Any]]:
         now = timezone.now().replace(microsecond=0)
         choices = [
             {
@@ -194,7 +198,7 @@ class TimeRangeFilter(admin.ListFilter):
                     "display": label,
                 }
             )
-        return choices
+        yield from choices
 
 
 # --- the audit browser ------------------------------------------------------------------
@@ -298,7 +302,7 @@ class AuditRecordAdmin(ReadOnlyAdmin):
         head = audit_head_seq()
         checkpoint = checkpoint_latest()
         runs = verification_runs_overview()
-        run = runs.latest
+        latest = runs.latest
         return self._page(
             request,
             "admin/audit/chain.html",
@@ -308,9 +312,9 @@ class AuditRecordAdmin(ReadOnlyAdmin):
             unsealed=head - (checkpoint.tree_size if checkpoint else 0),
             intake=audit_intake_status(),
             max_merge_delay_s=settings.VERITTA_AUDIT_MAX_MERGE_DELAY_S,
-            run=run,
+            run=latest,
             witnesses=witness_status(checkpoint),
-            took=(run.finished_at - run.started_at).total_seconds() if run else None,
+            took=(latest.finished_at - latest.started_at).total_seconds() if latest and latest.finished_at else None,
             active_runs=runs.active,
             recent_runs=runs.recent,
         )

@@ -75,7 +75,10 @@ def checkpoints_read(
     anchors = Anchors()
     for source, note in notes:
         result = read_checkpoint_note(note, source, vkey)
-        (anchors.problems if isinstance(result, Problem) else anchors.checkpoints).append(result)
+        if isinstance(result, Problem):
+            anchors.problems.append(result)
+        else:
+            anchors.checkpoints.append(result)
     if directory is None or not directory.is_dir():
         return anchors
     roots: dict[int, bytes] = {}

@@ -29,6 +29,7 @@ from django.db.models import Q
 
 from audit.models import AuditRecord
 from audit.records import ACTION, DECISION
+from audit.security_codes import REGISTRY_CODES
 from governance.registry import parse_semver
 
 PROCESS_ENDPOINT = "POST /process"
@@ -50,7 +51,6 @@ class CorrectnessSample:
 
 def decision_correctness(*, window: Any, sample: int) -> CorrectnessSample:
     """Re-evaluate the newest `sample` re-decidable decisions of the window."""
-    from audit.reports import REGISTRY_CODES
     from governance.models import PolicyProfile
 
     # serves: the (ts_utc, event_type) index; only decisions that name an action can be re-decided

@@ -101,7 +101,7 @@ def observe_appended(drafts: list[dict[str, Any]], *, since: datetime) -> None:
             if record["event_type"] != DECISION:
                 ACTIONS.labels(record.get("action") or "", record.get("status") or "").inc()
                 if record.get("status") == "FAILED" and code == "EXECUTOR_TIMEOUT":
-                    from veritta_site.alerts import executor_timeout_observed
+                    from audit.alerts import executor_timeout_observed
 
                     executor_timeout_observed(action=record.get("action") or "")
                 continue
@@ -113,14 +113,14 @@ def observe_appended(drafts: list[dict[str, Any]], *, since: datetime) -> None:
                 continue
             if code == "RATE_LIMIT_EXCEEDED":
                 RATE_LIMITED.inc()
-                from veritta_site.alerts import rate_limited_observed
+                from audit.alerts import rate_limited_observed
 
                 rate_limited_observed()
             categories = security_categories(code)
             for category in categories:
                 _CATEGORY_COUNTERS[category].inc()
             if "authn_failure" in categories:
-                from veritta_site.alerts import authn_failure_observed
+                from audit.alerts import authn_failure_observed
 
                 authn_failure_observed(client=record.get("client"), actor=record.get("actor") or {})
     except Exception:  # noqa: BLE001 - observation is best effort
@@ -139,7 +139,7 @@ def observe_integration_lag(lag: timedelta) -> None:
     """The intake is behind: count it and raise an alert."""
     try:
         AUDIT_INTEGRATION_LAGS.inc()
-        from veritta_site.alerts import integration_lag_observed
+        from audit.alerts import integration_lag_observed
 
         integration_lag_observed(lag_s=lag.total_seconds())
     except Exception:  # noqa: BLE001 - the sequencer goes on whatever happens here
@@ -150,7 +150,7 @@ def observe_sink_failure(exc: BaseException) -> None:
     """The chain writer could not append: count it and raise an alert."""
     try:
         AUDIT_SINK_FAILURES.inc()
-        from veritta_site.alerts import sink_failure_observed
+        from audit.alerts import sink_failure_observed
 
         sink_failure_observed(exc_class=type(exc).__name__)
     except Exception:  # noqa: BLE001 - the caller is already failing closed

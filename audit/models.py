@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.db import models
 
 
@@ -15,12 +17,12 @@ class AppendOnlyModel(models.Model):
     class Meta:
         abstract = True
 
-    def save(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def save(self, *args: Any, **kwargs: Any) -> None:
         if not self._state.adding:
             raise AppendOnlyError(f"{type(self).__name__} rows are append-only")
         super().save(*args, **kwargs)
 
-    def delete(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         raise AppendOnlyError(f"{type(self).__name__} rows are append-only")
 
 
@@ -183,5 +185,7 @@ class VerificationRun(models.Model):
         ]
 
     def __str__(self) -> str:
-        verdict = {True: "ok", False: "FAILED"}.get(self.ok, self.status) if self.status == self.DONE else self.status
+        verdict = self.status
+        if self.status == self.DONE and self.ok is not None:
+            verdict = "ok" if self.ok else "FAILED"
         return f"verify {self.started_at:%Y-%m-%d %H:%M:%S} {verdict}"

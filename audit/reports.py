@@ -9,8 +9,9 @@ percentiles, and then only `duration_us` of terminal action records, by the
 database's own JSON functions. Nothing here parses the JSONL mirror.
 
 The security categories (which reason codes count as an authentication
-failure, an authorization denial or a policy violation) are defined here too;
-/metrics and the security SLO both use them (docs/OPERATIONS.md).
+failure, an authorization denial or a policy violation) are defined in
+audit/security_codes.py; /metrics and the security SLO both use them
+(docs/OPERATIONS.md).
 """
 
 from __future__ import annotations
@@ -29,8 +30,15 @@ from django.db.models.functions import TruncHour
 
 from audit.models import AuditRecord
 from audit.records import ACTION, DECISION, TERMINAL_STATUSES
+from audit.security_codes import (  # noqa: F401  (re-exported: the reports' categories)
+    AUTHN_FAILURE_CODES,
+    AUTHZ_DENIAL_CODES,
+    POLICY_VIOLATION_CODES,
+    REGISTRY_CODES,
+    SECURITY_CODES,
+    security_categories,
+)
 from audit.verify import in_flight_cutoff
-from veritta_site.errors import CATALOGUE
 from veritta_site.timestamps import utc_timestamp
 
 Progress = Callable[[str], None]
@@ -38,33 +46,6 @@ Progress = Callable[[str], None]
 
 def _quiet(step: str) -> None:
     return None
-
-
-# --- security categories (metrics and the security SLO) -------------------------
-
-AUTHN_FAILURE_CODES = frozenset(
-    {"MISSING_API_KEY", "GATE_DENIED_INVALID_API_KEY", "CONSOLE_LOGIN_FAILED"}
-    | {code for code in CATALOGUE if code.startswith(("SESSION_", "ADMIN_KEY_", "METRICS_TOKEN_"))}
-)
-REGISTRY_CODES = frozenset(code for code, reason in CATALOGUE.items() if reason.where == "registry")
-AUTHZ_DENIAL_CODES = frozenset({"PROFILE_ACTION_MISMATCH", "ADMIN_SIGNAL_FORBIDDEN"} | REGISTRY_CODES)
-POLICY_VIOLATION_CODES = frozenset(code for code, reason in CATALOGUE.items() if reason.where == "profile")
-SECURITY_CODES = AUTHN_FAILURE_CODES | AUTHZ_DENIAL_CODES | POLICY_VIOLATION_CODES
-
-
-def security_categories(code: str | None) -> list[str]:
-    """The categories a denial's reason code counts in (a code may be in two:
-    PROFILE_ACTION_MISMATCH is both an authorization denial and a policy violation)."""
-    if not code:
-        return []
-    found = []
-    if code in AUTHN_FAILURE_CODES:
-        found.append("authn_failure")
-    if code in AUTHZ_DENIAL_CODES:
-        found.append("authz_denial")
-    if code in POLICY_VIOLATION_CODES:
-        found.append("policy_violation")
-    return found
 
 
 # --- windows --------------------------------------------------------------------
@@ -116,7 +97,7 @@ def audit_summary(
     progress("counting decisions")
     decisions = dict.fromkeys(("ALLOW", "DENY"), 0)
     decided = records.filter(event_type=DECISION, decision__in=tuple(decisions))
-    decisions.update({g["decision"]: g["n"] for g in decided.values("decision").annotate(n=Count("seq")).order_by()})
+    decisions.update({str(g["decision"]): g["n"] for g in decided.values("decision").annotate(n=Count("seq")).order_by()})
     progress("counting denials by reason code")
     denied = records.filter(event_type=DECISION, decision="DENY")
     deny_breakdown = {
@@ -170,7 +151,8 @@ def audit_stats(
     by_action: dict[str, dict[str, int]] = {}
     for g in records.filter(event_type=ACTION).values("action", "status").annotate(n=Count("seq")).order_by():
         row = by_action.setdefault(g["action"] or "-", {"PENDING": 0, **dict.fromkeys(TERMINAL_STATUSES, 0)})
-        row[g["status"]] = row.get(g["status"], 0) + g["n"]
+        status = g["status"] or "-"  # an action record always has one
+        row[status] = row.get(status, 0) + g["n"]
 
     progress("actors")
     by_actor = [

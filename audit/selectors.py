@@ -257,7 +257,7 @@ def audit_dashboard(*, since: datetime) -> dict[str, Any]:
         key = row["hour"]
         if isinstance(key, str):
             key = datetime.fromisoformat(key + ":00:00").replace(tzinfo=UTC)
-        hours.setdefault(key, {"ALLOW": 0, "DENY": 0})[row["decision"]] = int(row["n"])
+        hours.setdefault(key, {"ALLOW": 0, "DENY": 0})[str(row["decision"])] = int(row["n"])
     by_status = {row["status"]: int(row["n"]) for row in outcomes}
     return {
         "per_hour": hours,
@@ -286,6 +286,6 @@ def verification_runs_overview() -> VerificationRuns:
     none of the newest ten has a verdict yet)."""
     recent = list(VerificationRun.objects.order_by("-started_at")[:10])
     done = [r for r in recent if r.status == VerificationRun.DONE]
-    latest = max(done, key=lambda r: r.finished_at) if done else verification_run_latest()
+    latest = max(done, key=lambda r: r.finished_at or r.started_at) if done else verification_run_latest()
     active = [r for r in reversed(recent) if r.status in (VerificationRun.QUEUED, VerificationRun.RUNNING)]
     return VerificationRuns(latest=latest, active=active, recent=recent)

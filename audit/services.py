@@ -205,17 +205,6 @@ def _finish(run: VerificationRun, report: Any, finished_at: datetime) -> None:
     run.problems, run.warnings = data["problems"], data["warnings"]
 
 
-def verification_run_start(*, actor: str) -> VerificationRun:
-    """Queue a whole-chain verify for the background worker (audit/tasks.py);
-    the returned run shows its status and progress as the worker goes."""
-    from audit.models import VerificationRun
-    from audit.tasks import verify_chain
-
-    run = VerificationRun.objects.create(started_at=timezone.now(), status=VerificationRun.QUEUED, actor=actor[:80])
-    verify_chain.enqueue(run_id=run.pk)
-    return run
-
-
 def verification_run_execute(*, run_id: int) -> VerificationRun:
     """The worker's side: verify, keeping progress on the run, then its verdict.
     A failed verdict raises the verify_failed alert, after the run is kept
@@ -252,7 +241,7 @@ def verification_run_execute(*, run_id: int) -> VerificationRun:
 def alert_verify_failed(report: Any) -> None:
     """Raised once the verify is over: the alert's own records are appended
     after the records it read, and say which was the last of those."""
-    from veritta_site.alerts import alert_raise
+    from audit.alerts import alert_raise
 
     kinds: dict[str, int] = {}
     for problem in report.problems:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from django.utils import timezone
 from django_tasks import task
 
+from audit.models import VerificationRun
 from audit.services import verification_run_execute
 
 
@@ -11,3 +13,11 @@ from audit.services import verification_run_execute
 def verify_chain(run_id: int) -> None:
     """Verify the whole chain for the queued VerificationRun `run_id`."""
     verification_run_execute(run_id=run_id)
+
+
+def verification_run_start(*, actor: str) -> VerificationRun:
+    """Queue a whole-chain verify for the background worker (verify_chain below);
+    the returned run shows its status and progress as the worker goes."""
+    run = VerificationRun.objects.create(started_at=timezone.now(), status=VerificationRun.QUEUED, actor=actor[:80])
+    verify_chain.enqueue(run_id=run.pk)
+    return run

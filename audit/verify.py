@@ -227,13 +227,16 @@ class ChainVerifier:
         body_seq = record.get("seq") if record is not None else _seq_hint(body)
         if not isinstance(body_seq, int) or isinstance(body_seq, bool):
             body_seq = None
-        if columns is None and body_seq is None:
+        if columns is not None:
+            seq: int = columns["seq"]
+        elif body_seq is not None:
+            seq = body_seq
+        else:
             # A line with no seq at all (blank, cut, garbage) takes no place in
             # the order: the record expected here is named, and may still follow.
             self.problem(self._expected, "content", "line is not an audit record")
             self._tree = None
             return
-        seq = columns["seq"] if columns is not None else body_seq
         if report.first_seq is None:
             report.first_seq = seq
         if not self._place(seq):

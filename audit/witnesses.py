@@ -23,8 +23,8 @@ from django.core.checks import Error, register
 from django.db import IntegrityError, transaction
 
 from audit import signed_note
+from audit.alerts import alert_raise
 from audit.models import Checkpoint, Cosignature
-from veritta_site.alerts import alert_raise
 from veritta_site.errors import VerittaError
 
 logger = logging.getLogger("veritta.audit")

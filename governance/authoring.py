@@ -59,7 +59,7 @@ def request_body(request: str) -> bytes:
 
 
 def headers_from(values: list[str]) -> dict[str, str]:
-    headers = {}
+    headers: dict[str, str] = {}
     for value in values:
         name, sep, rest = value.partition(":")
         if not sep or not name.strip():

@@ -65,7 +65,7 @@ class Executor:
     capabilities: ClassVar[frozenset[str]] = frozenset()
     actions: ClassVar[frozenset[str]] = frozenset()
 
-    def execute(self, request: ActionRequest) -> dict[str, Any]:
+    def execute(self, request: ActionRequest) -> dict[str, Any] | ExecutionResult:
         raise NotImplementedError
 
 

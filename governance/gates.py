@@ -58,7 +58,7 @@ def read_body_within_limit(request: HttpRequest) -> bytes:
         return request.body
     if "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
         # No length announced: read at most limit + 1 bytes, and stop there.
-        stream = request.environ["wsgi.input"]
+        stream = request.META["wsgi.input"]  # WSGIRequest.META is the WSGI environ
         data = b""
         while len(data) <= limit:
             chunk = stream.read(limit + 1 - len(data))

@@ -83,7 +83,7 @@ def resolve_checked(host: str, port: int, *, allow_private: bool) -> str:
         answers = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):
         raise _Refused("UPSTREAM_UNREACHABLE", problem="dns") from None
-    addresses = [a[4][0] for a in answers]
+    addresses = [str(a[4][0]) for a in answers]
     if not addresses:
         raise _Refused("UPSTREAM_UNREACHABLE", problem="dns")
     refused = [a for a in addresses if not address_allowed(a, allow_private=allow_private)]

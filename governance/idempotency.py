@@ -33,13 +33,12 @@ from django.utils import timezone
 from audit.chain import AuditSinkError, chain_append
 from audit.services import sink_failure
 from governance.models import IdempotencyKey
+from governance.outcomes import Outcome
 from veritta_site.canonical import canonical_json, digest_of, sha256_hex
 from veritta_site.errors import VerittaError, envelope
 
 if TYPE_CHECKING:
     from audit.services import RequestContext
-    from governance.pipeline import Outcome
-
 logger = logging.getLogger("veritta.idempotency")
 
 HEADER = "Idempotency-Key"
@@ -150,8 +149,6 @@ def complete(claim: Claim, outcome: Outcome) -> None:
 def replayed(ctx: RequestContext, original: IdempotencyKey) -> Outcome:
     """The original outcome, answered again, after a decision record of this
     request that points at the original (its trace and its receipt)."""
-    from governance.pipeline import Outcome
-
     kept = original.outcome
     status = original.http_status or 500
     replay_of = {"trace_id": original.trace_id}

@@ -26,7 +26,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -45,6 +44,7 @@ from audit.services import (
 from governance import gates, idempotency
 from governance.decision import G10_RULE, Denied, PolicyDecision, policy_evaluate, run_gate
 from governance.executors import ActionRequest, ExecutionResult, Executor, ExecutorFailure
+from governance.outcomes import Outcome
 from governance.selectors import profile_active
 from sessions_app.ratelimit import counters_share_audit_transaction
 from veritta_site.canonical import digest_of
@@ -56,13 +56,6 @@ logger = logging.getLogger("veritta.pipeline")
 # deadline. A thread that overruns keeps its slot until it returns; when all
 # slots are busy, new work waits in the queue and times out like any other.
 _executor_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="veritta-executor")
-
-
-@dataclass
-class Outcome:
-    status: int
-    body: dict[str, Any]
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 def failed_credential_counted(denied: Denied, *, client: str | None) -> Denied:
@@ -190,9 +183,11 @@ def _execute(ctx: RequestContext, executor: Executor, payload: dict[str, Any], r
     future = _executor_pool.submit(_contained, executor.execute, request)
     evidence: dict[str, Any] = {}
     try:
-        output = future.result(timeout=timeout)
-        if isinstance(output, ExecutionResult):
-            output, evidence = output.output, dict(output.evidence)
+        result = future.result(timeout=timeout)
+        if isinstance(result, ExecutionResult):
+            output, evidence = result.output, dict(result.evidence)
+        else:
+            output = result
         if not isinstance(output, dict):
             raise TypeError("executor output is not a JSON object")
         # Computed even when not recorded: it proves the output is JSON.
@@ -260,10 +255,11 @@ def _action_end(ctx: RequestContext, **fields: Any) -> Receipt:
         raise VerittaError("AUDIT_SINK_FAILED", evidence=error.evidence, details=details, message=OUTCOME_UNRECORDED) from error
 
 
-def _json_or_raise(output: dict[str, Any]) -> None:
-    """VERITTA_AUDIT_DIGEST_ENABLED=false: no output digest is recorded, but the
-    output must still be JSON, as with digests on."""
+def _json_or_raise(output: dict[str, Any]) -> str | None:
+    """VERITTA_AUDIT_DIGEST_ENABLED=false: no output digest is recorded (None),
+    but the output must still be JSON, as with digests on."""
     digest_of(output)
+    return None
 
 
 def _elapsed_us(started: float) -> int:

@@ -27,6 +27,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 
+from sessions_app.console_security import ConsoleAuthenticationForm
 from sessions_app.models import ApiKey, Session
 from sessions_app.services import api_key_revoke, session_revoke
 from veritta_site.admin_mixins import NoWritesMixin, OfferedFiltersOnlyMixin
@@ -79,7 +80,7 @@ class RevocableAdmin(OfferedFiltersOnlyMixin, NoWritesMixin, admin.ModelAdmin):
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
         summary = ", ".join(f"{n} {outcome.replace('_', ' ')}" for outcome, n in sorted(outcomes.items()))
         level = messages.SUCCESS if set(outcomes) <= {"revoked", "already_revoked"} else messages.ERROR
-        self.message_user(request, f"{self.opts.verbose_name_plural.capitalize()}: {summary}.", level)
+        self.message_user(request, f"{str(self.opts.verbose_name_plural).capitalize()}: {summary}.", level)
 
     def _confirmation(
         self, request: HttpRequest, objects: list[Any], form: RevokeForm, *, bulk: bool
@@ -234,6 +235,8 @@ class ConsoleGroupAdmin(OfferedFiltersOnlyMixin, GroupAdmin):
     pass
 
 
+# The console login throttles and audits failures (sessions_app/console_security.py).
+admin.site.login_form = ConsoleAuthenticationForm
 admin.site.unregister(User)
 admin.site.register(User, ConsoleUserAdmin)
 admin.site.unregister(Group)

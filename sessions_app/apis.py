@@ -239,7 +239,7 @@ class SessionListApi(GovernedApi):
 
 
 def _session_body(session: Session) -> dict[str, Any]:
-    fields = {name: getattr(session, name) for name in SessionOutputSerializer().fields if name != "state"}
+    fields = {name: getattr(session, name) for name in SessionOutputSerializer().fields.keys() if name != "state"}
     return dict(SessionOutputSerializer({**fields, "state": session_state(session)}).data)
 
 

@@ -110,7 +110,7 @@ def session_open_request(request: HttpRequest, *, input_serializer: type[seriali
         )
     except VerittaError as error:  # the audit sink failed, or the session could not be stored
         return error_outcome(ctx.trace_id, error)
-    body = {
+    answer = {
         "session_id": session.session_id,
         "user_id": session.user_id,
         "token": token,
@@ -118,7 +118,7 @@ def session_open_request(request: HttpRequest, *, input_serializer: type[seriali
         "expires_at": utc_timestamp(session.expires_at),
         "trace_id": ctx.trace_id,
     }
-    return Outcome(201, body, {**headers, "Cache-Control": "no-store"})
+    return Outcome(201, answer, {**headers, "Cache-Control": "no-store"})
 
 
 # --- the admin API -------------------------------------------------------------------

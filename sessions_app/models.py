@@ -112,7 +112,7 @@ class RateLimitState(models.Model):
 
 
 class LoginFailure(models.Model):
-    """A failed console login, counted to throttle guessing (veritta_site/security.py).
+    """A failed console login, counted to throttle guessing (sessions_app/console_security.py).
 
     Rows older than the throttle window are deleted as new failures arrive."""
 

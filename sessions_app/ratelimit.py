@@ -26,7 +26,7 @@ a key prefix, a session id or a keyed digest of the client address
 (audit.services.client_digest), never a secret or an address.
 
 Counts (`rate_hit`) are plain fixed one-minute windows, for thresholds such
-as "N authentication failures within a minute" (veritta_site/alerts.py).
+as "N authentication failures within a minute" (audit/alerts.py).
 """
 
 from __future__ import annotations

@@ -125,15 +125,3 @@ def trusted_proxies_check(app_configs: Any = None, **kwargs: Any) -> list[Error]
     if settings.VERITTA_TRUSTED_PROXY_HOPS < 1:
         errors.append(Error("VERITTA_TRUSTED_PROXY_HOPS must be 1 or more", id="veritta.E012"))
     return errors
-
-
-@register()
-def metrics_token_check(app_configs: Any = None, **kwargs: Any) -> list[Error]:
-    """The scrape credential is configured as its sha256, never the token itself."""
-    from audit.scrape import TOKEN_SHA256_RE
-
-    value = settings.VERITTA_METRICS_TOKEN_SHA256
-    if value and not TOKEN_SHA256_RE.fullmatch(value.lower()):
-        hint = "Set the sha256 hex of the token: python -c 'import hashlib,sys; print(hashlib.sha256(sys.argv[1].encode()).hexdigest())' TOKEN"
-        return [Error("VERITTA_METRICS_TOKEN_SHA256 is not 64 hex characters", hint=hint, id="veritta.E004")]
-    return []

@@ -67,7 +67,7 @@ MIDDLEWARE = [
     # The console's static files (the admin's CSS and JS), served by the app
     # itself under gunicorn with DEBUG off; `collectstatic` fills STATIC_ROOT.
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "veritta_site.security.SecurityHeadersMiddleware",
+    "sessions_app.console_security.SecurityHeadersMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -242,7 +242,7 @@ VERITTA_ALERT_WEBHOOK_URL = env.str("VERITTA_ALERT_WEBHOOK_URL", default="")
 # Signs each webhook POST (Standard Webhooks, HMAC-SHA256): "whsec_" + base64 of 24-64 random bytes.
 VERITTA_ALERT_WEBHOOK_SECRET = env.str("VERITTA_ALERT_WEBHOOK_SECRET", default="")
 # Console logins: this many failures per username or per client address within
-# the window refuse further attempts until the window has passed (veritta_site/security.py).
+# the window refuse further attempts until the window has passed (sessions_app/console_security.py).
 VERITTA_CONSOLE_LOGIN_MAX_FAILURES = env.int("VERITTA_CONSOLE_LOGIN_MAX_FAILURES", default=5)
 VERITTA_CONSOLE_LOGIN_WINDOW_S = env.int("VERITTA_CONSOLE_LOGIN_WINDOW_S", default=900)
 

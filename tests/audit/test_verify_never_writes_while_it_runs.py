@@ -12,11 +12,11 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
+from audit import alerts
 from audit.models import AuditRecord
 from audit.selectors import audit_verify
 from audit.triggers import drop_sql
 from tests.operations.conftest import webhook  # noqa: F401  (the fixture)
-from veritta_site import alerts
 
 SMOKE = {"action": "test_action", "event_type": "test_event"}
 

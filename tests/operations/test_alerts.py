@@ -1,4 +1,4 @@
-"""Alerts (veritta_site/alerts.py): logged, POSTed to the webhook with bounded
+"""Alerts (audit/alerts.py): logged, POSTed to the webhook with bounded
 retries, audited, deduplicated per (kind, subject) and window across workers,
 and never carrying a secret."""
 
@@ -19,13 +19,13 @@ from django.core.management import call_command
 from django.db import connection
 from standardwebhooks import Webhook
 
+from audit import alerts
+from audit.alerts import alert_raise
 from audit.models import AuditRecord
 from audit.triggers import drop_sql
 from conftest import API_KEY
 from tests.operations.conftest import WebhookReceiver
 from tests.settings import TEST_ENV
-from veritta_site import alerts
-from veritta_site.alerts import alert_raise
 
 
 @pytest.fixture

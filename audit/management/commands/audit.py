@@ -21,6 +21,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.dateparse import parse_datetime
 
 from audit import signed_note
+from audit.alerts import alert_raise
 from audit.anchors import Anchors, anchor_read, checkpoints_read
 from audit.chain import integrate, oldest_waiting, start_sequencer
 from audit.checkpoints import SigningKeyError, checkpoint_create, key_name, public_vkey
@@ -37,9 +38,9 @@ from audit.selectors import (
     audit_verify,
     checkpoint_latest,
 )
-from audit.services import alert_verify_failed, verification_run_record, verification_run_start
+from audit.services import alert_verify_failed, verification_run_record
+from audit.tasks import verification_run_start
 from audit.verify import ChainVerifier, Report, external_checkpoints
-from veritta_site.alerts import alert_raise
 
 
 def _when(value: str | None) -> datetime | None:
@@ -293,6 +294,9 @@ class Command(BaseCommand):
         from audit.witnesses import witness_status
 
         checkpoint = checkpoint_latest()
+        if checkpoint is None:
+            self.stdout.write(self.style.WARNING("no checkpoint yet: nothing for a witness to cosign"))
+            return
         for status in witness_status(checkpoint):
             if status.cosigned_at is not None:
                 self.stdout.write(f"witness {status.name}: cosigned checkpoint {checkpoint.tree_size} at {status.cosigned_at.isoformat()}")

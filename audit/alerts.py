@@ -225,7 +225,7 @@ class _AlertRecords:
             "profile_id": settings.VERITTA_POLICY_PROFILE,
             "profile_hash": profile_hash_of(settings.VERITTA_POLICY_PROFILE),
             "action": "alert",
-            "executor_id": "veritta_site.alerts",
+            "executor_id": "veritta_site.alerts",  # a recorded value: kept when the module moved
             "executor_version": "1.0.0",
         }
         self.written = False

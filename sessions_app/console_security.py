@@ -65,7 +65,8 @@ def login_retry_after(*, username: str, client: str, exclude: int | None = None)
         LoginFailure.objects.filter(client=client, at__gte=since),
     ):
         # The limit-th newest failure is the one whose leaving the window frees a try.
-        times = list(recent.exclude(pk=exclude).order_by("-at").values_list("at", flat=True)[:limit])
+        counted = recent if exclude is None else recent.exclude(pk=exclude)
+        times = list(counted.order_by("-at").values_list("at", flat=True)[:limit])
         if len(times) >= limit:
             waits.append(int((times[-1] + window - timezone.now()).total_seconds()) + 1)
     return max(waits)
