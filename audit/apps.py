@@ -6,4 +6,18 @@ class AuditConfig(AppConfig):
     verbose_name = "Audit trail"
 
     def ready(self) -> None:
-        from audit import checks, witnesses  # noqa: F401  (registers system checks)
+        from audit import checkpoints, checks, metrics, promises, witnesses  # noqa: F401  (registers system checks)
+        from audit.chain_events import ChainEvents, connect
+
+        # The chain writer reports to these through audit.chain_events: they
+        # read the chain, so it cannot import them.
+        connect(
+            ChainEvents(
+                appended=metrics.observe_appended,
+                integrated=metrics.observe_integrated,
+                integration_lag=metrics.observe_integration_lag,
+                sink_failure=metrics.observe_sink_failure,
+                checkpoint_due=checkpoints.checkpoint_if_due,
+                promise=promises.inclusion_promise,
+            )
+        )

@@ -42,7 +42,7 @@ import psycopg
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, transaction
 
-from audit.metrics import observe_appended, observe_integrated, observe_integration_lag, observe_sink_failure
+from audit.chain_events import events
 from audit.mirror import mirror
 from audit.records import GENESIS_HASH, Presealed, members_of_intake, preseal, seal_members, seal_presealed
 
@@ -113,10 +113,8 @@ class Receipt:
     def as_dict(self) -> dict[str, Any]:
         if self.seq is not None:
             return {"seq": self.seq, "record_hash": self.record_hash, "entry_hash": self.entry_hash}
-        from audit.promises import inclusion_promise  # late: promises sign with the checkpoint key
-
         assert self.queued_at is not None
-        return inclusion_promise(self.entry_hash, queued_at=self.queued_at)
+        return events().promise(self.entry_hash, queued_at=self.queued_at)
 
 
 @dataclass
@@ -202,7 +200,7 @@ def _sink_failed(exc: BaseException) -> AuditSinkError:
     """Log and count a failed write (after its rollback: an alert it raises is
     not part of it); the error to raise for it."""
     logger.error("audit sink failed", extra={"exc_class": type(exc).__name__})
-    observe_sink_failure(exc)
+    events().sink_failure(exc)
     return AuditSinkError(type(exc).__name__)
 
 
@@ -250,17 +248,11 @@ def chain_transaction(*, one_statement: bool = False) -> Iterator[_Transaction]:
         _open.tx = None
     if not tx.drafts:
         return
-    observe_appended(tx.drafts, since=tx.started)
+    events().appended(tx.drafts, since=tx.started)
     if not batched:
-        _checkpoint_if_due(tx.drafts[0]["seq"], tx.drafts[-1]["seq"])
+        events().checkpoint_due(tx.drafts[0]["seq"], tx.drafts[-1]["seq"])
     elif tx.sequence or tx.locked:
         tx.placed = integrate(locked=tx.locked)
-
-
-def _checkpoint_if_due(first_seq: int, last_seq: int) -> None:
-    from audit.checkpoints import checkpoint_if_due  # late: checkpoints import the chain
-
-    checkpoint_if_due(first_seq, last_seq)
 
 
 def chain_append(drafts: Sequence[dict[str, Any] | Presealed], *, sequence_now: bool = True) -> list[Receipt]:
@@ -466,8 +458,8 @@ def _integrate_batch(placed: dict[int, tuple[int, str]], *, locked: bool = False
             _abandon_batch()
             raise
     placed.update(done)
-    observe_integrated(len(batch), since=started)
-    _checkpoint_if_due(first, seq)
+    events().integrated(len(batch), since=started)
+    events().checkpoint_due(first, seq)
     return more
 
 
@@ -535,5 +527,5 @@ def watch_lag() -> timedelta | None:
         return None
     lag = datetime.now(UTC) - oldest
     if lag > max_merge_delay() / 4:
-        observe_integration_lag(lag)
+        events().integration_lag(lag)
     return lag

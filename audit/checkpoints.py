@@ -10,8 +10,6 @@ record hashes it added since the previous checkpoint, one hex line each), so
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import os
 from collections.abc import Sequence
@@ -23,37 +21,13 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 
 from audit import signed_note
 from audit.chain import chain_head
-from audit.keyring import may_sign
+
+# The signing key's basics live with the key ring; named here too, where callers look.
+from audit.keyring import SigningKeyError, key_name, may_sign, public_vkey, signing_seed  # noqa: F401
 from audit.merkle import CompactRange
 from audit.models import Checkpoint
 
 logger = logging.getLogger("veritta.audit")
-
-
-class SigningKeyError(Exception):
-    pass
-
-
-def signing_seed() -> bytes:
-    raw = settings.VERITTA_AUDIT_SIGNING_KEY
-    if not raw:
-        raise SigningKeyError("VERITTA_AUDIT_SIGNING_KEY is not set")
-    try:
-        seed = base64.b64decode(raw, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise SigningKeyError("VERITTA_AUDIT_SIGNING_KEY is not base64") from exc
-    if len(seed) != signed_note.SEED_SIZE:
-        raise SigningKeyError("VERITTA_AUDIT_SIGNING_KEY must decode to 32 bytes")
-    return seed
-
-
-def key_name() -> str:
-    return settings.VERITTA_AUDIT_ORIGIN
-
-
-def public_vkey() -> str:
-    """The verifier key (`name+keyid+base64`) anyone can check checkpoints with."""
-    return signed_note.vkey(key_name(), signed_note.public_key_from_seed(signing_seed()))
 
 
 def _hashes_between(after: int, upto: int) -> list[str]:

@@ -22,8 +22,8 @@ from audit.services import RequestContext, audit_allow, audit_deny
 from audit.transparency import Owners
 from governance import gates
 from governance.pipeline import G10_RULE, Denied, Outcome, error_outcome, failed_credential_counted, run_gate
+from governance.selectors import profile_hash_of
 from sessions_app.flows import admin_request
-from sessions_app.services import profile_hash_of
 from veritta_site.errors import VerittaError
 
 Perform = Callable[[RequestContext, dict[str, Any], Owners], Outcome]

@@ -30,6 +30,8 @@ The parsing and checking here need no Django: `audit.verify` calls
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 from dataclasses import dataclass, replace
@@ -41,6 +43,39 @@ from audit import signed_note
 
 class KeyRingError(ValueError):
     pass
+
+
+# --- the configured signing key ----------------------------------------------------------
+
+
+class SigningKeyError(Exception):
+    pass
+
+
+def signing_seed() -> bytes:
+    from django.conf import settings
+
+    raw = settings.VERITTA_AUDIT_SIGNING_KEY
+    if not raw:
+        raise SigningKeyError("VERITTA_AUDIT_SIGNING_KEY is not set")
+    try:
+        seed = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise SigningKeyError("VERITTA_AUDIT_SIGNING_KEY is not base64") from exc
+    if len(seed) != signed_note.SEED_SIZE:
+        raise SigningKeyError("VERITTA_AUDIT_SIGNING_KEY must decode to 32 bytes")
+    return seed
+
+
+def key_name() -> str:
+    from django.conf import settings
+
+    return settings.VERITTA_AUDIT_ORIGIN
+
+
+def public_vkey() -> str:
+    """The verifier key (`name+keyid+base64`) anyone can check checkpoints with."""
+    return signed_note.vkey(key_name(), signed_note.public_key_from_seed(signing_seed()))
 
 
 @dataclass(frozen=True)
@@ -169,8 +204,6 @@ def configured_keyring() -> KeyRing | None:
     """The ring file, or else the configured signing key alone; None without either."""
     import logging
 
-    from audit.checkpoints import SigningKeyError, public_vkey
-
     try:
         ring = keyring_from_file()
     except (KeyRingError, OSError) as exc:
@@ -210,78 +243,3 @@ def may_sign(vkey: str, size: int) -> str | None:
     if not key.covers(size):
         return f"the signing key {key.key_id} may sign sizes {key.range_text()} only (rotated)"
     return None
-
-
-# --- rotation (`python manage.py audit rotate-key`) ------------------------------------
-
-
-def rotate_signing_key(new_seed: bytes, *, attempts: int = 5) -> tuple[int, KeyRing]:
-    """Hand the log over from the configured signing key to `new_seed`.
-
-    Appends a `key_rotation` record pair (so the handover has a size of its
-    own), writes the ring with the old key ending and the new key beginning at
-    that size, then seals the handover checkpoint signed by both. The ring is
-    written before the seal, so from then on no server still running the old
-    key seals past the handover (`may_sign`); if one did in the moment before,
-    the handover is made again further on. Returns (handover size, new ring)."""
-    from audit.checkpoints import checkpoint_create, key_name, signing_seed
-    from audit.models import Checkpoint
-
-    old_vkey = signed_note.vkey(key_name(), signed_note.public_key_from_seed(signing_seed()))
-    new_vkey = signed_note.vkey(key_name(), signed_note.public_key_from_seed(new_seed))
-    if new_vkey == old_vkey:
-        raise KeyRingError("the new signing key is the current one")
-    ring = keyring_from_file() or KeyRing.single(old_vkey)
-    if ring.current.vkey != old_vkey:
-        raise KeyRingError("VERITTA_AUDIT_SIGNING_KEY is not the key ring's current key")
-    if ring.key_for(new_vkey) is not None:
-        raise KeyRingError("the new signing key was used before: a key is never reused")
-    for _ in range(attempts):
-        size = _append_rotation_record(old=RingKey(old_vkey, 0, None).key_id, new=RingKey(new_vkey, 0, None).key_id)
-        rotated = ring.rotated(new_vkey, at_size=size)
-        write_keyring(rotated)
-        if Checkpoint.objects.filter(tree_size__gte=size).exists():
-            continue  # sealed by the old key alone meanwhile: hand over further on
-        checkpoint_create(size=size, extra_signers=[new_seed])
-        return size, rotated
-    write_keyring(ring)  # no handover: the old key stays current
-    raise KeyRingError("the log kept sealing past each handover; retry at a quieter time")
-
-
-def _append_rotation_record(*, old: str, new: str) -> int:
-    """PENDING and SUCCESS of the rotation, sequenced at once; returns the size
-    of the log that ends with them."""
-    import uuid
-
-    from django.conf import settings
-    from django.db import transaction
-
-    from audit.chain import chain_append
-    from audit.records import ACTION, new_record
-    from sessions_app.services import profile_hash_of
-    from veritta_site.canonical import digest_of
-
-    evidence = {"old_key_id": old, "new_key_id": new}
-    common = {
-        "event_type": ACTION,
-        "trace_id": str(uuid.uuid4()),
-        "endpoint": "audit rotate-key",
-        "actor": {"kind": "operator", "id": "manage.py"},
-        "input_digest": digest_of(evidence),
-        "digest_kind": "json",
-        "profile_id": settings.VERITTA_POLICY_PROFILE,
-        "profile_hash": profile_hash_of(settings.VERITTA_POLICY_PROFILE),
-        "action": "key_rotation",
-        "executor_id": "audit.keyring",
-        "executor_version": "1.0.0",
-        "evidence": evidence,
-    }
-    records = [
-        new_record(**common, status="PENDING", reason_codes=["EXECUTION_ATTEMPT"]),
-        new_record(**common, status="SUCCESS"),
-    ]
-    with transaction.atomic():  # the direct path: sequenced under the chain lock now
-        receipts = chain_append(records)
-    seq = receipts[-1].seq
-    assert seq is not None
-    return seq

@@ -6,7 +6,7 @@ from django.utils import timezone
 from django_tasks import task
 
 from audit.models import VerificationRun
-from audit.services import verification_run_execute
+from audit.verification_runs import verification_run_execute
 
 
 @task(queue_name="verify")

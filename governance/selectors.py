@@ -130,6 +130,15 @@ def profile_active(profile_id: str) -> Profile:
         raise LookupError(f"no active policy profile {profile_id!r}") from None
 
 
+def profile_hash_of(profile_id: str) -> str:
+    """The hash of an active profile; a recognisable all-zero hash if it is missing
+    (still recorded, never empty, like the /process pipeline does)."""
+    try:
+        return profile_active(profile_id).sha256
+    except LookupError:
+        return "0" * 64
+
+
 def profile_cache_clear() -> None:
     global _snapshot
     _snapshot = None

@@ -33,8 +33,8 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from audit.services import RequestContext, audit_allow, audit_deny, client_digest
+from governance.selectors import profile_hash_of
 from sessions_app.models import LoginFailure
-from sessions_app.services import profile_hash_of
 from veritta_site.errors import VerittaError
 from veritta_site.proxies import client_address
 from veritta_site.redact import keyed_digest

@@ -23,8 +23,9 @@ from rest_framework import serializers
 from audit.services import RequestContext, audit_allow, audit_deny
 from governance import gates
 from governance.pipeline import G10_RULE, Denied, Outcome, error_outcome, failed_credential_counted, run_gate
+from governance.selectors import profile_hash_of
 from sessions_app.ratelimit import limits_enforce, tightest
-from sessions_app.services import profile_hash_of, session_open
+from sessions_app.services import session_open
 from veritta_site.errors import VerittaError
 from veritta_site.timestamps import utc_timestamp
 

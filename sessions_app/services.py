@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from audit.chain import AuditSinkError, chain_append
 from audit.services import RequestContext, audit_deny, sink_failure
-from governance.selectors import profile_active
+from governance.selectors import profile_hash_of
 from sessions_app.models import ApiKey, Session
 from sessions_app.selectors import KEY_PREFIX, SESSION_ID_PREFIX, TOKEN_PREFIX, secret_digest, session_get
 from veritta_site.errors import VerittaError
@@ -27,15 +27,6 @@ from veritta_site.errors import VerittaError
 # last_seen_at is a hint for operators, not a security property: refresh it at
 # most once a minute so that a busy session does not write on every request.
 LAST_SEEN_RESOLUTION = timedelta(seconds=60)
-
-
-def profile_hash_of(profile_id: str) -> str:
-    """The hash of an active profile; a recognisable all-zero hash if it is missing
-    (still recorded, never empty, like the /process pipeline does)."""
-    try:
-        return profile_active(profile_id).sha256
-    except LookupError:
-        return "0" * 64
 
 
 def operator_context(*, endpoint: str, actor: dict[str, Any]) -> RequestContext:

@@ -26,28 +26,6 @@ def test_import_contracts_are_kept() -> None:
     assert "2 kept, 0 broken" in result.stdout
 
 
-# The one circle of modules left (docs/ARCHITECTURE.md "Layers"): the chain
-# writer observes metrics, which raise alerts, which append to the chain; the
-# chain seals checkpoints with the keyring, which appends key rotations. Late
-# (function-level) imports count: they hide a circle, they do not remove it.
-KNOWN_CIRCLE = frozenset(
-    {
-        "audit.alerts",
-        "audit.anchors",
-        "audit.chain",
-        "audit.checkpoints",
-        "audit.keyring",
-        "audit.metrics",
-        "audit.promises",
-        "audit.reports",
-        "audit.selectors",
-        "audit.services",
-        "audit.verify",
-        "sessions_app.services",
-    }
-)
-
-
 def import_circles() -> list[set[str]]:
     """The strongly connected components (of more than one module) of the
     project's import graph, function-level imports included."""
@@ -85,12 +63,9 @@ def import_circles() -> list[set[str]]:
     return circles
 
 
-def test_no_import_circle_beyond_the_known_one() -> None:
-    circles = import_circles()
-    new = [sorted(c) for c in circles if not c <= KNOWN_CIRCLE]
-    assert not new, f"new import circles: {new}"
-    # A module that left the circle leaves the list too, so the list only shrinks.
-    assert set().union(*circles) == KNOWN_CIRCLE
+def test_no_import_circle() -> None:
+    # Late (function-level) imports count: they hide a circle, they do not remove it.
+    assert import_circles() == [], "import circles"
 
 
 def test_the_circle_check_counts_function_level_imports() -> None:

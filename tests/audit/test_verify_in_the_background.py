@@ -17,9 +17,9 @@ import requests
 from django.core.management import call_command
 
 from audit.models import VerificationRun
-from audit.services import verification_run_execute
 from audit.tasks import verification_run_start
 from audit.triggers import create_sql, drop_sql
+from audit.verification_runs import verification_run_execute
 from conftest import API_KEY, CONSOLE_PASSWORD
 
 QUEUED = re.compile(r"verification run (\d+) queued")

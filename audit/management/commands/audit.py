@@ -26,7 +26,8 @@ from audit.anchors import Anchors, anchor_read, checkpoints_read
 from audit.chain import integrate, oldest_waiting, start_sequencer
 from audit.checkpoints import SigningKeyError, checkpoint_create, key_name, public_vkey
 from audit.exports import export_anchor_write
-from audit.keyring import KeyRing, KeyRingError, configured_keyring, keyring_path, rotate_signing_key
+from audit.key_rotation import rotate_signing_key
+from audit.keyring import KeyRing, KeyRingError, configured_keyring, keyring_path
 from audit.models import AuditRecord
 from audit.promises import PromiseError, check_promise
 from audit.proofs import ProofError, check_proof, entry_inclusion_proof, trace_inclusion_proof
@@ -38,8 +39,8 @@ from audit.selectors import (
     audit_verify,
     checkpoint_latest,
 )
-from audit.services import alert_verify_failed, verification_run_record
 from audit.tasks import verification_run_start
+from audit.verification_runs import alert_verify_failed, verification_run_record
 from audit.verify import ChainVerifier, Report, external_checkpoints
 
 
