@@ -120,6 +120,25 @@ class SinkBreakingExecutor(Executor):
         return {"ran": True}
 
 
+class PaymentExecutor(Executor):
+    """A payment stand-in for four-eyes approval: each run appends its trace id
+    to pay_runs.log next to the audit mirror, so a test across server processes
+    (and a server killed mid-way) can count how often each request ran."""
+
+    executor_id = "pay_v1"
+    version = "1.0.0"
+    actions = frozenset({"pay"})
+
+    def execute(self, request: ActionRequest) -> dict[str, Any]:
+        from pathlib import Path
+
+        from django.conf import settings
+
+        with open(Path(settings.VERITTA_AUDIT_LOG_PATH).with_name("pay_runs.log"), "a") as runs:
+            runs.write(request.trace_id + "\n")
+        return {"paid": True, "amount": request.payload.get("amount")}
+
+
 class ImpostorExecutor(Executor):
     """Fails with a gate's reason code, which an executor may not use."""
 
@@ -135,5 +154,5 @@ class ImpostorExecutor(Executor):
 
 TEST_EXECUTORS = ",".join(
     f"tests.executors.{name}" for name in ("SlowExecutor", "ExplodingExecutor", "BadOutputExecutor", "PlainExecutor", "CountingExecutor", "PendingWitnessExecutor",
-                                              "ExitingExecutor", "SinkBreakingExecutor")
+                                              "ExitingExecutor", "SinkBreakingExecutor", "PaymentExecutor")
 )
