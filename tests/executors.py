@@ -134,8 +134,13 @@ class PaymentExecutor(Executor):
 
         from django.conf import settings
 
-        with open(Path(settings.VERITTA_AUDIT_LOG_PATH).with_name("pay_runs.log"), "a") as runs:
+        here = Path(settings.VERITTA_AUDIT_LOG_PATH).parent
+        with open(here / "pay_runs.log", "a") as runs:
             runs.write(request.trace_id + "\n")
+        if request.payload.get("memo") == "wait-for-release":
+            # Holds the worker mid-payment so a test can kill it there.
+            while not (here / "pay_release").exists() and request.time_left() > -30:
+                time.sleep(0.05)
         return {"paid": True, "amount": request.payload.get("amount")}
 
 

@@ -138,3 +138,32 @@ def test_without_the_key_a_held_request_is_refused_and_nothing_runs(api, approve
     assert refused.status_code == 503 and refused.json()["reason_codes"] == ["APPROVAL_UNAVAILABLE"]
     assert codes(audit_records(refused.json()["trace_id"])) == ["DENY:APPROVAL_UNAVAILABLE"]
     assert pay_runs(audit_log) == []
+
+
+def test_verify_names_a_request_approved_but_never_executed(api, approvers, audit_log, audit_records):
+    # What a server killed between the last approval's commit and the
+    # execution leaves: the approval service ran, the execution did not.
+    from audit.selectors import audit_rows_stream
+    from audit.services import RequestContext
+    from audit.verify import ChainVerifier
+    from governance import approvals
+    from governance.approval_flows import execute_approved
+
+    held = api.process(BIG).json()
+    approval_id = held["approval"]["id"]
+    ctx = RequestContext(trace_id="00000000-0000-4000-8000-000000000014", endpoint="POST /admin/approvals/{id}/approve",
+                         profile_id="admin", profile_hash="0" * 64)
+    approvals.vote(approval_id, approver="alice", verdict="APPROVE", reason="ok", ctx=ctx)
+    approvals.vote(approval_id, approver="bob", verdict="APPROVE", reason="ok", ctx=ctx)
+
+    def problems():
+        verifier = ChainVerifier()
+        for row in audit_rows_stream():
+            verifier.feed(row.pop("body"), row)
+        return [(p.kind, p.seq) for p in verifier.finish().problems]
+
+    granted = [r["seq"] for r in audit_records(held["trace_id"]) if r["reason_codes"] == ["APPROVAL_GRANTED"]]
+    assert problems() == [("approved_not_executed", granted[-1])] and pay_runs(audit_log) == []
+    # Taken later, it runs once; a second taker finds nothing to run.
+    assert execute_approved(approval_id).status == 200 and execute_approved(approval_id) is None
+    assert problems() == [] and pay_runs(audit_log) == [held["trace_id"]]
