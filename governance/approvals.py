@@ -98,7 +98,27 @@ def hold(ctx: RequestContext, payload: dict[str, Any], approval: ApprovalRule) -
             "expires_at": approval_view(held)["expires_at"],
         })
         _append([record])
+        _expiry_enqueue(held.expires_at)
+        _alert(held, "approval_waiting", f"{held.action} request {public_id} waits for {approval.approvals} approval(s) of {approval.group}")
     return approval_view(held)
+
+
+def _expiry_enqueue(when: datetime) -> None:
+    """The background worker expires it then (governance/tasks.py); queued
+    with the hold, so a rolled-back hold queues nothing."""
+    from governance.tasks import approvals_expire
+
+    approvals_expire.using(run_after=when).enqueue()
+
+
+def _alert(held: ApprovalRequest, kind: str, summary: str, *, background: bool = True) -> None:
+    """Raised once its transaction commits (veritta_site.alerts): ids and names only."""
+    from veritta_site.alerts import alert_raise
+
+    alert_raise(background=background, kind=kind, subject=f"approval:{held.public_id}", summary=summary, detail={
+        "approval_id": held.public_id, "action": held.action, "group": held.group,
+        "expires_at": held.expires_at.isoformat(), "trace_id": held.trace_id,
+    })
 
 
 # --- vote -------------------------------------------------------------------
@@ -216,7 +236,7 @@ def answer_of(held: ApprovalRequest) -> dict[str, Any] | None:
 # --- expire -------------------------------------------------------------------
 
 
-def expire_due(*, now: datetime | None = None) -> list[str]:
+def expire_due(*, now: datetime | None = None, background: bool = True) -> list[str]:
     """Expire every WAITING request past its expires_at, each with its records,
     each by a conditional UPDATE (a vote that won the row first wins)."""
     now = now or _now()
@@ -233,6 +253,8 @@ def expire_due(*, now: datetime | None = None) -> list[str]:
             if error.code != "APPROVAL_NOT_WAITING":
                 raise
             continue
+        # After the commit; a command delivers before it exits (background=False).
+        _alert(held, "approval_expired", f"{held.action} request {held.public_id} expired without a decision", background=background)
         expired.append(held.public_id)
     return expired
 

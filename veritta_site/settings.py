@@ -52,7 +52,7 @@ INSTALLED_APPS = [
 # Background work (a whole-chain verify, started from the console or `audit
 # verify --background`) runs in `manage.py db_worker --queue-name verify`, a
 # separate process fed through the database (docs/DEPLOYMENT.md "Background work").
-TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["verify"]}}
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["verify", "approvals"]}}
 
 MIDDLEWARE = [
     # First, so that every response (errors included) carries the trace id.

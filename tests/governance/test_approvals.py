@@ -167,3 +167,20 @@ def test_verify_names_a_request_approved_but_never_executed(api, approvers, audi
     # Taken later, it runs once; a second taker finds nothing to run.
     assert execute_approved(approval_id).status == 200 and execute_approved(approval_id) is None
     assert problems() == [] and pay_runs(audit_log) == [held["trace_id"]]
+
+
+def test_holding_queues_its_expiry_for_the_background_worker(api, approvers, audit_log, caplog):
+    from django_tasks_db.models import DBTaskResult
+
+    from governance.models import ApprovalRequest
+    from governance.tasks import approvals_expire
+
+    held = api.process(BIG).json()
+    row = ApprovalRequest.objects.get(public_id=held["approval"]["id"])
+    queued = DBTaskResult.objects.get(task_path="governance.tasks.approvals_expire")
+    assert queued.queue_name == "approvals" and queued.run_after == row.expires_at
+    ApprovalRequest.objects.filter(pk=row.pk).update(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    approvals_expire.call()  # what the worker runs at run_after
+    assert ApprovalRequest.objects.get(pk=row.pk).status == "EXPIRED" and pay_runs(audit_log) == []
+    kinds = [getattr(r, "alert_kind", None) for r in caplog.records]
+    assert "approval_waiting" in kinds and "approval_expired" in kinds

@@ -52,7 +52,7 @@ class Command(BaseCommand):
             if options["subcommand"] == "expire-approvals":
                 from governance.approvals import expire_due
 
-                expired = expire_due()
+                expired = expire_due(background=False)
                 self.stdout.write(f"expired {len(expired)} held request(s)" + "".join(f"\n{i}" for i in expired))
                 return
             if options["subcommand"] == "validate":
