@@ -73,6 +73,10 @@ class ApprovalRequest(models.Model):
     expires_at = models.DateTimeField(db_index=True)
     decided_at = models.DateTimeField(null=True)
 
+    class Meta:
+        # Its own permission: seeing the queue is not deciding (docs/APPROVALS.md).
+        permissions = [("decide_approval", "Can approve or reject held requests (console)")]
+
     def __str__(self) -> str:
         return f"{self.public_id} {self.action} {self.status}"
 
