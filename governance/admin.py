@@ -110,7 +110,8 @@ class ApprovalRequestAdmin(OfferedFiltersOnlyMixin, NoWritesMixin, admin.ModelAd
     def chain_records(self, obj: ApprovalRequest) -> str:
         from audit.models import AuditRecord
 
-        rows = [(r.seq, r.event_type, r.decision or r.status or "", ",".join(r.reason_codes or []))
+        # Sequenced records only: on PostgreSQL the newest may still be in the intake for a moment.
+        rows = [(r.seq, r.actor_id or "", r.decision or r.status or "", r.reason_code or "")
                 for r in AuditRecord.objects.filter(trace_id=obj.trace_id).order_by("seq")]
         table = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows)
         return format_html("<p>trace {}</p><table id=\"trace-records\">{}</table>", obj.trace_id, table)
