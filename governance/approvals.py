@@ -168,7 +168,7 @@ def vote(public_id: str, *, approver: str, verdict: str, reason: str, ctx: Reque
         approvals = held.votes.filter(verdict=ApprovalVote.APPROVE).count()
         evidence = {"approval_id": public_id, "approver": approver, "reason": reason,
                     "approvals": approvals, "approvals_needed": held.approvals_needed,
-                    "request_trace_id": ctx.trace_id}
+                    "waited_s": int((now - held.created_at).total_seconds()), "request_trace_id": ctx.trace_id}
         if verdict == ApprovalVote.REJECT:
             _close(held, ApprovalRequest.REJECTED, now)
             _append([_step_record(step, code="APPROVAL_REJECTED", decision="DENY", http_status=200, evidence=evidence),

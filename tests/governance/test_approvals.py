@@ -184,3 +184,21 @@ def test_holding_queues_its_expiry_for_the_background_worker(api, approvers, aud
     assert ApprovalRequest.objects.get(pk=row.pk).status == "EXPIRED" and pay_runs(audit_log) == []
     kinds = [getattr(r, "alert_kind", None) for r in caplog.records]
     assert "approval_waiting" in kinds and "approval_expired" in kinds
+
+
+def test_metrics_count_approval_steps_and_time_to_decision(api, admin, approvers, audit_log):
+    from audit.metrics import metrics_exposition
+
+    def sample(name: str) -> float:
+        line = next((l for l in metrics_exposition().decode().splitlines() if l.startswith(name + " ")), None)
+        return float(line.split()[-1]) if line else 0.0
+
+    before = {step: sample(f'veritta_approvals_total{{step="{step}"}}') for step in ("held", "approved", "rejected")}
+    decided_before = sample('veritta_approval_decision_seconds_count{outcome="rejected"}')
+    first, second = api.process(BIG).json(), api.process(BIG).json()
+    decide(admin, first["approval"]["id"], "approve", "alice")
+    decide(admin, second["approval"]["id"], "reject", "bob")
+    assert sample('veritta_approvals_total{step="held"}') == before["held"] + 2
+    assert sample('veritta_approvals_total{step="approved"}') == before["approved"] + 1
+    assert sample('veritta_approvals_total{step="rejected"}') == before["rejected"] + 1
+    assert sample('veritta_approval_decision_seconds_count{outcome="rejected"}') == decided_before + 1
