@@ -19,9 +19,8 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 
-from audit.chain import chain_append
+from audit.chain import AuditSinkError, chain_append
 from audit.services import RequestContext, audit_transaction, sink_failure
-from audit.chain import AuditSinkError
 from governance import held_payloads
 from governance.approval_rules import ApprovalRule
 from governance.models import ApprovalRequest, ApprovalVote

@@ -38,9 +38,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
     srv.stop()
 
 
-def decide_in_browser(browser: Any, server: AppServer, who: str, review_url: str, verdict: str, reason: str, shots: Any = None) -> str:
+def decide_in_browser(chromium: Any, server: AppServer, who: str, review_url: str, verdict: str, reason: str, shots: Any = None) -> str:
     problems: list[str] = []
-    page = _new_page(browser, problems)
+    page = _new_page(chromium, problems)
     _login(page, server, who, PASSWORD)
     page.goto(review_url)
     if shots:

@@ -190,7 +190,7 @@ def test_metrics_count_approval_steps_and_time_to_decision(api, admin, approvers
     from audit.metrics import metrics_exposition
 
     def sample(name: str) -> float:
-        line = next((l for l in metrics_exposition().decode().splitlines() if l.startswith(name + " ")), None)
+        line = next((row for row in metrics_exposition().decode().splitlines() if row.startswith(name + " ")), None)
         return float(line.split()[-1]) if line else 0.0
 
     before = {step: sample(f'veritta_approvals_total{{step="{step}"}}') for step in ("held", "approved", "rejected")}
