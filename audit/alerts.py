@@ -56,6 +56,8 @@ KINDS = (
     "rate_limit_spike",
     "executor_timeouts",
     "witness_refused",
+    "approval_waiting",
+    "approval_expired",
 )
 ALERT_ACTOR = {"kind": "system", "id": "alerts"}
 RETRY_BACKOFF_S = 0.5

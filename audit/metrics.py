@@ -55,6 +55,12 @@ AUTHN_FAILURES = Counter(
 )
 AUTHZ_DENIALS = Counter("veritta_authz_denials", "Denials of an action the credential may not run (profile, registry).")
 POLICY_VIOLATIONS = Counter("veritta_policy_violations", "Denials by the policy profile gate.")
+APPROVAL_STEPS = {"APPROVAL_HELD": "held", "APPROVAL_GRANTED": "approved", "APPROVAL_REJECTED": "rejected", "APPROVAL_EXPIRED": "expired"}
+APPROVALS = Counter("veritta_approvals", "Four-eyes approval steps: held, approved (one per approver), rejected, expired.", ["step"])
+APPROVAL_DECISION_SECONDS = Histogram(
+    "veritta_approval_decision_seconds", "Time from a request's hold to its decision: last approval, rejection or expiry.",
+    ["outcome"], buckets=(60, 300, 900, 3600, 4 * 3600, 24 * 3600, 7 * 24 * 3600),
+)
 RATE_LIMITED = Counter("veritta_rate_limited", "Requests refused with RATE_LIMIT_EXCEEDED.")
 SCRAPES = Counter("veritta_metrics_scrapes", "Scrapes with the metrics credential (not in veritta_decisions_total).")
 REQUEST_DURATION = Histogram("veritta_request_duration_seconds", "Time to answer a request, by endpoint.", ["endpoint"])
@@ -109,6 +115,9 @@ def observe_appended(drafts: list[dict[str, Any]], *, since: datetime) -> None:
                 SCRAPES.inc()  # no traffic of the service: kept out of the decision counters
                 continue
             DECISIONS.labels(record.get("decision") or "", record.get("gate") or "", code).inc()
+            if code in APPROVAL_STEPS:
+                _observe_approval(APPROVAL_STEPS[code], record.get("evidence") or {})
+                continue
             if record.get("decision") != "DENY":
                 continue
             if code == "RATE_LIMIT_EXCEEDED":
@@ -125,6 +134,13 @@ def observe_appended(drafts: list[dict[str, Any]], *, since: datetime) -> None:
                 authn_failure_observed(client=record.get("client"), actor=record.get("actor") or {})
     except Exception:  # noqa: BLE001 - observation is best effort
         logger.exception("metrics observation failed")
+
+
+def _observe_approval(step: str, evidence: dict[str, Any]) -> None:
+    APPROVALS.labels(step).inc()
+    decided = step in ("rejected", "expired") or evidence.get("approvals", 0) >= evidence.get("approvals_needed", 1)
+    if step != "held" and decided and isinstance(evidence.get("waited_s"), int):
+        APPROVAL_DECISION_SECONDS.labels(step).observe(evidence["waited_s"])
 
 
 def observe_integrated(records: int, *, since: datetime) -> None:

@@ -15,6 +15,9 @@ Problem kinds and the seq each names (docs/AUDIT_LOG_SPEC.md §7):
                own check (the problem then names that file, never a record)
   incomplete   a PENDING with no terminal record, or a terminal record
                without its PENDING
+  approved_not_executed  a held request's last approval with no PENDING
+               record after it: approved, but the action never ran (the
+               server stopped in between; docs/APPROVALS.md)
   unintegrated (database only) an intake record past its merge deadline; it
                has no seq yet: the problem names its intake id and entry hash
 
@@ -203,6 +206,8 @@ class ChainVerifier:
         self._hashes: dict[int, str] = {}  # record hash by seq, of the recent seqs
         self._tree: CompactRange | None = None
         self._pending: dict[str, tuple[int, str]] = {}
+        # Held requests whose last approval is recorded, until their PENDING is seen.
+        self._approved: dict[str, tuple[int, str]] = {}
 
     def problem(self, seq: int | None, kind: str, detail: str, source: str | None = None) -> None:
         self.report.problems.append(Problem(seq, kind, detail, source))
@@ -323,9 +328,15 @@ class ChainVerifier:
             self.problem(seq, "signature", "record_hash differs from the one sealed under a signed checkpoint")
 
     def _check_completeness(self, seq: int, record: dict[str, Any]) -> None:
+        trace = str(record.get("trace_id"))
+        if record.get("reason_codes") == ["APPROVAL_GRANTED"]:
+            evidence = record.get("evidence") or {}
+            if isinstance(evidence, dict) and _last_approval(evidence):
+                self._approved[trace] = (seq, str(record.get("ts_utc")))
         if record.get("event_type") != "action_audit":
             return
-        trace, status = str(record.get("trace_id")), record.get("status")
+        status = record.get("status")
+        self._approved.pop(trace, None)  # it ran, or was blocked when it was about to
         if status == "PENDING":
             if trace in self._pending:
                 self.problem(seq, "incomplete", "second PENDING record for one trace")
@@ -364,6 +375,11 @@ class ChainVerifier:
                 report.in_flight += 1  # may still be running: not a finding yet
                 continue
             self.problem(seq, "incomplete", "PENDING record has no terminal record")
+        for seq, ts in sorted(self._approved.values()):
+            if self._in_flight_after is not None and _parse_ts(ts) >= self._in_flight_after:
+                report.in_flight += 1
+                continue
+            self.problem(seq, "approved_not_executed", "approved by its last approver, but its action never ran (no PENDING record)")
         last = report.last_seq or (self._expected - 1)
         if self._extent is not None:
             first, final = self._extent
@@ -444,6 +460,11 @@ def _seq_hint(body: str) -> int | None:
     """The seq a damaged line still states, so it is named at its own place."""
     found = _SEQ.search(body)
     return int(found.group(1)) if found else None
+
+
+def _last_approval(evidence: dict[str, Any]) -> bool:
+    approvals, needed = evidence.get("approvals"), evidence.get("approvals_needed")
+    return isinstance(approvals, int) and isinstance(needed, int) and approvals >= needed
 
 
 def _parse_ts(value: str) -> datetime:

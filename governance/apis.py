@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -11,6 +13,7 @@ from rest_framework.views import APIView
 from governance.gates import ACTION_NAME_RE
 from governance.pipeline import process_request
 from governance.registry import SEMVER_RE
+from veritta_site.errors import VerittaError
 from veritta_site.schema import ERROR_RESPONSES, ErrorEnvelopeSerializer
 from veritta_site.timestamps import utc_timestamp
 
@@ -93,3 +96,54 @@ class HealthApi(APIView):
     )
     def get(self, request: Request) -> Response:
         return Response({"status": "ok", "ts_utc": utc_timestamp()})
+
+
+class ApprovalReadApi(APIView):
+    """A held request's state, and once executed its answer: with the credential that asked."""
+
+    authentication_classes: list[type] = []
+    permission_classes: list[type] = []
+    parser_classes: list[type] = []
+
+    @extend_schema(operation_id="approval_read", responses={200: dict, **ERROR_RESPONSES})
+    def get(self, request: Request, approval_id: str) -> Response:
+        from governance.approval_flows import approval_read
+
+        outcome = approval_read(request._request, approval_id)
+        return Response(outcome.body, status=outcome.status, headers={"Cache-Control": "no-store", **outcome.headers})
+
+
+class ApprovalDecideApi(APIView):
+    """An approver approves or rejects a held request, with a reason (admin API)."""
+
+    authentication_classes: list[type] = []
+    permission_classes: list[type] = []
+    parser_classes: list[type] = []
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "ApprovalDecideInput"
+
+        approver = serializers.CharField(max_length=150, help_text="The approver's console username.")
+        reason = serializers.RegexField(r"^[^\x00-\x1f\x7f]+$", max_length=500, help_text="Why: mandatory.")
+
+    @extend_schema(operation_id="admin_approval_decide", request={"application/json": InputSerializer},
+                   responses={200: dict, **ERROR_RESPONSES})
+    def post(self, request: Request, approval_id: str, verdict: str) -> Response:
+        from governance.approval_flows import VERDICTS, approval_decide
+        from sessions_app.flows import admin_request, validated
+
+        def parse(data: Any) -> dict[str, Any]:
+            if verdict not in VERDICTS:
+                raise VerittaError("NOT_FOUND")
+            try:
+                return validated(self.InputSerializer, data if data is not None else {})
+            except VerittaError as error:
+                raise VerittaError("APPROVAL_REASON_REQUIRED", evidence=error.evidence) from error
+
+        def perform(ctx: Any, data: dict[str, Any]) -> Any:
+            return approval_decide(approval_id[:40], approver=data["approver"], verdict=VERDICTS[verdict],
+                                   reason=data["reason"], ctx=ctx)
+
+        outcome = admin_request(request._request, endpoint=f"POST /admin/approvals/{{id}}/{verdict[:8]}", parse=parse, perform=perform)
+        return Response(outcome.body, status=outcome.status, headers=outcome.headers)

@@ -30,3 +30,25 @@ def fingerprint_lock_problem(*, require_loaded: bool) -> str | None:
 def fingerprint_lock_check(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     problem = fingerprint_lock_problem(require_loaded=False)
     return [Error(problem, id="governance.E001")] if problem else []
+
+
+def approval_key_needed_problem() -> str | None:
+    """A loaded profile asks for approval but held payloads cannot be sealed."""
+    from governance.held_payloads import approval_key_problem
+
+    problem = approval_key_problem()
+    if problem is None:
+        return None
+    try:
+        profiles = profiles_active()
+    except DatabaseError:
+        return None  # before migrate: nothing is loaded yet
+    asking = sorted(f"{p.profile_id}:{a}" for p in profiles for a, rule in p.actions.items() if "approval" in rule)
+    return f"{problem}, but {', '.join(asking)} wait for approval" if asking else None
+
+
+@register()
+def approval_key_check(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    problem = approval_key_needed_problem()
+    hint = "Set VERITTA_APPROVAL_KEY to base64 of 32 random bytes (docs/APPROVALS.md)."
+    return [Error(problem, hint=hint, id="governance.E002")] if problem else []

@@ -21,6 +21,7 @@ from django.http import HttpRequest
 
 from audit.services import RequestContext
 from governance import gates
+from governance.approval_rules import APPROVAL_RULE, ApprovalRule, approval_required
 from governance.executors import Executor
 from governance.profiles import Profile
 from veritta_site.errors import VerittaError
@@ -62,6 +63,8 @@ class PolicyDecision:
     executor: Executor | None = None
     rule: dict[str, Any] = field(default_factory=dict)
     denied: Denied | None = None
+    # Set when the rule holds this request for four-eyes approval (docs/APPROVALS.md).
+    approval: ApprovalRule | None = None
 
     def applied_to(self, ctx: RequestContext) -> RequestContext:
         """The context as it will be once G10 has allowed and `apply` has run."""
@@ -90,6 +93,7 @@ def policy_evaluate(request: HttpRequest, parsed: gates.ParsedInput, *, profile_
         rule = run_gate("profile", gates.profile_allows, payload, profile, decision.matched)
         decision.action_fields = {"action": payload["action"]}  # a registry denial records the action
         executor = run_gate("registry", gates.executor_for, payload, rule, decision.matched)
+        decision.approval = run_gate("profile", approval_required, rule, payload)
     except Denied as denied:
         decision.denied = denied
         return decision
@@ -98,5 +102,7 @@ def policy_evaluate(request: HttpRequest, parsed: gates.ParsedInput, *, profile_
         executor_id=executor.executor_id,
         executor_version=executor.version,
     )
+    if decision.approval is not None:
+        decision.matched.append(APPROVAL_RULE)
     decision.payload, decision.executor, decision.rule = payload, executor, rule
     return decision

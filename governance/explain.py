@@ -16,6 +16,7 @@ from typing import Any
 from django.http import HttpRequest
 
 from governance import gates
+from governance.approval_rules import APPROVAL_RULE
 from governance.decision import Denied, policy_evaluate, run_gate
 from governance.profiles import Profile
 
@@ -67,6 +68,12 @@ def explain_request(
     }
     if "connector" in decision.rule:
         explained["executor"]["connector"] = decision.rule["connector"]
+    if decision.approval is not None:  # held: it runs only after its approvals
+        explained["executor"]["would_run"] = False
+        explained["http_status"] = 202
+        explained["approval"] = decision.approval.as_dict()
+        explained["gates"].append({"gate": "approval", "result": "hold", "rules": [APPROVAL_RULE]})
+        explained["matched_rules"].append(APPROVAL_RULE)
     return explained
 
 
@@ -89,6 +96,7 @@ def _explained(
         "actor": actor,
         "profile": {"profile_id": profile.profile_id, "version": profile.version, "sha256": profile.sha256},
         "executor": None,
+        "approval": None,
         "executed": False,
         "recorded": False,
     }

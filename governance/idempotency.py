@@ -136,6 +136,8 @@ def complete(claim: Claim, outcome: Outcome) -> None:
         if settings.VERITTA_AUDIT_DIGEST_ENABLED:
             result["output_digest"] = digest_of(body["result"]["output"])
         kept: dict[str, Any] = {"result": result, "audit": body.get("audit")}
+    elif outcome.status == 202:  # held for approval: a replay names the same held request
+        kept = {"approval": {"id": body["approval"]["id"]}}
     else:
         kept = {"reason_codes": body["reason_codes"], "message": body["message"], "details": body.get("details")}
     try:
@@ -171,5 +173,8 @@ def replayed(ctx: RequestContext, original: IdempotencyKey) -> Outcome:
             "replay_of": replay_of,
         }
         return Outcome(200, body, headers)
+    if status == 202:
+        body = {"status_code": 202, "trace_id": ctx.trace_id, "approval": kept["approval"], "replay_of": replay_of}
+        return Outcome(202, body, headers)
     details = {**(kept.get("details") or {}), "replay_of": replay_of}
     return Outcome(status, envelope(status, kept["reason_codes"], ctx.trace_id, kept["message"], details), headers)

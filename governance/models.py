@@ -46,3 +46,51 @@ class IdempotencyKey(models.Model):
     outcome = models.JSONField(default=dict)
     created_at = models.DateTimeField()
     expires_at = models.DateTimeField(db_index=True)
+
+
+class ApprovalRequest(models.Model):
+    """A request held for four-eyes approval (docs/APPROVALS.md). The payload
+    it will run with is kept only here, sealed (governance/held_payloads.py),
+    apart from the chain, and cleared once the request is executed, rejected
+    or expired; everything else here is ids, digests and codes."""
+
+    WAITING, APPROVED, EXECUTED, REJECTED, EXPIRED = "WAITING", "APPROVED", "EXECUTED", "REJECTED", "EXPIRED"
+
+    public_id = models.CharField(max_length=40, unique=True)
+    trace_id = models.CharField(max_length=36, db_index=True)
+    action = models.CharField(max_length=64)
+    profile_id = models.CharField(max_length=64)
+    profile_hash = models.CharField(max_length=64)
+    requester = models.JSONField()  # the actor {"kind", "id"}: who asked, never a secret
+    input_digest = models.CharField(max_length=80)
+    sealed_payload = models.BinaryField(null=True)  # None once executed, rejected or expired
+    sealed_answer = models.BinaryField(null=True)  # the executed action's answer, for GET /approvals/{id}
+    group = models.CharField(max_length=150)
+    approvals_needed = models.PositiveSmallIntegerField()
+    visible_fields = models.JSONField(default=list)
+    status = models.CharField(max_length=8, default=WAITING, db_index=True)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField(db_index=True)
+    decided_at = models.DateTimeField(null=True)
+
+    class Meta:
+        # Its own permission: seeing the queue is not deciding (docs/APPROVALS.md).
+        permissions = [("decide_approval", "Can approve or reject held requests (console)")]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} {self.action} {self.status}"
+
+
+class ApprovalVote(models.Model):
+    """One approver's approve or reject of one held request: a person counts once."""
+
+    APPROVE, REJECT = "APPROVE", "REJECT"
+
+    request = models.ForeignKey(ApprovalRequest, on_delete=models.CASCADE, related_name="votes")
+    approver = models.CharField(max_length=150)  # the Django username
+    verdict = models.CharField(max_length=8)
+    reason = models.CharField(max_length=500)
+    at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["request", "approver"], name="one_vote_per_approver")]

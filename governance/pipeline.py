@@ -41,7 +41,7 @@ from audit.services import (
     audit_deny,
     audit_transaction,
 )
-from governance import gates, idempotency
+from governance import approvals, gates, idempotency
 from governance.decision import G10_RULE, Denied, PolicyDecision, policy_evaluate, run_gate
 from governance.executors import ActionRequest, ExecutionResult, Executor, ExecutorFailure
 from governance.outcomes import Outcome
@@ -118,7 +118,7 @@ def process_request(request: HttpRequest) -> Outcome:
         # their outcome is applied after G10, in the order of SPEC §4.
         checked = _policy_decision(request, parsed)
         # So are the ALLOW and PENDING records they lead to, should G10 allow.
-        allow = None if checked.denied else allow_records(checked.applied_to(ctx), pending=True)
+        allow = None if checked.denied or checked.approval else allow_records(checked.applied_to(ctx), pending=True)
         with _decision_transaction():
             try:
                 limit_headers = run_gate(
@@ -135,12 +135,22 @@ def process_request(request: HttpRequest) -> Outcome:
                 outcome.headers = {**limit_headers, **outcome.headers}
                 return outcome
             try:
-                audit_allow(ctx, pending=True, prepared=allow)  # committed before the executor may run
-            except VerittaError:
+                if checked.approval is not None:  # every gate allowed; a person decides if it runs
+                    held = approvals.hold(ctx, payload, checked.approval)
+                else:
+                    audit_allow(ctx, pending=True, prepared=allow)  # committed before the executor may run
+            except VerittaError as error:
                 idempotency.release(claim)  # nothing ran: a retry may run it
+                if error.code == "APPROVAL_UNAVAILABLE":  # cannot be held: refused, and recorded
+                    return _denied(ctx, Denied("approval", error))
                 raise
+        if checked.approval is not None:
+            outcome = Outcome(202, {"status_code": 202, "trace_id": ctx.trace_id, "approval": held})
+            idempotency.complete(claim, outcome)
+            outcome.headers = {**limit_headers, **outcome.headers}
+            return outcome
         try:
-            outcome = _execute(ctx, executor, payload, checked.rule)
+            outcome = execute_allowed(ctx, executor, payload, checked.rule)
         except VerittaError as error:  # executed, outcome unrecorded: a retry must not run it again
             outcome = error_outcome(ctx.trace_id, error)
         idempotency.complete(claim, outcome)
@@ -170,7 +180,8 @@ def _credentials(request: HttpRequest, ctx: RequestContext) -> tuple[dict[str, A
     return key_actor, session_actor
 
 
-def _execute(ctx: RequestContext, executor: Executor, payload: dict[str, Any], rule: dict[str, Any]) -> Outcome:
+def execute_allowed(ctx: RequestContext, executor: Executor, payload: dict[str, Any], rule: dict[str, Any]) -> Outcome:
+    """Run an allowed action whose PENDING record is committed; record its end."""
     timeout = settings.VERITTA_EXECUTOR_TIMEOUT_S
     started = time.monotonic()
     request = ActionRequest(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from governance.approval_rules import approval_problems
 from governance.connectors import connector_pin_problem
 from governance.gates import ACTION_NAME_RE
 from governance.registry import executor_registry, parse_semver
@@ -20,7 +21,7 @@ TOP_LEVEL_KEYS = {
     "profile_id", "version", "description", "common_fields", "forbidden_fields",
     "external_fields", "limits", "actions",
 }
-RULE_KEYS = {"executor", "min_executor_version", "capabilities", "fields", "connector", "description"}
+RULE_KEYS = {"executor", "min_executor_version", "capabilities", "fields", "connector", "description", "approval"}
 FIELD_TYPES = {"string": str, "integer": int, "boolean": bool}
 FIELD_KEYS = {"type", "max_length", "enum", "min", "max", "description"}
 
@@ -129,6 +130,11 @@ def profile_problems(document: Any) -> list[str]:
         problems += _rule_problems(f"actions.{action}", action, rule)
         fields = rule.get("fields", {}) if isinstance(rule, dict) else {}
         routed = isinstance(rule, dict) and rule.get("executor") != ADMIN_API_EXECUTOR  # admin API: no /process body
+        if isinstance(rule, dict) and "approval" in rule:
+            if not routed:
+                problems.append(f"actions.{action}.approval: only actions run through /process can wait for approval")
+            known = {**(common if isinstance(common, dict) else {}), **(fields if isinstance(fields, dict) else {})}
+            problems += approval_problems(f"actions.{action}.approval", rule["approval"], known)
         if routed and isinstance(common, dict) and isinstance(fields, dict) and "action" not in common and "action" not in fields:
             # Every request carries `action`: without a rule for it, every request is UNKNOWN_FIELDS_PRESENT.
             problems.append(f"actions.{action}.fields: no rule for `action` here or in common_fields, so every request is denied")

@@ -120,6 +120,30 @@ class SinkBreakingExecutor(Executor):
         return {"ran": True}
 
 
+class PaymentExecutor(Executor):
+    """A payment stand-in for four-eyes approval: each run appends its trace id
+    to pay_runs.log next to the audit mirror, so a test across server processes
+    (and a server killed mid-way) can count how often each request ran."""
+
+    executor_id = "pay_v1"
+    version = "1.0.0"
+    actions = frozenset({"pay"})
+
+    def execute(self, request: ActionRequest) -> dict[str, Any]:
+        from pathlib import Path
+
+        from django.conf import settings
+
+        here = Path(settings.VERITTA_AUDIT_LOG_PATH).parent
+        with open(here / "pay_runs.log", "a") as runs:
+            runs.write(request.trace_id + "\n")
+        if request.payload.get("memo") == "wait-for-release":
+            # Holds the worker mid-payment so a test can kill it there.
+            while not (here / "pay_release").exists() and request.time_left() > -30:
+                time.sleep(0.05)
+        return {"paid": True, "amount": request.payload.get("amount")}
+
+
 class ImpostorExecutor(Executor):
     """Fails with a gate's reason code, which an executor may not use."""
 
@@ -135,5 +159,5 @@ class ImpostorExecutor(Executor):
 
 TEST_EXECUTORS = ",".join(
     f"tests.executors.{name}" for name in ("SlowExecutor", "ExplodingExecutor", "BadOutputExecutor", "PlainExecutor", "CountingExecutor", "PendingWitnessExecutor",
-                                              "ExitingExecutor", "SinkBreakingExecutor")
+                                              "ExitingExecutor", "SinkBreakingExecutor", "PaymentExecutor")
 )

@@ -19,6 +19,8 @@ TEST_ENV = {
     "DJANGO_ALLOWED_HOSTS": "testserver,localhost,127.0.0.1",
     "VERITTA_AUDIT_LOG_PATH": str(_TMP / "audit.log"),
     # Signs alert webhooks (base64 of 32 bytes); tests/operations' receiver checks it.
+    # Seals held approval payloads (base64 of 32 bytes).
+    "VERITTA_APPROVAL_KEY": "dGVzdC1hcHByb3ZhbC1rZXktMzItYnl0ZXMtbG9uZyE=",
     "VERITTA_ALERT_WEBHOOK_SECRET": "whsec_dGVzdC13ZWJob29rLXNlY3JldC0zMi1ieXRlcy1sb25n",
 }
 for _name, _value in TEST_ENV.items():

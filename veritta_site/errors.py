@@ -107,6 +107,19 @@ CATALOGUE: dict[str, Reason] = {
     "CONSOLE_LOGIN_FAILED": Reason(0, "Console login with a wrong username or password", "console login"),
     # audit-only marker: carried by PENDING action records, never by a response
     "EXECUTION_ATTEMPT": Reason(0, "Marker on the PENDING record written before an executor runs", "audit"),
+    # four-eyes approval (docs/APPROVALS.md)
+    "APPROVAL_UNAVAILABLE": Reason(503, "Held payloads cannot be sealed or opened; nothing was executed", "approval"),
+    "APPROVAL_NOT_FOUND": Reason(404, "No held request with this id for this credential", "approval"),
+    "APPROVAL_NOT_APPROVER": Reason(403, "The approver is not in the group this request needs", "approval"),
+    "APPROVAL_OWN_REQUEST": Reason(403, "The requester cannot approve or reject their own request", "approval"),
+    "APPROVAL_ALREADY_DECIDED": Reason(409, "This approver has already decided on this request", "approval"),
+    "APPROVAL_NOT_WAITING": Reason(409, "The request is no longer waiting for approval", "approval"),
+    "APPROVAL_REASON_REQUIRED": Reason(400, "A reason (1 to 500 characters) and an approver are required", "approval"),
+    "APPROVAL_HELD": Reason(0, "Marker on the decision record of a request held for approval", "approval"),
+    "APPROVAL_GRANTED": Reason(0, "Marker on the record of one approver's approval", "approval"),
+    "APPROVAL_REJECTED": Reason(0, "Marker on the record of a rejection: the request never runs", "approval"),
+    "APPROVAL_EXPIRED": Reason(0, "Marker on the record of a request that waited too long: it never runs", "approval"),
+    "HELD_PAYLOAD_DELETED": Reason(0, "Marker on the record saying a held payload was deleted", "approval"),
     # audit-only marker: the decision record of a replayed Idempotency-Key request
     "IDEMPOTENT_REPLAY": Reason(0, "Marker on the decision record of a request answered by replay", "idempotency"),
 }

@@ -52,7 +52,7 @@ INSTALLED_APPS = [
 # Background work (a whole-chain verify, started from the console or `audit
 # verify --background`) runs in `manage.py db_worker --queue-name verify`, a
 # separate process fed through the database (docs/DEPLOYMENT.md "Background work").
-TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["verify"]}}
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["verify", "approvals"]}}
 
 MIDDLEWARE = [
     # First, so that every response (errors included) carries the trace id.
@@ -239,6 +239,9 @@ CORS_EXPOSE_HEADERS = ("X-Trace-ID", "Idempotent-Replayed", "Retry-After")
 # How long a /process Idempotency-Key is remembered (Stripe keeps keys 24 h).
 VERITTA_IDEMPOTENCY_WINDOW_S = env.int("VERITTA_IDEMPOTENCY_WINDOW_S", default=86400)
 VERITTA_ALERT_WEBHOOK_URL = env.str("VERITTA_ALERT_WEBHOOK_URL", default="")
+# Seals the payloads of requests held for four-eyes approval (docs/APPROVALS.md):
+# base64 of 32 random bytes (AES-256-GCM). Required once a profile asks for approval.
+VERITTA_APPROVAL_KEY = env.str("VERITTA_APPROVAL_KEY", default="")
 # Signs each webhook POST (Standard Webhooks, HMAC-SHA256): "whsec_" + base64 of 24-64 random bytes.
 VERITTA_ALERT_WEBHOOK_SECRET = env.str("VERITTA_ALERT_WEBHOOK_SECRET", default="")
 # Console logins: this many failures per username or per client address within

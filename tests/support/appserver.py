@@ -132,7 +132,7 @@ class AppServer:
         )  # fmt: skip
         if self.task_worker:
             self.worker_process = subprocess.Popen(
-                [sys.executable, "manage.py", "db_worker", "--queue-name", "verify", "--interval", "0.2", "--no-startup-delay"],
+                [sys.executable, "manage.py", "db_worker", "--queue-name", "verify,approvals", "--interval", "0.2", "--no-startup-delay"],
                 cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
         try:

@@ -1,4 +1,4 @@
-"""`python manage.py governance fingerprint | load-profiles | reason-codes | executors | validate | explain`."""
+"""`python manage.py governance fingerprint | load-profiles | reason-codes | executors | validate | explain | expire-approvals`."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ class Command(BaseCommand):
         explain.add_argument("--request", required=True, help="The request body: JSON text, or @FILE.")
         explain.add_argument("--header", action="append", default=[], help="A request header, 'Name: value' (repeatable).")
         explain.add_argument("--content-type", default="application/json")
+        sub.add_parser("expire-approvals", help="Expire the held requests that waited past their expires_at (each recorded; their payloads deleted). The background worker does the same.")
         explain.add_argument("--check-credentials", action="store_true", help="Also run G0/G2/G4 on the --header values (read-only).")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -47,6 +48,12 @@ class Command(BaseCommand):
                 return
             if options["subcommand"] == "executors":
                 self._executors(as_json=options["json"])
+                return
+            if options["subcommand"] == "expire-approvals":
+                from governance.approvals import expire_due
+
+                expired = expire_due(background=False)
+                self.stdout.write(f"expired {len(expired)} held request(s)" + "".join(f"\n{i}" for i in expired))
                 return
             if options["subcommand"] == "validate":
                 self.stdout.write(validate_file(options["file"]))

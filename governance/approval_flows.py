@@ -1,0 +1,104 @@
+"""The HTTP-facing flows of four-eyes approval (docs/APPROVALS.md): a client
+reading its held request, an approver's vote, and the one execution after the
+last approval. The state changes themselves are in governance/approvals.py."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest
+
+from audit.services import RequestContext, audit_allow, audit_deny
+from governance import approvals, gates
+from governance.decision import Denied, run_gate
+from governance.models import ApprovalRequest, ApprovalVote
+from governance.pipeline import (
+    Outcome,
+    _credentials,
+    _decision_transaction,
+    error_outcome,
+    execute_allowed,
+    failed_credential_counted,
+)
+from governance.selectors import profile_active
+from veritta_site.errors import VerittaError
+
+
+def approval_read(request: HttpRequest, public_id: str) -> Outcome:
+    """GET /approvals/{id}: only with the credential that asked (another
+    credential gets 404, as for an id that does not exist)."""
+    ctx = RequestContext.for_request(request, endpoint="GET /approvals/{id}", profile_id="approvals", profile_hash="0" * 64)
+    try:
+        try:
+            _credentials(request, ctx)
+        except Denied as denied:
+            with _decision_transaction():
+                counted = failed_credential_counted(denied, client=ctx.client)
+                audit_deny(ctx, gate=counted.gate, error=counted.error)
+            return error_outcome(ctx.trace_id, counted.error)
+        held = ApprovalRequest.objects.filter(public_id=public_id).first()
+        if held is None or held.requester != ctx.actor:
+            error = VerittaError("APPROVAL_NOT_FOUND", evidence={"approval_id": public_id[:40]})
+            audit_deny(ctx, gate="object", error=error)
+            return error_outcome(ctx.trace_id, error)
+        ctx.profile_id, ctx.profile_hash = held.profile_id, held.profile_hash
+        body = {"status_code": 200, "trace_id": ctx.trace_id, "request_trace_id": held.trace_id,
+                "approval": approvals.approval_view(held), "answer": approvals.answer_of(held)}
+        audit_allow(ctx, pending=False)
+        return Outcome(200, body)
+    except VerittaError as error:  # the audit sink failed: no answer without its record
+        return error_outcome(ctx.trace_id, error)
+
+
+def approval_decide(public_id: str, *, approver: str, verdict: str, reason: str, ctx: RequestContext) -> Outcome:
+    """One approver's vote; after the last approval the action runs, once."""
+    held = approvals.vote(public_id, approver=approver, verdict=verdict, reason=reason, ctx=ctx)
+    if held.status == ApprovalRequest.APPROVED:
+        execute_approved(public_id)
+        held.refresh_from_db()
+    return Outcome(200, {"status_code": 200, "trace_id": ctx.trace_id, "approval": approvals.approval_view(held)})
+
+
+def execute_approved(public_id: str) -> Outcome | None:
+    """Run an APPROVED request with the approved input, exactly once: None
+    when another process took it (or it is no longer APPROVED)."""
+    taken = approvals.take_for_execution(public_id)
+    if taken is None:
+        return None
+    held, payload = taken
+    ctx = approvals.held_context(held, endpoint="POST /process", actor=held.requester)
+    ctx.started = time.monotonic()
+    try:
+        rule = run_gate("profile", _rule_of, held)
+        executor = run_gate("registry", gates.executor_for, payload, rule, [])
+    except Denied as denied:  # the profile or registry changed while it waited: it does not run
+        ctx.action_fields = {"action": held.action}
+        if approvals.mark_taken(held, ctx):
+            outcome = error_outcome(ctx.trace_id, denied.error)
+            audit_deny(ctx, gate=denied.gate, error=denied.error, blocked=True)
+            approvals.answer_keep(held, outcome.body, outcome.status)
+            return outcome
+        return None
+    ctx.action_fields = {"action": held.action, "action_version": payload.get("action_version"),
+                         "executor_id": executor.executor_id, "executor_version": executor.version}
+    if not approvals.mark_taken(held, ctx):
+        return None
+    try:
+        outcome = execute_allowed(ctx, executor, payload, rule)
+    except VerittaError as error:  # executed, outcome unrecorded
+        outcome = error_outcome(ctx.trace_id, error)
+    approvals.answer_keep(held, outcome.body, outcome.status)
+    return outcome
+
+
+def _rule_of(held: ApprovalRequest) -> dict[str, Any]:
+    profile = profile_active(held.profile_id if held.profile_id else settings.VERITTA_POLICY_PROFILE)
+    rule = profile.actions.get(held.action)
+    if rule is None:
+        raise VerittaError("UNKNOWN_ACTION", evidence={"action": held.action})
+    return rule
+
+
+VERDICTS = {"approve": ApprovalVote.APPROVE, "reject": ApprovalVote.REJECT}
