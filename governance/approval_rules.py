@@ -19,7 +19,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 APPROVAL_KEYS = {"group", "approvals", "expires_after_s", "when", "visible_fields", "description"}
 CONDITIONS: dict[str, Callable[[Any, Any], bool]] = {
@@ -45,7 +45,7 @@ class ApprovalRule:
         }
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django_tasks import task
 
 from audit.chain import AuditSinkError, chain_append
 from audit.services import RequestContext, audit_transaction, sink_failure
@@ -103,10 +104,8 @@ def hold(ctx: RequestContext, payload: dict[str, Any], approval: ApprovalRule) -
 
 
 def _expiry_enqueue(when: datetime) -> None:
-    """The background worker expires it then (governance/tasks.py); queued
+    """The background worker expires it then (approvals_expire below); queued
     with the hold, so a rolled-back hold queues nothing."""
-    from governance.tasks import approvals_expire
-
     approvals_expire.using(run_after=when).enqueue()
 
 
@@ -262,3 +261,9 @@ def approvals_waiting_count() -> int:
     return ApprovalRequest.objects.filter(status=ApprovalRequest.WAITING).count()
 
 
+@task(queue_name="approvals")
+def approvals_expire() -> None:
+    """Expire the held requests past their expires_at, run by `manage.py
+    db_worker --queue-name verify,approvals`. Enqueued, to run then, for each
+    request that starts waiting; a request already decided is left as is."""
+    expire_due()

@@ -50,7 +50,7 @@ def seal(value: dict[str, Any], *, public_id: str, input_digest: str) -> bytes:
     return nonce + _cipher().encrypt(nonce, plain, _bound_to(public_id, input_digest))
 
 
-def unseal(sealed: bytes, *, public_id: str, input_digest: str) -> dict[str, Any]:
+def unseal(sealed: bytes | memoryview, *, public_id: str, input_digest: str) -> dict[str, Any]:
     """The sealed value; VerittaError(APPROVAL_UNAVAILABLE) if it was altered,
     moved, or sealed under another key."""
     sealed = bytes(sealed)

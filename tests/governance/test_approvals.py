@@ -172,12 +172,12 @@ def test_verify_names_a_request_approved_but_never_executed(api, approvers, audi
 def test_holding_queues_its_expiry_for_the_background_worker(api, approvers, audit_log, caplog):
     from django_tasks_db.models import DBTaskResult
 
+    from governance.approvals import approvals_expire
     from governance.models import ApprovalRequest
-    from governance.tasks import approvals_expire
 
     held = api.process(BIG).json()
     row = ApprovalRequest.objects.get(public_id=held["approval"]["id"])
-    queued = DBTaskResult.objects.get(task_path="governance.tasks.approvals_expire")
+    queued = DBTaskResult.objects.get(task_path="governance.approvals.approvals_expire")
     assert queued.queue_name == "approvals" and queued.run_after == row.expires_at
     ApprovalRequest.objects.filter(pk=row.pk).update(expires_at=datetime.now(UTC) - timedelta(seconds=1))
     approvals_expire.call()  # what the worker runs at run_after
