@@ -10,46 +10,37 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest
 
-from audit.services import RequestContext, audit_allow, audit_deny
+from audit.flows import reader_request
+from audit.services import RequestContext, audit_deny
+from audit.transparency import Owners
 from governance import approvals, gates
 from governance.decision import Denied, run_gate
 from governance.models import ApprovalRequest, ApprovalVote
-from governance.pipeline import (
-    Outcome,
-    _credentials,
-    _decision_transaction,
-    error_outcome,
-    execute_allowed,
-    failed_credential_counted,
-)
+from governance.pipeline import Outcome, error_outcome, execute_allowed
 from governance.selectors import profile_active
+from sessions_app.apis import no_parameters
 from veritta_site.errors import VerittaError
 
 
 def approval_read(request: HttpRequest, public_id: str) -> Outcome:
-    """GET /approvals/{id}: only with the credential that asked (another
-    credential gets 404, as for an id that does not exist)."""
-    ctx = RequestContext.for_request(request, endpoint="GET /approvals/{id}", profile_id="approvals", profile_hash="0" * 64)
-    try:
-        try:
-            _credentials(request, ctx)
-        except Denied as denied:
-            with _decision_transaction():
-                counted = failed_credential_counted(denied, client=ctx.client)
-                audit_deny(ctx, gate=counted.gate, error=counted.error)
-            return error_outcome(ctx.trace_id, counted.error)
-        held = ApprovalRequest.objects.filter(public_id=public_id).first()
-        if held is None or held.requester != ctx.actor:
-            error = VerittaError("APPROVAL_NOT_FOUND", evidence={"approval_id": public_id[:40]})
-            audit_deny(ctx, gate="object", error=error)
-            return error_outcome(ctx.trace_id, error)
-        ctx.profile_id, ctx.profile_hash = held.profile_id, held.profile_hash
-        body = {"status_code": 200, "trace_id": ctx.trace_id, "request_trace_id": held.trace_id,
-                "approval": approvals.approval_view(held), "answer": approvals.answer_of(held)}
-        audit_allow(ctx, pending=False)
+    """GET /approvals/{id}, through the clients' gates (P0, G0/G2/G4, G10 limits,
+    audit.flows.reader_request) and only for the credential that asked: any
+    other, the admin key included, gets 404 as for an id that does not exist."""
+
+    def perform(ctx: RequestContext, data: dict[str, Any], owners: Owners) -> Outcome:
+        held = ApprovalRequest.objects.filter(public_id=public_id[:40]).first()
+        if held is None or owners is None or held.requester not in owners:
+            raise VerittaError("APPROVAL_NOT_FOUND", evidence={"approval_id": public_id[:40]})
+        body = {
+            "status_code": 200,
+            "trace_id": ctx.trace_id,
+            "request_trace_id": held.trace_id,
+            "approval": approvals.approval_view(held),
+            "answer": approvals.answer_of(held),
+        }
         return Outcome(200, body)
-    except VerittaError as error:  # the audit sink failed: no answer without its record
-        return error_outcome(ctx.trace_id, error)
+
+    return reader_request(request, endpoint="GET /approvals/{id}", parse=no_parameters, perform=perform)
 
 
 def approval_decide(public_id: str, *, approver: str, verdict: str, reason: str, ctx: RequestContext) -> Outcome:

@@ -120,7 +120,11 @@ def test_the_requester_cannot_approve_and_outsiders_are_refused(api, admin, appr
     assert no_reason.status_code == 400 and no_reason.json()["reason_codes"] == ["APPROVAL_REASON_REQUIRED"]
     # Only the credential that asked reads it; the API key did not ask.
     assert api.get(f"/approvals/{approval_id}", HTTP_X_API_KEY=API_KEY).status_code == 404
-    assert api.get(f"/approvals/{approval_id}", **bearer(session)).json()["approval"]["status"] == "WAITING"
+    mine = api.get(f"/approvals/{approval_id}", **bearer(session))
+    assert mine.json()["approval"]["status"] == "WAITING"
+    assert mine["RateLimit"]  # read through the clients' gates: it counts against the limits (G10)
+    # Not even the admin key reads a held request: only the credential that asked.
+    assert admin.admin_get(f"/approvals/{approval_id}").status_code == 404
     assert pay_runs(audit_log) == []
 
 
