@@ -24,7 +24,8 @@ def test_summary_has_the_seed_shape_and_counts_from_the_database(admin, traffic)
     response = admin.admin_get("/admin/audit/summary")
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"window", "decisions", "deny_breakdown", "events_by_type", "ts_utc"}
+    # The seed's shape, plus the approval steps (issue 14, docs/APPROVALS.md "Changes to SPEC")
+    assert set(body) == {"window", "decisions", "deny_breakdown", "events_by_type", "approvals", "ts_utc"}
     assert body["decisions"] == {"ALLOW": 2, "DENY": 2}
     assert body["deny_breakdown"] == {"GATE_DENIED_INVALID_API_KEY": 1, "PROFILE_ACTION_MISMATCH": 1}
     assert body["events_by_type"] == {"decision_audit": 4, "action_audit": 4}

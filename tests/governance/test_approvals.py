@@ -5,6 +5,7 @@ approve; the held payload is sealed, apart from the chain, and deleted."""
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -206,3 +207,25 @@ def test_metrics_count_approval_steps_and_time_to_decision(api, admin, approvers
     assert sample('veritta_approvals_total{step="approved"}') == before["approved"] + 1
     assert sample('veritta_approvals_total{step="rejected"}') == before["rejected"] + 1
     assert sample('veritta_approval_decision_seconds_count{outcome="rejected"}') == decided_before + 1
+
+
+def test_audit_summary_counts_approvals_rejections_expiries_and_time_to_decision(api, admin, approvers, audit_log):
+    from governance.models import ApprovalRequest
+
+    approved, rejected, expired, waiting = (api.process(BIG).json() for _ in range(4))
+    decide(admin, approved["approval"]["id"], "approve", "alice")
+    decide(admin, approved["approval"]["id"], "approve", "bob")
+    decide(admin, rejected["approval"]["id"], "approve", "carol")
+    decide(admin, rejected["approval"]["id"], "reject", "bob")
+    decide(admin, waiting["approval"]["id"], "approve", "alice")
+    ApprovalRequest.objects.filter(public_id=expired["approval"]["id"]).update(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    call_command("governance", "expire-approvals", stdout=io.StringIO())
+    out = io.StringIO()
+    call_command("audit", "summary", "--days", "1", "--json", stdout=out)
+    approvals = json.loads(out.getvalue())["approvals"]
+    assert {k: v for k, v in approvals.items() if k != "time_to_decision_s"} == {
+        "held": 4, "approvals": 4, "rejections": 1, "expiries": 1, "executed": 1,
+    }
+    decided = approvals["time_to_decision_s"]
+    assert decided["decided"] == 3 and 0 <= decided["p50"] <= decided["max"]  # the waiting one is not decided
+

@@ -52,7 +52,7 @@ def test_summary_is_computed_by_aggregate_queries_that_never_read_bodies(api):
     _traffic(api)
     with CaptureQueriesContext(connection) as queries:
         audit_summary(days=7, limit=None, event_type=None)
-    assert len(queries) == 3
+    assert len(queries) == 4  # types, decisions, denials by code, approval steps by trace
     for query in queries:
         sql = query["sql"].lower()
         assert "group by" in sql and "body" not in sql, sql

@@ -535,6 +535,14 @@ class Command(BaseCommand):
         self.stdout.write("denials by reason code:" if summary["deny_breakdown"] else "denials by reason code: none")
         for code, n in summary["deny_breakdown"].items():
             self.stdout.write(f"  {code:30} {n:>10}")
+        approvals = summary["approvals"]
+        if approvals["held"] or approvals["approvals"] or approvals["rejections"] or approvals["expiries"]:
+            self.stdout.write("four-eyes approval:")
+            for step in ("held", "approvals", "rejections", "expiries", "executed"):
+                self.stdout.write(f"  {step:30} {approvals[step]:>10}")
+            waits = approvals["time_to_decision_s"]
+            if waits["decided"]:
+                self.stdout.write(f"  {'time to decision p50 / max s':30} {waits['p50']:>10} / {waits['max']}")
 
     def cmd_stats(self, **options: Any) -> None:
         window = Window.last(days=options["days"])
