@@ -13,7 +13,7 @@ Without that variable (tests, `manage.py`), the process's own registry is used.
 
 Security counters use the categories of audit.reports (docs/OPERATIONS.md):
     veritta_authn_failures_total      MISSING_API_KEY, GATE_DENIED_INVALID_API_KEY, SESSION_*, ADMIN_KEY_*, CONSOLE_LOGIN_FAILED
-    veritta_authz_denials_total       PROFILE_ACTION_MISMATCH, ADMIN_SIGNAL_FORBIDDEN, the registry's codes
+    veritta_authz_denials_total       AUTHZ_DENIED (the authz gate), PROFILE_ACTION_MISMATCH, ADMIN_SIGNAL_FORBIDDEN, the registry's codes
     veritta_policy_violations_total   the profile gate's codes
 """
 

@@ -20,7 +20,7 @@ from governance.pipeline import Outcome
 from sessions_app.flows import HEALTH_RATE_BUCKET, admin_request, session_open_request, validated
 from sessions_app.health import health_report
 from sessions_app.models import Session
-from sessions_app.selectors import session_get, sessions_of_key
+from sessions_app.selectors import ROLE_NAME_RE, session_get, sessions_of_key
 from sessions_app.services import session_revoke
 from veritta_site.errors import CATALOGUE, VerittaError, envelope
 from veritta_site.schema import ERROR_RESPONSES
@@ -80,6 +80,12 @@ class SessionCreateApi(GovernedApi):
             max_value=settings.VERITTA_SESSION_TTL_MAX_S,
             help_text="Lifetime in seconds (default VERITTA_SESSION_TTL_S, at most VERITTA_SESSION_TTL_MAX_S).",
         )
+        roles = serializers.ListField(
+            child=serializers.RegexField(ROLE_NAME_RE),
+            required=False,
+            max_length=20,
+            help_text="Roles the session holds: some of the key's (default: all of them). Asking for one the key lacks is AUTHZ_DENIED.",
+        )
 
         def validate_ttl_s(self, value: int) -> int:
             # max_value above documents the bound read at start; this reads it now.
@@ -93,6 +99,7 @@ class SessionCreateApi(GovernedApi):
 
         session_id = serializers.CharField()
         user_id = serializers.CharField()
+        roles = serializers.ListField(child=serializers.CharField())
         token = serializers.CharField(
             help_text="`vs_…`: send as `Authorization: Bearer`. Shown once, stored only as a hash."
         )
@@ -153,7 +160,9 @@ class SessionRevokeApi(GovernedApi):
     )
     def post(self, request: Request) -> Response:
         def perform(ctx: RequestContext, data: dict[str, Any]) -> Outcome:
-            result = session_revoke(session_id=data["session_id"], actor=dict(ctx.actor), reason=data["reason"], ctx=ctx)
+            result = session_revoke(
+                session_id=data["session_id"], actor=dict(ctx.actor), reason=data["reason"], ctx=ctx
+            )
             body = {
                 "session_id": result.session_id,
                 "status": result.status,

@@ -36,6 +36,7 @@ class Command(BaseCommand):
         explain.add_argument("--header", action="append", default=[], help="A request header, 'Name: value' (repeatable).")
         explain.add_argument("--content-type", default="application/json")
         explain.add_argument("--check-credentials", action="store_true", help="Also run G0/G2/G4 on the --header values (read-only).")
+        explain.add_argument("--role", action="append", default=None, help="A role the principal holds (repeatable); with --check-credentials, narrows the credential's roles.")
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -58,6 +59,7 @@ class Command(BaseCommand):
                     headers=options["header"],
                     content_type=options["content_type"],
                     check_credentials=options["check_credentials"],
+                    roles=options["role"],
                 )
                 self.stdout.write(json.dumps(explained, indent=2, sort_keys=True))
                 return
