@@ -51,6 +51,8 @@ def explain_request(
             if request.META.get("HTTP_AUTHORIZATION"):
                 actor = step("G4", gates.session_valid_readonly, request, rule="G4:session_valid")
                 credentials.append(actor)
+            if len(credentials) == 2:
+                run_gate("authz", gates.session_of_key, *credentials)
         else:
             steps.append({"gate": "G0/G2/G4", "result": NOT_EVALUATED_CREDENTIALS, "rules": []})
         steps.append({"gate": "G10", "result": NOT_EVALUATED_G10, "rules": []})

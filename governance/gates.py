@@ -182,7 +182,7 @@ def _session_checked(request: HttpRequest) -> tuple[dict[str, Any], Any]:
     # from the key takes it from the key's sessions on their next request too.
     opener_roles = bootstrap_roles() if session.created_by == "bootstrap" else roles_of(session.opener_roles)  # type: ignore[attr-defined]
     roles = sorted(set(roles_of(session.roles)) & set(opener_roles))
-    return {"kind": "session", "id": session.session_id, "roles": roles}, session
+    return {"kind": "session", "id": session.session_id, "roles": roles, "opened_by": session.created_by}, session
 
 
 # --- roles (docs/AUTHORIZATION.md) ---------------------------------------------
@@ -367,8 +367,16 @@ def role_allows(
             matched.append(f"authz:role:{role}")
             return role
         refusals[role] = refusal
-    evidence = {"roles": _names(roles), "refused_by": {r: refusals[r] for r in _names(list(refusals))}}
+    # The roles themselves are in every decision record's principal_roles.
+    evidence = {"refused_by": {r: refusals[r] for r in _names(list(refusals))}}
     raise VerittaError("AUTHZ_DENIED", evidence=evidence, details={"roles": _names(roles)})
+
+
+def session_of_key(key_actor: dict[str, Any], session_actor: dict[str, Any]) -> None:
+    """A key sent with a session must be the key that opened it (OWASP API1: a
+    key does not act through another principal's session)."""
+    if session_actor["opened_by"] != key_actor["id"]:
+        raise VerittaError("AUTHZ_DENIED", evidence={"cause": "session_of_another_key"})
 
 
 # --- registry -----------------------------------------------------------------

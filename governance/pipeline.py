@@ -181,6 +181,8 @@ def _credentials(request: HttpRequest, ctx: RequestContext) -> tuple[dict[str, A
         ctx.actor = {"kind": session_actor["kind"], "id": session_actor["id"]}
         matched.append("G4:session_valid")
     ctx.roles = gates.principal_roles(key_actor, session_actor)
+    if key_actor is not None and session_actor is not None:
+        run_gate("authz", gates.session_of_key, key_actor, session_actor)
     return key_actor, session_actor
 
 

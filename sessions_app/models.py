@@ -27,7 +27,10 @@ class ApiKey(models.Model):
 
     class Meta:
         verbose_name = "API key"
-        permissions = [("revoke_apikey", "Can revoke API keys (console)")]
+        permissions = [
+            ("revoke_apikey", "Can revoke API keys (console)"),
+            ("set_apikey_roles", "Can change API keys' roles (console)"),
+        ]
 
     def __str__(self) -> str:
         return f"vk_{self.prefix}… ({self.name})"

@@ -116,14 +116,16 @@ def api_key_create(
     return row, key
 
 
-def api_key_set_roles(*, prefix: str, roles: list[str], actor: dict[str, Any] | None = None) -> bool:
+def api_key_set_roles(
+    *, prefix: str, roles: list[str], actor: dict[str, Any] | None = None, ctx: RequestContext | None = None
+) -> bool:
     """Replace a stored key's roles, audited as the action `set_api_key_roles`
     (the old and new roles in its evidence). Effective on the key's and its
     sessions' next request in every worker: G2/G4 read them from the row.
     False if there is no active key with that prefix."""
     roles = roles_checked(roles)
     actor = actor or {"kind": "operator", "id": "manage.py"}
-    ctx = operator_context(endpoint="set_api_key_roles", actor=actor)
+    ctx = ctx or operator_context(endpoint="set_api_key_roles", actor=actor)
     ctx.action_fields = {"action": "set_api_key_roles"}
     row = ApiKey.objects.filter(prefix=prefix, revoked_at__isnull=True).first()
     if row is None:

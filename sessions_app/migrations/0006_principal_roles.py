@@ -21,4 +21,14 @@ class Migration(migrations.Migration):
         migrations.AddField(model_name="apikey", name="roles", field=models.JSONField(blank=True, default=list)),
         migrations.AddField(model_name="session", name="roles", field=models.JSONField(blank=True, default=list)),
         migrations.RunPython(legacy_roles, migrations.RunPython.noop),
+        migrations.AlterModelOptions(
+            name="apikey",
+            options={
+                "permissions": [
+                    ("revoke_apikey", "Can revoke API keys (console)"),
+                    ("set_apikey_roles", "Can change API keys' roles (console)"),
+                ],
+                "verbose_name": "API key",
+            },
+        ),
     ]
