@@ -7,7 +7,6 @@ database, and the OWASP API1/API5 cases are refused."""
 from __future__ import annotations
 
 import json
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,20 +15,16 @@ import pytest
 from conftest import ADMIN_KEY, API_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE_PROFILE = ROOT / "docs" / "examples" / "roles" / "default.json"
+EXAMPLE_PROFILES = ROOT / "docs" / "examples" / "roles" / "profiles"
 NOOP = {"action": "noop"}
 PROCESS = {"action": "process", "text": "hello", "operation": "upper"}
 
 
-def roles_env(tmp: Path) -> dict[str, str]:
-    """The shipped admin profile and the worked example's default profile (with role rules)."""
+def roles_env(tmp: Path | None = None) -> dict[str, str]:
+    """The worked example's profiles (docs/AUTHORIZATION.md): the default profile with role rules."""
     from governance.profiles import shipped_fingerprint
 
-    directory = tmp / "profiles"
-    directory.mkdir(exist_ok=True)
-    shutil.copy(ROOT / "governance" / "profiles" / "admin.json", directory / "admin.json")
-    shutil.copy(EXAMPLE_PROFILE, directory / "default.json")
-    return {"VERITTA_PROFILES_DIR": str(directory), "VERITTA_PROFILES_FINGERPRINT": shipped_fingerprint(directory)}
+    return {"VERITTA_PROFILES_DIR": str(EXAMPLE_PROFILES), "VERITTA_PROFILES_FINGERPRINT": shipped_fingerprint(EXAMPLE_PROFILES)}
 
 
 def records(server, trace_id: str) -> list[dict]:
