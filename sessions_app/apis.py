@@ -21,7 +21,7 @@ from governance.pipeline import Outcome
 from sessions_app.flows import HEALTH_RATE_BUCKET, admin_request, session_open_request, validated
 from sessions_app.health import health_report
 from sessions_app.models import ApiKey, Session
-from sessions_app.selectors import ROLE_NAME_RE, roles_of, session_get, sessions_of_key
+from sessions_app.selectors import ROLE_NAME_RE, STORED_PREFIX_RE, roles_of, session_get, sessions_of_key
 from sessions_app.services import api_key_set_roles, session_revoke
 from veritta_site.errors import CATALOGUE, VerittaError, envelope
 from veritta_site.schema import ERROR_RESPONSES
@@ -279,7 +279,8 @@ class ApiKeyRolesApi(GovernedApi):
 
     @staticmethod
     def _body(prefix: str) -> dict[str, Any]:
-        key = ApiKey.objects.filter(prefix=prefix[:16]).first()
+        # Not a prefix we issue: unknown without asking the database (PostgreSQL refuses NUL bytes).
+        key = ApiKey.objects.filter(prefix=prefix).first() if STORED_PREFIX_RE.fullmatch(prefix) else None
         if key is None:
             raise VerittaError("NOT_FOUND", evidence={"object": "api_key"})
         return {"key_prefix": key.prefix, "name": key.name, "state": key.state_at(timezone.now()), "roles": roles_of(key.roles)}
@@ -307,7 +308,7 @@ class ApiKeyRolesApi(GovernedApi):
     )
     def post(self, request: Request, prefix: str) -> Response:
         def perform(ctx: RequestContext, data: dict[str, Any]) -> Outcome:
-            if not api_key_set_roles(prefix=prefix[:16], roles=data["roles"], actor=dict(ctx.actor), ctx=ctx):
+            if not api_key_set_roles(prefix=prefix, roles=data["roles"], actor=dict(ctx.actor), ctx=ctx):
                 raise VerittaError("NOT_FOUND", evidence={"object": "api_key"})
             return Outcome(200, self._body(prefix))
 

@@ -29,6 +29,8 @@ SESSION_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,40}")
 # Compared against when no row matched: never equal to a real sha256 digest
 # of a presented secret (it is not a digest of anything we issue).
 DUMMY_DIGEST = "0" * 64
+# What a stored key's prefix looks like (anything else is unknown without a query).
+STORED_PREFIX_RE = re.compile(r"[A-Za-z0-9]{1,16}")
 # What a role name looks like (docs/AUTHORIZATION.md).
 ROLE_NAME_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,31}$")
 

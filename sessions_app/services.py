@@ -25,6 +25,7 @@ from sessions_app.selectors import (
     KEY_PREFIX,
     ROLE_NAME_RE,
     SESSION_ID_PREFIX,
+    STORED_PREFIX_RE,
     TOKEN_PREFIX,
     roles_of,
     secret_digest,
@@ -127,7 +128,8 @@ def api_key_set_roles(
     actor = actor or {"kind": "operator", "id": "manage.py"}
     ctx = ctx or operator_context(endpoint="set_api_key_roles", actor=actor)
     ctx.action_fields = {"action": "set_api_key_roles"}
-    row = ApiKey.objects.filter(prefix=prefix, revoked_at__isnull=True).first()
+    known = STORED_PREFIX_RE.fullmatch(prefix)
+    row = ApiKey.objects.filter(prefix=prefix, revoked_at__isnull=True).first() if known else None
     if row is None:
         audit_deny(
             ctx, gate="object", error=VerittaError("NOT_FOUND", evidence={"object": "api_key", "key_prefix": prefix})

@@ -76,3 +76,23 @@ def test_create_key_and_set_roles_refuse_a_bad_role_name_and_change_nothing():
         call_command("sessions", "set-roles", key.prefix, "--role", "UPPER", stdout=StringIO())
     key.refresh_from_db()
     assert key.roles == ["operator"]
+
+
+@pytest.mark.django_db
+def test_admin_api_reads_and_sets_roles_and_an_unknown_key_is_a_recorded_not_found(client, audit_records):
+    from sessions_app.services import api_key_create
+    from tests.settings import TEST_ENV
+
+    admin = {"HTTP_X_ADMIN_KEY": TEST_ENV["VERITTA_ADMIN_API_KEY"]}
+    row, _ = api_key_create(name="bot", roles=["support_agent"])
+    read = client.get(f"/admin/keys/{row.prefix}/roles", **admin)
+    assert read.status_code == 200 and read.json()["roles"] == ["support_agent"]
+    for prefix in ("nosuchkey", "bad%00prefix"):
+        missing = client.post(f"/admin/keys/{prefix}/roles", {"roles": []}, content_type="application/json", **admin)
+        assert missing.status_code == 404 and missing.json()["reason_codes"] == ["NOT_FOUND"]
+        (record,) = audit_records(missing.json()["trace_id"])
+        assert (record["decision"], record["gate"]) == ("DENY", "object")
+    bad = client.post(f"/admin/keys/{row.prefix}/roles", {"roles": ["Root!"]}, content_type="application/json", **admin)
+    assert bad.status_code == 400
+    row.refresh_from_db()
+    assert row.roles == ["support_agent"]
