@@ -1,35 +1,33 @@
 """Keys and sessions made before roles existed keep working: migration
 0006_principal_roles gives them the documented default role `operator`
-(docs/DEPLOYMENT.md, "Upgrading to roles")."""
+(docs/DEPLOYMENT.md, "Upgrading to roles"). Run as an operator upgrades: on a
+fresh database of this run's engine, through manage.py."""
 
 from __future__ import annotations
 
-import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
-from django.utils import timezone
+import json
 
-BEFORE = [("sessions_app", "0005_gcra_rate_limit_state")]
-AFTER = [("sessions_app", "0006_principal_roles")]
+from tests.support.appserver import fresh_database_url, manage, server_env
+
+BEFORE_ROLES = (
+    "from django.db import connection; from django.utils import timezone; now = timezone.now(); c = connection.cursor(); "
+    "c.execute('INSERT INTO sessions_app_apikey (name, prefix, digest, created_at) VALUES (%s, %s, %s, %s)', "
+    "['legacy', 'abcd1234', '0' * 64, now]); "
+    "c.execute('INSERT INTO sessions_app_session (session_id, user_id, token_digest, created_at, created_by, expires_at, "
+    "revoked_by, revoked_reason) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)', "
+    "['sess_legacy', 'u_1', '0' * 64, now, 'abcd1234', now, '', ''])"
+)
+READ = (
+    "import json; from sessions_app.models import ApiKey, Session; "
+    "print(json.dumps([ApiKey.objects.get(prefix='abcd1234').roles, Session.objects.get(pk='sess_legacy').roles]))"
+)
 
 
-@pytest.mark.django_db(transaction=True)
-def test_rows_made_before_roles_get_operator():
-    executor = MigrationExecutor(connection)
-    executor.migrate(BEFORE)
-    old = executor.loader.project_state(BEFORE).apps
-    now = timezone.now()
-    old.get_model("sessions_app", "ApiKey").objects.create(name="legacy", prefix="abcd1234", digest="0" * 64, created_at=now)
-    old.get_model("sessions_app", "Session").objects.create(
-        session_id="sess_legacy", user_id="u_1", token_digest="0" * 64, created_at=now, created_by="abcd1234",
-        expires_at=now,
-    )  # fmt: skip
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(AFTER)
-    new = executor.loader.project_state(AFTER).apps
-    assert new.get_model("sessions_app", "ApiKey").objects.get(prefix="abcd1234").roles == ["operator"]
-    assert new.get_model("sessions_app", "Session").objects.get(session_id="sess_legacy").roles == ["operator"]
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(executor.loader.graph.leaf_nodes())  # the rest of the tests run on the latest schema
+def test_rows_made_before_roles_get_operator(tmp_path):
+    env = server_env(tmp_path, fresh_database_url(tmp_path))
+    manage(env, "migrate", "--no-input", "-v0")
+    manage(env, "migrate", "sessions_app", "0005_gcra_rate_limit_state", "--no-input", "-v0")
+    manage(env, "shell", "--no-imports", "-c", BEFORE_ROLES)
+    manage(env, "migrate", "--no-input", "-v0")
+    read = manage(env, "shell", "--no-imports", "-c", READ)
+    assert json.loads(read.stdout) == [["operator"], ["operator"]]
