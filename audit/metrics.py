@@ -53,7 +53,7 @@ ACTIONS = Counter(
 AUTHN_FAILURES = Counter(
     "veritta_authn_failures", "Denials for a missing or invalid credential (key, session, admin key, console login)."
 )
-AUTHZ_DENIALS = Counter("veritta_authz_denials", "Denials of an action the credential may not run (profile, registry).")
+AUTHZ_DENIALS = Counter("veritta_authz_denials", "Denials of an action the credential may not run (authz, profile, registry).")
 POLICY_VIOLATIONS = Counter("veritta_policy_violations", "Denials by the policy profile gate.")
 RATE_LIMITED = Counter("veritta_rate_limited", "Requests refused with RATE_LIMIT_EXCEEDED.")
 SCRAPES = Counter("veritta_metrics_scrapes", "Scrapes with the metrics credential (not in veritta_decisions_total).")
