@@ -13,7 +13,7 @@ Without that variable (tests, `manage.py`), the process's own registry is used.
 
 Security counters use the categories of audit.reports (docs/OPERATIONS.md):
     veritta_authn_failures_total      MISSING_API_KEY, GATE_DENIED_INVALID_API_KEY, SESSION_*, ADMIN_KEY_*, CONSOLE_LOGIN_FAILED
-    veritta_authz_denials_total       PROFILE_ACTION_MISMATCH, ADMIN_SIGNAL_FORBIDDEN, the registry's codes
+    veritta_authz_denials_total       AUTHZ_DENIED (the authz gate), PROFILE_ACTION_MISMATCH, ADMIN_SIGNAL_FORBIDDEN, the registry's codes
     veritta_policy_violations_total   the profile gate's codes
 """
 
@@ -53,7 +53,7 @@ ACTIONS = Counter(
 AUTHN_FAILURES = Counter(
     "veritta_authn_failures", "Denials for a missing or invalid credential (key, session, admin key, console login)."
 )
-AUTHZ_DENIALS = Counter("veritta_authz_denials", "Denials of an action the credential may not run (profile, registry).")
+AUTHZ_DENIALS = Counter("veritta_authz_denials", "Denials of an action the credential may not run (authz, profile, registry).")
 POLICY_VIOLATIONS = Counter("veritta_policy_violations", "Denials by the policy profile gate.")
 APPROVAL_STEPS = {"APPROVAL_HELD": "held", "APPROVAL_GRANTED": "approved", "APPROVAL_REJECTED": "rejected", "APPROVAL_EXPIRED": "expired"}
 APPROVALS = Counter("veritta_approvals", "Four-eyes approval steps: held, approved (one per approver), rejected, expired.", ["step"])

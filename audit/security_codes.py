@@ -11,7 +11,7 @@ AUTHN_FAILURE_CODES = frozenset(
     | {code for code in CATALOGUE if code.startswith(("SESSION_", "ADMIN_KEY_", "METRICS_TOKEN_"))}
 )
 REGISTRY_CODES = frozenset(code for code, reason in CATALOGUE.items() if reason.where == "registry")
-AUTHZ_DENIAL_CODES = frozenset({"PROFILE_ACTION_MISMATCH", "ADMIN_SIGNAL_FORBIDDEN"} | REGISTRY_CODES)
+AUTHZ_DENIAL_CODES = frozenset({"AUTHZ_DENIED", "PROFILE_ACTION_MISMATCH", "ADMIN_SIGNAL_FORBIDDEN"} | REGISTRY_CODES)
 POLICY_VIOLATION_CODES = frozenset(code for code, reason in CATALOGUE.items() if reason.where == "profile")
 SECURITY_CODES = AUTHN_FAILURE_CODES | AUTHZ_DENIAL_CODES | POLICY_VIOLATION_CODES
 

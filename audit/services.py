@@ -54,6 +54,9 @@ class RequestContext:
     digest_kind: str = "unread"
     matched_rules: list[str] = field(default_factory=list)
     action_fields: dict[str, Any] = field(default_factory=dict)
+    # The principal's roles once its credentials passed (docs/AUTHORIZATION.md):
+    # every decision record after that names them in its evidence.
+    roles: list[str] | None = None
     # time.monotonic() at the request's arrival: a terminal record's duration_us
     # covers the whole request (gates, waits for locks, the executor).
     started: float = field(default_factory=time.monotonic)
@@ -95,10 +98,16 @@ class RequestContext:
             http_status=http_status,
             matched_rules=list(self.matched_rules),
             reason_codes=[error.code] if error else [],
-            evidence=dict(error.evidence) if error else {},
+            evidence=self._decision_evidence(error),
             action=self.action_fields.get("action"),
             **self._common(),
         )
+
+    def _decision_evidence(self, error: VerittaError | None) -> dict[str, Any]:
+        evidence = dict(error.evidence) if error else {}
+        if self.roles is not None:
+            evidence["principal_roles"] = list(self.roles)
+        return evidence
 
     def action_record(self, *, status: str, error: VerittaError | None = None, **extra: Any) -> dict[str, Any]:
         """Every action record has the same fields (seed 002 gap 8)."""

@@ -33,7 +33,9 @@ def validate_file(path: Path) -> str:
     if problems:
         raise AuthoringError(f"{path}: {len(problems)} problem(s)\n" + "\n".join(f"  {p}" for p in problems))
     if is_connector:  # its hash is what a profile rule pins
-        return f"{path}: ok, connector {document['connector_id']} {document['version']} sha256 {connector_hash(document)}"
+        return (
+            f"{path}: ok, connector {document['connector_id']} {document['version']} sha256 {connector_hash(document)}"
+        )
     return f"{path}: ok, profile {document['profile_id']} {document['version']} sha256 {profile_hash(document)}"
 
 
@@ -63,17 +65,25 @@ def headers_from(values: list[str]) -> dict[str, str]:
     for value in values:
         name, sep, rest = value.partition(":")
         if not sep or not name.strip():
-            raise AuthoringError(f"--header must be 'Name: value', got one without a name or colon (#{len(headers) + 1})")
+            raise AuthoringError(
+                f"--header must be 'Name: value', got one without a name or colon (#{len(headers) + 1})"
+            )
         headers[name.strip()] = rest.strip()
     return headers
 
 
 def explain_file(
-    profile_path: Path, request: str, *, headers: list[str], content_type: str, check_credentials: bool
+    profile_path: Path,
+    request: str,
+    *,
+    headers: list[str],
+    content_type: str,
+    check_credentials: bool,
+    roles: list[str] | None = None,
 ) -> dict[str, Any]:
     profile, problems = profile_from_file(profile_path)
     body = request_body(request)
     http_request = request_for(body, headers=headers_from(headers), content_type=content_type)
-    explained = explain_request(http_request, body, profile, check_credentials=check_credentials)
+    explained = explain_request(http_request, body, profile, check_credentials=check_credentials, roles=roles)
     explained["profile"]["problems"] = problems  # what `governance validate` says of it
     return explained

@@ -6,8 +6,8 @@ The live pipeline (governance/pipeline.py) and `governance explain`
 (governance/explain.py) both call `policy_evaluate`; they differ only in where
 the profile comes from (the active set, or a file) and in what they do with
 the outcome (record and execute, or print). A rule added here is therefore
-seen by both at once. Later inputs (e.g. the principal's roles) belong in
-`policy_evaluate`'s arguments.
+seen by both at once. The principal's roles are an argument: the pipeline
+passes the credential's, explain those given with --role.
 """
 
 from __future__ import annotations
@@ -49,7 +49,9 @@ def run_gate(gate: str, check: Callable[..., T], *args: Any, **kwargs: Any) -> T
         raise Denied(gate, error) from error
     except Exception as exc:  # noqa: BLE001 - a failing gate denies, whatever failed
         logger.exception("gate raised", extra={"gate": gate})
-        raise Denied(gate, VerittaError("GATE_EXCEPTION", evidence={"gate": gate, "exc_class": type(exc).__name__})) from exc
+        raise Denied(
+            gate, VerittaError("GATE_EXCEPTION", evidence={"gate": gate, "exc_class": type(exc).__name__})
+        ) from exc
 
 
 @dataclass
@@ -82,8 +84,11 @@ class PolicyDecision:
         return self.payload, self.executor
 
 
-def policy_evaluate(request: HttpRequest, parsed: gates.ParsedInput, *, profile_source: Callable[[], Profile]) -> PolicyDecision:
-    """P2, then the profile from `profile_source`, then the registry. Computes
+def policy_evaluate(
+    request: HttpRequest, parsed: gates.ParsedInput, *, profile_source: Callable[[], Profile], roles: list[str]
+) -> PolicyDecision:
+    """P2, then the profile from `profile_source`, then authz (the principal's
+    `roles` against the profile's role rules), then the registry. Computes
     only: writes nothing, runs nothing."""
     decision = PolicyDecision()
     try:
@@ -92,6 +97,7 @@ def policy_evaluate(request: HttpRequest, parsed: gates.ParsedInput, *, profile_
         decision.profile = profile = run_gate("profile", profile_source)
         rule = run_gate("profile", gates.profile_allows, payload, profile, decision.matched)
         decision.action_fields = {"action": payload["action"]}  # a registry denial records the action
+        run_gate("authz", gates.role_allows, payload, rule, profile, roles, decision.matched)
         executor = run_gate("registry", gates.executor_for, payload, rule, decision.matched)
         decision.approval = run_gate("profile", approval_required, rule, payload)
     except Denied as denied:

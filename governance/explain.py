@@ -20,14 +20,18 @@ from governance.approval_rules import APPROVAL_RULE
 from governance.decision import Denied, policy_evaluate, run_gate
 from governance.profiles import Profile
 
-NOT_EVALUATED_CREDENTIALS = "not evaluated: explain decides for a client that passed them (--check-credentials evaluates them)"
+NOT_EVALUATED_CREDENTIALS = (
+    "not evaluated: explain decides for a client that passed them (--check-credentials evaluates them)"
+)
 NOT_EVALUATED_G10 = "not evaluated: it counts requests, and explain changes nothing"
 
 
 def explain_request(
-    request: HttpRequest, body: bytes, profile: Profile, *, check_credentials: bool
+    request: HttpRequest, body: bytes, profile: Profile, *, check_credentials: bool, roles: list[str] | None = None
 ) -> dict[str, Any]:
-    """The decision, gate by gate, for `body` sent as `request` under `profile`."""
+    """The decision, gate by gate, for `body` sent as `request` under `profile`,
+    for a principal holding `roles` (with credentials checked: the roles they
+    hold, narrowed to `roles` when given)."""
     steps: list[dict[str, Any]] = []
 
     def step(gate: str, check: Callable[..., Any], *args: Any, rule: str) -> Any:
@@ -36,6 +40,7 @@ def explain_request(
         return result
 
     actor: dict[str, Any] | None = None
+    credentials: list[dict[str, Any] | None] = []
     try:
         step("P0", gates.read_body_within_limit, request, rule="P0:size_within_limit")
         parsed = gates.parse_input(body)
@@ -43,23 +48,32 @@ def explain_request(
             step("G0", gates.credential_present, request, rule="G0:credential_present")
             if request.META.get("HTTP_X_API_KEY"):
                 actor = step("G2", gates.api_key_valid, request, rule="G2:api_key_valid")
+                credentials.append(actor)
             if request.META.get("HTTP_AUTHORIZATION"):
                 actor = step("G4", gates.session_valid_readonly, request, rule="G4:session_valid")
+                credentials.append(actor)
+            if len(credentials) == 2:
+                run_gate("authz", gates.session_of_key, *credentials)
         else:
             steps.append({"gate": "G0/G2/G4", "result": NOT_EVALUATED_CREDENTIALS, "rules": []})
         steps.append({"gate": "G10", "result": NOT_EVALUATED_G10, "rules": []})
     except Denied as denied:
-        return _explained(steps, denied, profile, actor=actor)
-    decision = policy_evaluate(request, parsed, profile_source=lambda: profile)
-    for gate in ("P2", "profile", "registry"):
+        return _explained(steps, denied, profile, actor=actor, roles=None)
+    held = gates.principal_roles(*credentials) if credentials else sorted(set(roles or []))
+    if credentials and roles is not None:
+        held = sorted(set(held) & set(roles))
+    decision = policy_evaluate(request, parsed, profile_source=lambda: profile, roles=held)
+    for gate in ("P2", "profile", "authz", "registry"):
         rules = [r for r in decision.matched if r.split(":")[0] == gate]
         if rules:
             steps.append({"gate": gate, "result": "allow", "rules": rules})
     if decision.denied is not None:
-        return _explained(steps, decision.denied, profile, actor=actor, action=decision.action_fields.get("action"))
+        return _explained(
+            steps, decision.denied, profile, actor=actor, roles=held, action=decision.action_fields.get("action")
+        )
     executor = decision.executor
     assert executor is not None
-    explained = _explained(steps, None, profile, actor=actor, action=decision.action_fields["action"])
+    explained = _explained(steps, None, profile, actor=actor, roles=held, action=decision.action_fields["action"])
     explained["executor"] = {
         "executor_id": executor.executor_id,
         "version": executor.version,
@@ -78,22 +92,32 @@ def explain_request(
 
 
 def _explained(
-    steps: list[dict[str, Any]], denied: Denied | None, profile: Profile, *, actor: dict[str, Any] | None, action: str | None = None
+    steps: list[dict[str, Any]],
+    denied: Denied | None,
+    profile: Profile,
+    *,
+    actor: dict[str, Any] | None,
+    roles: list[str] | None,
+    action: str | None = None,
 ) -> dict[str, Any]:
     if denied is not None:
         error = denied.error
-        steps.append({"gate": denied.gate, "result": "deny", "rules": [], "reason_code": error.code, "evidence": error.evidence})
+        steps.append(
+            {"gate": denied.gate, "result": "deny", "rules": [], "reason_code": error.code, "evidence": error.evidence}
+        )
     return {
         "decision": "DENY" if denied else "ALLOW",
         "gate": denied.gate if denied else "ALL",
         "http_status": denied.error.status if denied else 200,
         "reason_codes": [denied.error.code] if denied else [],
-        "evidence": dict(denied.error.evidence) if denied else {},
+        # As a live decision record: the principal's roles once credentials passed.
+        "evidence": {**(denied.error.evidence if denied else {}), **({} if roles is None else {"principal_roles": roles})},
         "details": dict(denied.error.details) if denied else {},
         "matched_rules": [r for s in steps for r in s["rules"]],
         "gates": steps,
         "action": action,
         "actor": actor,
+        "roles": roles,
         "profile": {"profile_id": profile.profile_id, "version": profile.version, "sha256": profile.sha256},
         "executor": None,
         "approval": None,

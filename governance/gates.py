@@ -17,7 +17,7 @@ from governance.executors import Executor
 from governance.profiles import Profile
 from governance.registry import executor_registry, parse_semver
 from sessions_app.ratelimit import limits_enforce, tightest
-from sessions_app.selectors import api_key_authenticate, session_authenticate, session_opener
+from sessions_app.selectors import api_key_authenticate, roles_of, session_authenticate, session_opener
 from sessions_app.services import session_touch
 from veritta_site.canonical import canonical_json, sha256_hex
 from veritta_site.errors import VerittaError
@@ -145,10 +145,10 @@ def api_key_valid(request: HttpRequest) -> dict[str, Any]:
         raise VerittaError("SERVER_MISCONFIGURED", evidence={"setting": "VERITTA_BETA_API_KEY"})
     presented = request.META.get("HTTP_X_API_KEY", "")
     if hmac.compare_digest(presented.encode("utf-8", "surrogatepass"), configured.encode()):
-        return {"kind": "api_key", "id": "bootstrap"}
+        return {"kind": "api_key", "id": "bootstrap", "roles": bootstrap_roles()}
     stored = api_key_authenticate(presented=presented)
     if stored is not None:
-        return {"kind": "api_key", "id": stored.prefix}
+        return {"kind": "api_key", "id": stored.prefix, "roles": roles_of(stored.roles)}
     raise VerittaError("GATE_DENIED_INVALID_API_KEY", evidence={"header": "X-API-Key"})
 
 
@@ -178,13 +178,34 @@ def _session_checked(request: HttpRequest) -> tuple[dict[str, Any], Any]:
         user_id=request.META["HTTP_X_VERITTA_USER_ID"],
         token=token,
     )
-    return {"kind": "session", "id": session.session_id}, session
+    # A session never holds more than its opener holds now: removing a role
+    # from the key takes it from the key's sessions on their next request too.
+    opener_roles = bootstrap_roles() if session.created_by == "bootstrap" else roles_of(session.opener_roles)  # type: ignore[attr-defined]
+    roles = sorted(set(roles_of(session.roles)) & set(opener_roles))
+    return {"kind": "session", "id": session.session_id, "roles": roles, "opened_by": session.created_by}, session
+
+
+# --- roles (docs/AUTHORIZATION.md) ---------------------------------------------
+
+
+def bootstrap_roles() -> list[str]:
+    """The roles of the bootstrap key from the environment (VERITTA_BOOTSTRAP_KEY_ROLES)."""
+    return sorted({r.strip() for r in settings.VERITTA_BOOTSTRAP_KEY_ROLES.split(",") if r.strip()})
+
+
+def principal_roles(*actors: dict[str, Any] | None) -> list[str]:
+    """The roles a request acts with: those every credential it sent holds (a
+    key and a session opened by another key narrow each other, never widen)."""
+    held = [set(a["roles"]) for a in actors if a is not None]
+    return sorted(set.intersection(*held)) if held else []
 
 
 # --- G10: rate limits -------------------------------------------------------------
 
 
-def within_limits(*, key_actor: dict[str, Any] | None, session_actor: dict[str, Any] | None, client: str | None) -> dict[str, str]:
+def within_limits(
+    *, key_actor: dict[str, Any] | None, session_actor: dict[str, Any] | None, client: str | None
+) -> dict[str, str]:
     """Per key, per session and per client address; returns the RateLimit headers
     of the tightest limit. Raises RATE_LIMIT_EXCEEDED / RATE_LIMIT_UNAVAILABLE."""
     checks = []
@@ -250,9 +271,13 @@ def _field_problem(name: str, spec: dict[str, Any], value: Any) -> VerittaError 
     kind = spec.get("type", "string")
     expected = {"string": str, "integer": int, "boolean": bool}.get(kind, str)
     if not isinstance(value, expected) or (kind == "integer" and isinstance(value, bool)):
-        return VerittaError("VALIDATION_ERROR", evidence={"fields": [name], "expected": kind}, details={"fields": [name]})
+        return VerittaError(
+            "VALIDATION_ERROR", evidence={"fields": [name], "expected": kind}, details={"fields": [name]}
+        )
     if "enum" in spec and value not in spec["enum"]:
-        return VerittaError("VALIDATION_ERROR", evidence={"fields": [name], "problem": "not_allowed_value"}, details={"fields": [name]})
+        return VerittaError(
+            "VALIDATION_ERROR", evidence={"fields": [name], "problem": "not_allowed_value"}, details={"fields": [name]}
+        )
     if isinstance(value, str) and len(value) > spec.get("max_length", len(value)):
         limit = {"field": name, "limit": "max_length", "max": spec["max_length"]}
         return VerittaError("LIMIT_EXCEEDED", evidence=limit, details=limit)
@@ -269,11 +294,15 @@ def profile_allows(payload: dict[str, Any], profile: Profile, matched: list[str]
     lowered = {k.lower(): k for k in keys}
     forbidden = {lowered[f] for f in doc.get("forbidden_fields", []) if f in lowered}
     if forbidden:
-        raise VerittaError("ADMIN_SIGNAL_FORBIDDEN", evidence={"fields": _names(forbidden)}, details={"fields": _names(forbidden)})
+        raise VerittaError(
+            "ADMIN_SIGNAL_FORBIDDEN", evidence={"fields": _names(forbidden)}, details={"fields": _names(forbidden)}
+        )
     matched.append("profile:no_admin_signals")
     external = {lowered[f] for f in doc.get("external_fields", []) if f in lowered}
     if external:
-        raise VerittaError("EXTERNAL_FIELDS_NOT_ALLOWED", evidence={"fields": _names(external)}, details={"fields": _names(external)})
+        raise VerittaError(
+            "EXTERNAL_FIELDS_NOT_ALLOWED", evidence={"fields": _names(external)}, details={"fields": _names(external)}
+        )
     matched.append("profile:no_external_fields")
     rule = profile.actions.get(payload["action"])
     if rule is None:
@@ -282,7 +311,9 @@ def profile_allows(payload: dict[str, Any], profile: Profile, matched: list[str]
     specs = {**doc.get("common_fields", {}), **rule.get("fields", {})}
     unknown = keys - set(specs)
     if unknown:
-        raise VerittaError("UNKNOWN_FIELDS_PRESENT", evidence=unknown_fields_evidence(unknown), details={"fields": _names(unknown)})
+        raise VerittaError(
+            "UNKNOWN_FIELDS_PRESENT", evidence=unknown_fields_evidence(unknown), details={"fields": _names(unknown)}
+        )
     matched.append("profile:known_fields")
     max_fields = doc.get("limits", {}).get("max_fields")
     if max_fields is not None and len(keys) > max_fields:
@@ -294,6 +325,58 @@ def profile_allows(payload: dict[str, Any], profile: Profile, matched: list[str]
             raise problem
     matched.append("profile:field_rules")
     return rule
+
+
+# --- authz: the principal's roles against the profile's role rules -----------
+
+
+def _grant_refusal(grant: dict[str, Any], payload: dict[str, Any], rule: dict[str, Any]) -> str | None:
+    """Why one role rule does not allow this request, or None if it does."""
+    actions = grant.get("actions", [])
+    if "*" not in actions and payload["action"] not in actions:
+        return "action_not_granted"
+    if "executors" in grant and rule.get("executor") not in grant["executors"]:
+        return "executor_not_granted"
+    connector = rule.get("connector")
+    if "connectors" in grant and connector is not None:
+        connector_id = connector.get("connector_id") if isinstance(connector, dict) else connector
+        if connector_id not in grant["connectors"]:
+            return "connector_not_granted"
+    for name, spec in sorted(grant.get("fields", {}).items()):
+        if name in payload and _field_problem(name, spec, payload[name]) is not None:
+            return f"field_limit:{name}"
+    return None
+
+
+def role_allows(
+    payload: dict[str, Any], rule: dict[str, Any], profile: Profile, roles: list[str], matched: list[str]
+) -> str | None:
+    """The authz gate: some role of the principal must allow the request.
+    A profile without `roles` lets every principal do what it allows (as
+    before roles existed). Returns the allowing role; raises AUTHZ_DENIED with
+    each role's refusal otherwise."""
+    role_rules = profile.document.get("roles")
+    if role_rules is None:
+        matched.append("authz:profile_has_no_role_rules")
+        return None
+    refusals: dict[str, str] = {}
+    for role in roles:
+        grant = role_rules.get(role)
+        refusal = "role_not_in_profile" if grant is None else _grant_refusal(grant, payload, rule)
+        if refusal is None:
+            matched.append(f"authz:role:{role}")
+            return role
+        refusals[role] = refusal
+    # The roles themselves are in every decision record's principal_roles.
+    evidence = {"refused_by": {r: refusals[r] for r in _names(list(refusals))}}
+    raise VerittaError("AUTHZ_DENIED", evidence=evidence, details={"roles": _names(roles)})
+
+
+def session_of_key(key_actor: dict[str, Any], session_actor: dict[str, Any]) -> None:
+    """A key sent with a session must be the key that opened it (OWASP API1: a
+    key does not act through another principal's session)."""
+    if session_actor["opened_by"] != key_actor["id"]:
+        raise VerittaError("AUTHZ_DENIED", evidence={"cause": "session_of_another_key"})
 
 
 # --- registry -----------------------------------------------------------------

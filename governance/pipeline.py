@@ -1,10 +1,10 @@
 """The /process pipeline: gates in SPEC §4 order, then the audited execution.
 
     P0 size -> G0 credential -> G2 API key -> G4 session -> G10 rate limits -> P2 payload
-      -> profile -> registry -> idempotency -> ALLOW + PENDING (one transaction)
+      -> profile -> authz (roles) -> registry -> idempotency -> ALLOW + PENDING (one transaction)
       -> execute under timeout -> terminal record
 
-P2, profile and registry only compute: they are evaluated before G10 opens its
+P2, profile, authz and registry only compute: they are evaluated before G10 opens its
 write transaction and their outcome is applied after it, so a request is
 answered and recorded exactly as in the order above.
 
@@ -82,7 +82,9 @@ def _context(request: HttpRequest) -> RequestContext:
     except LookupError:
         # Still recorded, with a hash that names the missing profile: never empty.
         profile_id, profile_hash = settings.VERITTA_POLICY_PROFILE, "0" * 64
-    return RequestContext.for_request(request, endpoint="POST /process", profile_id=profile_id, profile_hash=profile_hash)
+    return RequestContext.for_request(
+        request, endpoint="POST /process", profile_id=profile_id, profile_hash=profile_hash
+    )
 
 
 def _decision_transaction() -> AbstractContextManager[None]:
@@ -116,7 +118,7 @@ def process_request(request: HttpRequest) -> Outcome:
         # P2, profile and registry only compute, so they are evaluated before
         # the write transaction opens (on SQLite it holds the one write lock);
         # their outcome is applied after G10, in the order of SPEC §4.
-        checked = _policy_decision(request, parsed)
+        checked = _policy_decision(request, parsed, ctx.roles or [])
         # So are the ALLOW and PENDING records they lead to, should G10 allow.
         allow = None if checked.denied or checked.approval else allow_records(checked.applied_to(ctx), pending=True)
         with _decision_transaction():
@@ -160,8 +162,10 @@ def process_request(request: HttpRequest) -> Outcome:
         return error_outcome(ctx.trace_id, error)
 
 
-def _policy_decision(request: HttpRequest, parsed: gates.ParsedInput) -> PolicyDecision:
-    return policy_evaluate(request, parsed, profile_source=lambda: profile_active(settings.VERITTA_POLICY_PROFILE))
+def _policy_decision(request: HttpRequest, parsed: gates.ParsedInput, roles: list[str]) -> PolicyDecision:
+    return policy_evaluate(
+        request, parsed, profile_source=lambda: profile_active(settings.VERITTA_POLICY_PROFILE), roles=roles
+    )
 
 
 def _credentials(request: HttpRequest, ctx: RequestContext) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
@@ -172,11 +176,16 @@ def _credentials(request: HttpRequest, ctx: RequestContext) -> tuple[dict[str, A
     run_gate("G0", gates.credential_present, request)
     matched.append("G0:credential_present")
     if request.META.get("HTTP_X_API_KEY"):
-        ctx.actor = key_actor = run_gate("G2", gates.api_key_valid, request)
+        key_actor = run_gate("G2", gates.api_key_valid, request)
+        ctx.actor = {"kind": key_actor["kind"], "id": key_actor["id"]}
         matched.append("G2:api_key_valid")
     if request.META.get("HTTP_AUTHORIZATION"):
-        ctx.actor = session_actor = run_gate("G4", gates.session_valid, request)
+        session_actor = run_gate("G4", gates.session_valid, request)
+        ctx.actor = {"kind": session_actor["kind"], "id": session_actor["id"]}
         matched.append("G4:session_valid")
+    ctx.roles = gates.principal_roles(key_actor, session_actor)
+    if key_actor is not None and session_actor is not None:
+        run_gate("authz", gates.session_of_key, key_actor, session_actor)
     return key_actor, session_actor
 
 
@@ -263,7 +272,9 @@ def _action_end(ctx: RequestContext, **fields: Any) -> Receipt:
         if error.code != "AUDIT_SINK_FAILED":
             raise
         details = {"executed": True, "outcome_recorded": False}
-        raise VerittaError("AUDIT_SINK_FAILED", evidence=error.evidence, details=details, message=OUTCOME_UNRECORDED) from error
+        raise VerittaError(
+            "AUDIT_SINK_FAILED", evidence=error.evidence, details=details, message=OUTCOME_UNRECORDED
+        ) from error
 
 
 def _json_or_raise(output: dict[str, Any]) -> str | None:

@@ -16,11 +16,22 @@ from governance.connectors import connector_pin_problem
 from governance.gates import ACTION_NAME_RE
 from governance.registry import executor_registry, parse_semver
 from governance.selectors import ADMIN_API_EXECUTOR
+from sessions_app.selectors import ROLE_NAME_RE
 
 TOP_LEVEL_KEYS = {
-    "profile_id", "version", "description", "common_fields", "forbidden_fields",
-    "external_fields", "limits", "actions",
+    "profile_id",
+    "version",
+    "description",
+    "common_fields",
+    "forbidden_fields",
+    "external_fields",
+    "limits",
+    "actions",
+    "roles",
 }
+# A role rule (docs/AUTHORIZATION.md). Open to more keys: a per-role approval
+# list is one more name here and one more check in gates._grant_refusal.
+ROLE_RULE_KEYS = {"actions", "executors", "connectors", "fields", "description"}
 RULE_KEYS = {"executor", "min_executor_version", "capabilities", "fields", "connector", "description", "approval"}
 FIELD_TYPES = {"string": str, "integer": int, "boolean": bool}
 FIELD_KEYS = {"type", "max_length", "enum", "min", "max", "description"}
@@ -53,8 +64,10 @@ def _field_spec_problems(path: str, spec: Any) -> list[str]:
     if "enum" in spec:
         expected = FIELD_TYPES[kind]
         values = spec["enum"]
-        if not isinstance(values, list) or not values or not all(
-            isinstance(v, expected) and (kind != "integer" or not isinstance(v, bool)) for v in values
+        if (
+            not isinstance(values, list)
+            or not values
+            or not all(isinstance(v, expected) and (kind != "integer" or not isinstance(v, bool)) for v in values)
         ):
             problems.append(f"{path}.enum: must be a non-empty list of {kind} values")
     return problems
@@ -103,6 +116,32 @@ def _rule_problems(path: str, action: str, rule: Any) -> list[str]:
     return problems
 
 
+def _roles_problems(roles: Any, actions: dict[str, Any]) -> list[str]:
+    if not isinstance(roles, dict):
+        return ["roles: must be an object of role rules, by role name"]
+    problems: list[str] = []
+    for role, grant in sorted(roles.items()):
+        path = f"roles.{role}"
+        if not ROLE_NAME_RE.match(role):
+            problems.append(f"{path}: role name must match {ROLE_NAME_RE.pattern}")
+            continue
+        if not isinstance(grant, dict):
+            problems.append(f"{path}: must be an object (a role rule)")
+            continue
+        problems += [f"{path}.{k}: unknown key" for k in sorted(set(grant) - ROLE_RULE_KEYS)]
+        for key in ("actions", "executors", "connectors"):
+            if key in grant:
+                problems += _string_list_problems(f"{path}.{key}", grant[key])
+        granted = grant.get("actions", [])
+        if isinstance(granted, list):
+            problems += [
+                f"{path}.actions: {a!r} is no action of this profile" for a in granted if a != "*" and a not in actions
+            ]
+        if "fields" in grant:
+            problems += _fields_problems(f"{path}.fields", grant["fields"])
+    return problems
+
+
 def profile_problems(document: Any) -> list[str]:
     """Every problem of a profile document, each `field.path: what is wrong`;
     an empty list when the profile is well formed and servable here."""
@@ -126,6 +165,8 @@ def profile_problems(document: Any) -> list[str]:
     actions = document.get("actions")
     if not isinstance(actions, dict) or not actions:
         return [*problems, "actions: required, an object with at least one action rule"]
+    if "roles" in document:
+        problems += _roles_problems(document["roles"], actions)
     for action, rule in sorted(actions.items()):
         problems += _rule_problems(f"actions.{action}", action, rule)
         fields = rule.get("fields", {}) if isinstance(rule, dict) else {}
@@ -135,7 +176,15 @@ def profile_problems(document: Any) -> list[str]:
                 problems.append(f"actions.{action}.approval: only actions run through /process can wait for approval")
             known = {**(common if isinstance(common, dict) else {}), **(fields if isinstance(fields, dict) else {})}
             problems += approval_problems(f"actions.{action}.approval", rule["approval"], known)
-        if routed and isinstance(common, dict) and isinstance(fields, dict) and "action" not in common and "action" not in fields:
+        if (
+            routed
+            and isinstance(common, dict)
+            and isinstance(fields, dict)
+            and "action" not in common
+            and "action" not in fields
+        ):
             # Every request carries `action`: without a rule for it, every request is UNKNOWN_FIELDS_PRESENT.
-            problems.append(f"actions.{action}.fields: no rule for `action` here or in common_fields, so every request is denied")
+            problems.append(
+                f"actions.{action}.fields: no rule for `action` here or in common_fields, so every request is denied"
+            )
     return problems

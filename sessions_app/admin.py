@@ -29,7 +29,8 @@ from django.utils import timezone
 
 from sessions_app.console_security import ConsoleAuthenticationForm
 from sessions_app.models import ApiKey, Session
-from sessions_app.services import api_key_revoke, session_revoke
+from sessions_app.selectors import roles_of
+from sessions_app.services import api_key_revoke, api_key_set_roles, session_revoke
 from veritta_site.admin_mixins import NoWritesMixin, OfferedFiltersOnlyMixin
 from veritta_site.errors import VerittaError
 
@@ -44,6 +45,18 @@ class RevokeForm(forms.Form):
         strip=True,
         help_text="Recorded with the revocation and in the audit trail (at most 200 characters).",
     )
+
+
+class RolesForm(forms.Form):
+    roles = forms.RegexField(
+        regex=r"^\s*([a-z][a-z0-9_.-]{0,31}(\s*,\s*[a-z][a-z0-9_.-]{0,31})*)?\s*$",
+        required=False,
+        max_length=700,
+        help_text="Comma-separated role names (lowercase letters, digits, _ . -); empty: no role at all.",
+    )
+
+    def role_list(self) -> list[str]:
+        return [r.strip() for r in self.cleaned_data["roles"].split(",") if r.strip()]
 
 
 class RevocableAdmin(OfferedFiltersOnlyMixin, NoWritesMixin, admin.ModelAdmin):
@@ -158,7 +171,7 @@ class SessionAdmin(RevocableAdmin):
     search_help_text = "Exact match: a session id (sess_…), a user id, or the prefix of the API key that opened it."
     ordering = ("-created_at",)
     fields = (
-        "session_id", "user_id", "state", "created_at", "created_by", "expires_at", "last_seen_at",
+        "session_id", "user_id", "state", "roles", "created_at", "created_by", "expires_at", "last_seen_at",
         "revoked_at", "revoked_by", "revoked_reason",
     )  # fmt: skip
     readonly_fields = fields  # never the token digest
@@ -203,13 +216,46 @@ class ApiKeyStateFilter(admin.SimpleListFilter):
 @admin.register(ApiKey)
 class ApiKeyAdmin(RevocableAdmin):
     revoke_permission = "sessions_app.revoke_apikey"
-    list_display = ("key_prefix", "name", "state", "created_at", "expires_at", "revoked_at")
+    list_display = ("key_prefix", "name", "state", "role_names", "created_at", "expires_at", "revoked_at")
     list_filter = (ApiKeyStateFilter,)
     search_fields = ("=prefix", "=name")
     search_help_text = "Exact match: a key prefix (the part after vk_) or a name."
     ordering = ("-created_at",)
-    fields = ("key_prefix", "name", "state", "created_at", "expires_at", "revoked_at")
-    readonly_fields = fields  # never the digest
+    fields = ("key_prefix", "name", "state", "role_names", "created_at", "expires_at", "revoked_at")
+    readonly_fields = fields  # never the digest; roles change through the audited "Roles…" page
+    set_roles_permission = "sessions_app.set_apikey_roles"
+
+    @admin.display(description="roles")
+    def role_names(self, obj: ApiKey) -> str:
+        return ", ".join(roles_of(obj.roles)) or "(none)"
+
+    def get_urls(self) -> list[URLPattern]:
+        name = f"{self.opts.app_label}_{self.opts.model_name}_roles"
+        return [
+            path("<path:object_id>/roles/", self.admin_site.admin_view(self.roles_view), name=name),
+            *super().get_urls(),
+        ]
+
+    def roles_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Replace a key's roles through the one audited rule, the console user as actor."""
+        if not request.user.has_perm(self.set_roles_permission):
+            raise PermissionDenied
+        obj = get_object_or_404(ApiKey, pk=unquote(object_id))
+        form = RolesForm(request.POST if request.method == "POST" else None, initial={"roles": ", ".join(roles_of(obj.roles))})
+        if form.is_valid():
+            if api_key_set_roles(prefix=obj.prefix, roles=form.role_list(), actor=console_actor(request)):
+                self.message_user(request, f"Roles of vk_{obj.prefix}_…: {', '.join(sorted(set(form.role_list()))) or '(none)'}.")
+            else:
+                self.message_user(request, "The key is revoked: its roles were not changed.", messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:sessions_app_apikey_change", args=[obj.pk]))
+        context = {**self.admin_site.each_context(request), "title": "Roles", "opts": self.opts, "object": obj, "form": form}
+        return TemplateResponse(request, "admin/sessions_app/roles_form.html", context)
+
+    def render_change_form(
+        self, request: HttpRequest, context: dict[str, Any], *args: Any, **kwargs: Any
+    ) -> HttpResponse:
+        context["has_set_roles_permission"] = request.user.has_perm(self.set_roles_permission)
+        return super().render_change_form(request, context, *args, **kwargs)
 
     @admin.display(description="key")
     def key_prefix(self, obj: ApiKey) -> str:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -19,9 +20,9 @@ from audit.services import RequestContext
 from governance.pipeline import Outcome
 from sessions_app.flows import HEALTH_RATE_BUCKET, admin_request, session_open_request, validated
 from sessions_app.health import health_report
-from sessions_app.models import Session
-from sessions_app.selectors import session_get, sessions_of_key
-from sessions_app.services import session_revoke
+from sessions_app.models import ApiKey, Session
+from sessions_app.selectors import ROLE_NAME_RE, STORED_PREFIX_RE, roles_of, session_get, sessions_of_key
+from sessions_app.services import api_key_set_roles, session_revoke
 from veritta_site.errors import CATALOGUE, VerittaError, envelope
 from veritta_site.schema import ERROR_RESPONSES
 from veritta_site.timestamps import utc_timestamp
@@ -80,6 +81,12 @@ class SessionCreateApi(GovernedApi):
             max_value=settings.VERITTA_SESSION_TTL_MAX_S,
             help_text="Lifetime in seconds (default VERITTA_SESSION_TTL_S, at most VERITTA_SESSION_TTL_MAX_S).",
         )
+        roles = serializers.ListField(
+            child=serializers.RegexField(ROLE_NAME_RE),
+            required=False,
+            max_length=20,
+            help_text="Roles the session holds: some of the key's (default: all of them). Asking for one the key lacks is AUTHZ_DENIED.",
+        )
 
         def validate_ttl_s(self, value: int) -> int:
             # max_value above documents the bound read at start; this reads it now.
@@ -93,6 +100,7 @@ class SessionCreateApi(GovernedApi):
 
         session_id = serializers.CharField()
         user_id = serializers.CharField()
+        roles = serializers.ListField(child=serializers.CharField())
         token = serializers.CharField(
             help_text="`vs_…`: send as `Authorization: Bearer`. Shown once, stored only as a hash."
         )
@@ -121,6 +129,9 @@ class SessionOutputSerializer(serializers.Serializer):
     revoked_at = serializers.DateTimeField(allow_null=True)
     revoked_by = serializers.CharField(allow_blank=True)
     revoked_reason = serializers.CharField(allow_blank=True)
+    roles = serializers.ListField(
+        child=serializers.CharField(), help_text="Roles it was opened with; it acts with those its key still holds."
+    )
 
 
 class SessionRevokeApi(GovernedApi):
@@ -153,7 +164,9 @@ class SessionRevokeApi(GovernedApi):
     )
     def post(self, request: Request) -> Response:
         def perform(ctx: RequestContext, data: dict[str, Any]) -> Outcome:
-            result = session_revoke(session_id=data["session_id"], actor=dict(ctx.actor), reason=data["reason"], ctx=ctx)
+            result = session_revoke(
+                session_id=data["session_id"], actor=dict(ctx.actor), reason=data["reason"], ctx=ctx
+            )
             body = {
                 "session_id": result.session_id,
                 "status": result.status,
@@ -241,6 +254,74 @@ class SessionListApi(GovernedApi):
 def _session_body(session: Session) -> dict[str, Any]:
     fields = {name: getattr(session, name) for name in SessionOutputSerializer().fields.keys() if name != "state"}
     return dict(SessionOutputSerializer({**fields, "state": session_state(session)}).data)
+
+
+class ApiKeyRolesApi(GovernedApi):
+    """A stored API key's roles: read them, or replace them (audited as
+    `set_api_key_roles`; effective on the key's and its sessions' next request)."""
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "ApiKeyRolesInput"
+
+        roles = serializers.ListField(
+            child=serializers.RegexField(ROLE_NAME_RE, max_length=32), max_length=20, allow_empty=True
+        )
+
+    class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "ApiKeyRolesOutput"
+
+        key_prefix = serializers.CharField()
+        name = serializers.CharField()
+        state = serializers.ChoiceField(choices=["active", "expiring", "expired", "revoked"])
+        roles = serializers.ListField(child=serializers.CharField())
+
+    @staticmethod
+    def _body(prefix: str) -> dict[str, Any]:
+        # Not a prefix we issue: unknown without asking the database (PostgreSQL refuses NUL bytes).
+        key = ApiKey.objects.filter(prefix=prefix).first() if STORED_PREFIX_RE.fullmatch(prefix) else None
+        if key is None:
+            raise VerittaError("NOT_FOUND", evidence={"object": "api_key"})
+        return {"key_prefix": key.prefix, "name": key.name, "state": key.state_at(timezone.now()), "roles": roles_of(key.roles)}
+
+    @extend_schema(
+        operation_id="admin_keys_roles_read",
+        responses={200: OutputSerializer, **ERROR_RESPONSES},
+        parameters=[ADMIN_KEY_HEADER, TRACE_HEADER],
+    )
+    def get(self, request: Request, prefix: str) -> Response:
+        return respond(
+            admin_request(
+                request._request,
+                endpoint="GET /admin/keys/{prefix}/roles",
+                parse=no_parameters,
+                perform=lambda ctx, data: Outcome(200, self._body(prefix)),
+            )
+        )
+
+    @extend_schema(
+        operation_id="admin_keys_roles_set",
+        request={"application/json": InputSerializer},
+        responses={200: OutputSerializer, **ERROR_RESPONSES},
+        parameters=[ADMIN_KEY_HEADER, TRACE_HEADER],
+    )
+    def post(self, request: Request, prefix: str) -> Response:
+        def perform(ctx: RequestContext, data: dict[str, Any]) -> Outcome:
+            if not api_key_set_roles(prefix=prefix, roles=data["roles"], actor=dict(ctx.actor), ctx=ctx):
+                raise VerittaError("NOT_FOUND", evidence={"object": "api_key"})
+            return Outcome(200, self._body(prefix))
+
+        return respond(
+            admin_request(
+                request._request,
+                endpoint="POST /admin/keys/{prefix}/roles",
+                parse=lambda data: validated(self.InputSerializer, data if data is not None else {}),
+                perform=perform,
+                records_own_decision=True,
+                rate_bucket="revoke",
+            )
+        )
 
 
 class AdminHealthApi(GovernedApi):

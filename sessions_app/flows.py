@@ -39,7 +39,9 @@ def _credentials(ctx: RequestContext, checks: list[tuple[str, Callable[..., Any]
             gate = rule.split(":")[0]
             result = run_gate(gate, check, request)
             if isinstance(result, dict):
-                ctx.actor = result
+                ctx.actor = {"kind": result["kind"], "id": result["id"]}
+                if "roles" in result:
+                    ctx.roles = list(result["roles"])
             ctx.matched_rules.append(rule)
     except Denied as denied:
         raise failed_credential_counted(denied, client=ctx.client)  # noqa: B904 - it may be `denied` itself
@@ -80,6 +82,21 @@ def _api_key_present(request: HttpRequest) -> None:
         raise VerittaError("MISSING_API_KEY", evidence={"header": "X-API-Key"}, details={"header": "X-API-Key"})
 
 
+def session_roles_within_key(asked: list[str] | None, held: list[str]) -> list[str]:
+    """A session holds the roles asked for, all of them the key's; none asked:
+    all the key's. Asking for more is refused, never trimmed."""
+    if asked is None:
+        return sorted(held)
+    beyond = sorted(set(asked) - set(held))
+    if beyond:
+        raise VerittaError(
+            "AUTHZ_DENIED",
+            evidence={"roles": sorted(held), "asked_beyond_key": beyond[:20]},
+            details={"roles": sorted(held)},
+        )
+    return sorted(set(asked))
+
+
 def session_open_request(request: HttpRequest, *, input_serializer: type[serializers.Serializer]) -> Outcome:
     ctx = RequestContext.for_request(
         request,
@@ -103,17 +120,20 @@ def session_open_request(request: HttpRequest, *, input_serializer: type[seriali
                 raise Denied("P2", VerittaError("INVALID_JSON", evidence=info, details=info))
             data = run_gate("P2", validated, input_serializer, parsed.payload)
             ctx.matched_rules.append("P2:payload_valid")
+            roles = run_gate("authz", session_roles_within_key, data.get("roles"), ctx.roles or [])
+            ctx.matched_rules.append("authz:session_roles_within_key")
         except Denied as denied:
             audit_deny(ctx, gate=denied.gate, error=denied.error)
             return error_outcome(ctx.trace_id, denied.error)
         session, token = session_open(
-            ctx=ctx, user_id=data["user_id"], ttl_s=data.get("ttl_s") or settings.VERITTA_SESSION_TTL_S
+            ctx=ctx, user_id=data["user_id"], ttl_s=data.get("ttl_s") or settings.VERITTA_SESSION_TTL_S, roles=roles
         )
     except VerittaError as error:  # the audit sink failed, or the session could not be stored
         return error_outcome(ctx.trace_id, error)
     answer = {
         "session_id": session.session_id,
         "user_id": session.user_id,
+        "roles": list(session.roles),
         "token": token,
         "created_at": utc_timestamp(session.created_at),
         "expires_at": utc_timestamp(session.expires_at),

@@ -21,10 +21,16 @@ class ApiKey(models.Model):
     # overlap during a rotation: the new one is created, the old one given an
     # expiry (docs/DEPLOYMENT.md, "Rotating keys").
     expires_at = models.DateTimeField(null=True, blank=True)
+    # Role names (docs/AUTHORIZATION.md): what the profile lets this key do.
+    # Read at G2 on every request, never cached, so a change holds on the next one.
+    roles = models.JSONField(default=list, blank=True)
 
     class Meta:
         verbose_name = "API key"
-        permissions = [("revoke_apikey", "Can revoke API keys (console)")]
+        permissions = [
+            ("revoke_apikey", "Can revoke API keys (console)"),
+            ("set_apikey_roles", "Can change API keys' roles (console)"),
+        ]
 
     def __str__(self) -> str:
         return f"vk_{self.prefix}… ({self.name})"
@@ -51,6 +57,9 @@ class Session(models.Model):
     revoked_by = models.CharField(max_length=64, blank=True, default="")
     revoked_reason = models.CharField(max_length=200, blank=True, default="")
     last_seen_at = models.DateTimeField(null=True, blank=True)
+    # At most the opener key's roles when opened; the effective roles are
+    # these narrowed by the opener's current ones (docs/AUTHORIZATION.md).
+    roles = models.JSONField(default=list, blank=True)
 
     class Meta:
         indexes = [
@@ -96,7 +105,9 @@ class RateLimitState(models.Model):
     answer decides, so every worker and app server sees one exact limit. A row
     whose TAT has passed is the same as no row and may be deleted."""
 
-    bucket = models.CharField(max_length=80, primary_key=True)  # "key:<id>", "session:<id>", "address:<digest>", "admin:<bucket>"
+    bucket = models.CharField(
+        max_length=80, primary_key=True
+    )  # "key:<id>", "session:<id>", "address:<digest>", "admin:<bucket>"
     tat_us = models.BigIntegerField()  # unix time, microseconds
     interval_us = models.BigIntegerField()  # T of the limit that last admitted a request
     seen_us = models.BigIntegerField()  # when that request came

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
+from typing import Any
 
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, JSONField, OuterRef, Subquery
 from django.utils import timezone
 
 from sessions_app.models import ApiKey, Session
@@ -27,6 +29,24 @@ SESSION_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,40}")
 # Compared against when no row matched: never equal to a real sha256 digest
 # of a presented secret (it is not a digest of anything we issue).
 DUMMY_DIGEST = "0" * 64
+# What a stored key's prefix looks like (anything else is unknown without a query).
+STORED_PREFIX_RE = re.compile(r"[A-Za-z0-9]{1,16}")
+# What a role name looks like (docs/AUTHORIZATION.md).
+ROLE_NAME_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,31}$")
+
+
+def roles_of(stored: Any) -> list[str]:
+    """Role names as stored on a row. A JSON column read through raw SQL or a
+    subquery may come back as text; anything that is not a list of names
+    counts as no role at all (fail closed)."""
+    if isinstance(stored, str):
+        try:
+            stored = json.loads(stored)
+        except ValueError:
+            return []
+    if not isinstance(stored, list):
+        return []
+    return sorted({r for r in stored if isinstance(r, str) and ROLE_NAME_RE.match(r)})
 
 
 def secret_digest(secret: str) -> str:
@@ -52,7 +72,7 @@ def api_key_prefix(presented: str) -> str | None:
 
 # Raw SQL: G2 runs on every request, and compiling the ORM query cost more
 # than running it (docs/PERFORMANCE.md). `prefix` is unique.
-_KEY_BY_PREFIX = "SELECT id, prefix, digest, revoked_at, expires_at FROM sessions_app_apikey WHERE prefix = %s"
+_KEY_BY_PREFIX = "SELECT id, prefix, digest, revoked_at, expires_at, roles FROM sessions_app_apikey WHERE prefix = %s"
 
 
 def api_key_authenticate(*, presented: str) -> ApiKey | None:
@@ -96,11 +116,17 @@ def session_authenticate(*, session_id: str, user_id: str, token: str) -> Sessio
 
 
 def _session_for_gate(*, session_id: str) -> Session | None:
-    """The session, annotated with whether the key that opened it is revoked (one query)."""
+    """The session, annotated with whether the key that opened it is revoked
+    and with that key's roles now (one query)."""
     if not SESSION_ID_RE.fullmatch(session_id):
         return None
     revoked_key = ApiKey.objects.filter(prefix=OuterRef("created_by"), revoked_at__isnull=False)
-    return Session.objects.filter(session_id=session_id).annotate(key_revoked=Exists(revoked_key)).first()
+    opener_roles = ApiKey.objects.filter(prefix=OuterRef("created_by")).values("roles")[:1]
+    return (
+        Session.objects.filter(session_id=session_id)
+        .annotate(key_revoked=Exists(revoked_key), opener_roles=Subquery(opener_roles, output_field=JSONField()))
+        .first()
+    )
 
 
 def sessions_of_key(*, created_by: str, limit: int) -> list[Session]:

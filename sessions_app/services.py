@@ -21,12 +21,22 @@ from audit.chain import AuditSinkError, chain_append
 from audit.services import RequestContext, audit_deny, sink_failure
 from governance.selectors import profile_hash_of
 from sessions_app.models import ApiKey, Session
-from sessions_app.selectors import KEY_PREFIX, SESSION_ID_PREFIX, TOKEN_PREFIX, secret_digest, session_get
+from sessions_app.selectors import (
+    KEY_PREFIX,
+    ROLE_NAME_RE,
+    SESSION_ID_PREFIX,
+    STORED_PREFIX_RE,
+    TOKEN_PREFIX,
+    roles_of,
+    secret_digest,
+    session_get,
+)
 from veritta_site.errors import VerittaError
 
 # last_seen_at is a hint for operators, not a security property: refresh it at
 # most once a minute so that a busy session does not write on every request.
 LAST_SEEN_RESOLUTION = timedelta(seconds=60)
+MAX_ROLES = 20
 
 
 def operator_context(*, endpoint: str, actor: dict[str, Any]) -> RequestContext:
@@ -67,15 +77,66 @@ def _end(ctx: RequestContext, *, evidence: dict[str, Any], error: VerittaError |
 # --- API keys -----------------------------------------------------------------
 
 
-def api_key_create(*, name: str, expires_at: datetime | None = None) -> tuple[ApiKey, str]:
+DEFAULT_KEY_ROLES = ["operator"]  # docs/AUTHORIZATION.md: what a key made without --role holds
+
+
+def roles_checked(roles: list[str]) -> list[str]:
+    """Role names as they are stored: sorted, unique, each a valid name (VALIDATION_ERROR otherwise)."""
+    bad = [r for r in roles if not isinstance(r, str) or not ROLE_NAME_RE.match(r)]
+    if bad or len(roles) > MAX_ROLES:
+        raise VerittaError(
+            "VALIDATION_ERROR", evidence={"fields": ["roles"], "problem": "invalid"}, details={"fields": ["roles"]}
+        )
+    return sorted(set(roles))
+
+
+def api_key_create(
+    *, name: str, expires_at: datetime | None = None, roles: list[str] | None = None
+) -> tuple[ApiKey, str]:
     """A new stored key. Returns the row and the key itself, which exists only
     in this return value: print it once, it cannot be recovered."""
     prefix = secrets.token_hex(4)
     key = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
     row = ApiKey.objects.create(
-        name=name, prefix=prefix, digest=secret_digest(key), created_at=timezone.now(), expires_at=expires_at
+        name=name,
+        prefix=prefix,
+        digest=secret_digest(key),
+        created_at=timezone.now(),
+        expires_at=expires_at,
+        roles=roles_checked(DEFAULT_KEY_ROLES if roles is None else roles),
     )
     return row, key
+
+
+def api_key_set_roles(
+    *, prefix: str, roles: list[str], actor: dict[str, Any] | None = None, ctx: RequestContext | None = None
+) -> bool:
+    """Replace a stored key's roles, audited as the action `set_api_key_roles`
+    (the old and new roles in its evidence). Effective on the key's and its
+    sessions' next request in every worker: G2/G4 read them from the row.
+    False if there is no active key with that prefix."""
+    roles = roles_checked(roles)
+    actor = actor or {"kind": "operator", "id": "manage.py"}
+    ctx = ctx or operator_context(endpoint="set_api_key_roles", actor=actor)
+    ctx.action_fields = {"action": "set_api_key_roles"}
+    known = STORED_PREFIX_RE.fullmatch(prefix)
+    row = ApiKey.objects.filter(prefix=prefix, revoked_at__isnull=True).first() if known else None
+    if row is None:
+        audit_deny(
+            ctx, gate="object", error=VerittaError("NOT_FOUND", evidence={"object": "api_key", "key_prefix": prefix})
+        )
+        return False
+    ctx.matched_rules.append("object:api_key_found")
+    evidence = {"key_prefix": prefix, "roles_before": roles_of(row.roles), "roles": roles}
+    _begin(ctx, action="set_api_key_roles", evidence=evidence)
+    try:
+        ApiKey.objects.filter(pk=row.pk).update(roles=roles)
+    except DatabaseError as exc:
+        error = VerittaError("INTERNAL_ERROR", evidence={"exc_class": type(exc).__name__})
+        _end(ctx, evidence=evidence, error=error)
+        raise error from exc
+    _end(ctx, evidence=evidence)
+    return True
 
 
 def api_key_expire(*, prefix: str, expires_at: datetime, actor: dict[str, Any] | None = None) -> bool:
@@ -89,7 +150,9 @@ def api_key_expire(*, prefix: str, expires_at: datetime, actor: dict[str, Any] |
     evidence = {"key_prefix": prefix, "expires_at": expires_at.isoformat()}
     active = ApiKey.objects.filter(prefix=prefix, revoked_at__isnull=True)
     if not active.exists():
-        audit_deny(ctx, gate="object", error=VerittaError("NOT_FOUND", evidence={"object": "api_key", "key_prefix": prefix}))
+        audit_deny(
+            ctx, gate="object", error=VerittaError("NOT_FOUND", evidence={"object": "api_key", "key_prefix": prefix})
+        )
         return False
     ctx.matched_rules.append("object:api_key_found")
     _begin(ctx, action="expire_api_key", evidence=evidence)
@@ -146,14 +209,14 @@ def api_key_revoke(*, prefix: str, actor: dict[str, Any] | None = None, reason: 
 # --- sessions -------------------------------------------------------------------
 
 
-def session_open(*, ctx: RequestContext, user_id: str, ttl_s: int) -> tuple[Session, str]:
+def session_open(*, ctx: RequestContext, user_id: str, ttl_s: int, roles: list[str]) -> tuple[Session, str]:
     """Open a session for `user_id`, audited as the action `open_session`.
 
     Returns the row and the bearer token, which exists only in this return
     value (only its digest is stored)."""
     session_id = SESSION_ID_PREFIX + secrets.token_hex(12)
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    evidence = {"session_id": session_id, "ttl_s": ttl_s}
+    evidence = {"session_id": session_id, "ttl_s": ttl_s, "roles": list(roles)}
     _begin(ctx, action="open_session", evidence=evidence)
     now = timezone.now()
     try:
@@ -164,6 +227,7 @@ def session_open(*, ctx: RequestContext, user_id: str, ttl_s: int) -> tuple[Sess
             created_at=now,
             created_by=str(ctx.actor.get("id") or "")[:64],
             expires_at=now + timedelta(seconds=ttl_s),
+            roles=list(roles),
         )
     except DatabaseError as exc:
         error = VerittaError("INTERNAL_ERROR", evidence={"exc_class": type(exc).__name__})

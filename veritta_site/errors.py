@@ -52,6 +52,8 @@ CATALOGUE: dict[str, Reason] = {
     "PROFILES_NOT_SERVABLE": Reason(
         503, "The active policy profiles are not a set this server may serve; request refused", "profile"
     ),
+    # authz (docs/AUTHORIZATION.md)
+    "AUTHZ_DENIED": Reason(403, "No role of this credential allows the request", "authz"),
     # registry
     "UNKNOWN_ACTION": Reason(422, "No registered executor handles this action", "registry"),
     "EXECUTOR_NOT_FOUND": Reason(422, "The executor named by the profile is not registered", "registry"),

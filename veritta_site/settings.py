@@ -172,6 +172,10 @@ SPECTACULAR_SETTINGS = {
 
 # --- Verittà (SPEC §2) ---
 VERITTA_BETA_API_KEY = env.str("VERITTA_BETA_API_KEY", default="")
+# Roles of that bootstrap key (comma-separated; docs/AUTHORIZATION.md). Default
+# `operator`: a named role, not a wildcard, so a profile with role rules gives
+# the bootstrap key only what it grants `operator`.
+VERITTA_BOOTSTRAP_KEY_ROLES = env.str("VERITTA_BOOTSTRAP_KEY_ROLES", default="operator")
 VERITTA_PROFILES_FINGERPRINT = env.str("VERITTA_PROFILES_FINGERPRINT", default="")
 VERITTA_ADMIN_API_KEY = env.str("VERITTA_ADMIN_API_KEY", default="")
 # The admin key being rotated out: accepted too until removed (docs/DEPLOYMENT.md).

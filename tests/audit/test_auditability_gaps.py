@@ -81,7 +81,7 @@ def test_gap08_every_action_record_has_the_same_schema(api, test_profiles, audit
 def test_gap09_denials_record_their_evidence(api, audit_records):
     trace = api.process({"action": "process", "text": "x" * 5000}).json()["trace_id"]
     (decision,) = audit_records(trace)
-    assert decision["evidence"] == {"field": "text", "limit": "max_length", "max": 4096}
+    assert decision["evidence"] == {"field": "text", "limit": "max_length", "max": 4096, "principal_roles": ["operator"]}
 
 
 def test_gap10_a_failing_gate_is_recorded_with_its_exception_class(api, test_profiles, audit_records, settings):

@@ -45,7 +45,9 @@ def test_a_retry_with_the_same_key_and_body_is_replayed_not_run_again(api, audit
     (record,) = audit_records(replay["trace_id"])
     assert record["event_type"] == "decision_audit" and record["decision"] == "ALLOW"
     assert record["reason_codes"] == ["IDEMPOTENT_REPLAY"] and "IDEMPOTENCY:replay" in record["matched_rules"]
-    assert record["evidence"] == {"original_trace_id": original["trace_id"], "http_status": 200}
+    assert record["evidence"] == {
+        "original_trace_id": original["trace_id"], "http_status": 200, "principal_roles": ["operator"]
+    }
     assert replay["audit"]["record_hash"] == record["record_hash"]
 
 
@@ -56,7 +58,9 @@ def test_the_same_key_with_another_body_is_refused_and_runs_nothing(api, audit_r
     assert changed.status_code == 422 and changed.json()["reason_codes"] == ["IDEMPOTENCY_KEY_REUSED"]
     records = audit_records(changed.json()["trace_id"])
     assert [(r["decision"], r["gate"]) for r in records] == [("DENY", "idempotency")]
-    assert records[0]["evidence"] == {"header": "Idempotency-Key", "original_trace_id": first.json()["trace_id"]}
+    assert records[0]["evidence"] == {
+        "header": "Idempotency-Key", "original_trace_id": first.json()["trace_id"], "principal_roles": ["operator"]
+    }
 
 
 @pytest.mark.parametrize("key", ["", "x" * 256, "has space", "caf\u00e9"])

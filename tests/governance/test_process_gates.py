@@ -176,7 +176,11 @@ def test_evidence_names_fields_never_values(api, audit_records):
     from veritta_site.redact import keyed_digest
 
     # An unknown field's name is the client's text too: a keyed digest in the trail.
-    assert decision["evidence"] == {"field_digests": [keyed_digest("field_", "secret_note")], "count": 1}
+    assert decision["evidence"] == {
+        "field_digests": [keyed_digest("field_", "secret_note")],
+        "count": 1,
+        "principal_roles": ["operator"],  # the bootstrap key's (docs/AUTHORIZATION.md)
+    }
     assert envelope["details"] == {"fields": ["secret_note"]}
     assert "VALUE-THAT-MUST-NOT-LEAK" not in json.dumps(envelope) + json.dumps(decision)
     assert "secret_note" not in json.dumps(decision)
@@ -185,7 +189,8 @@ def test_evidence_names_fields_never_values(api, audit_records):
 def test_unknown_action_name_is_not_stored(api, audit_records):
     response = api.process({"action": "drop_tables_of_customer_ana"})
     (decision,) = audit_records(response.json()["trace_id"])
-    assert decision["action"] is None and decision["evidence"] == {"field": "action"}
+    assert decision["action"] is None
+    assert decision["evidence"] == {"field": "action", "principal_roles": ["operator"]}
 
 
 def test_bootstrap_key_unset_at_request_time_denies_500_and_is_audited(api, audit_records, settings):

@@ -50,7 +50,7 @@ def test_gate_that_raises_denies_with_gate_exception(api, test_profiles, audit_r
     assert response.status_code == 500 and response.json()["reason_codes"] == ["GATE_EXCEPTION"]
     (decision,) = audit_records(response.json()["trace_id"])
     assert decision["decision"] == "DENY" and decision["gate"] == "profile"
-    assert decision["evidence"] == {"gate": "profile", "exc_class": "TypeError"}
+    assert decision["evidence"] == {"gate": "profile", "exc_class": "TypeError", "principal_roles": ["operator"]}
 
 
 @pytest.mark.parametrize(

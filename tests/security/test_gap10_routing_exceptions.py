@@ -67,7 +67,8 @@ def assert_routing_exception_kept(response: Any, records: list[dict[str, Any]], 
     decision, blocked = records
     assert (decision["decision"], decision["gate"]) == ("DENY", "registry")
     assert decision["reason_codes"] == blocked["reason_codes"] == ["GATE_EXCEPTION"]
-    assert decision["evidence"] == blocked["evidence"] == {"gate": "registry", "exc_class": exc_class}
+    assert blocked["evidence"] == {"gate": "registry", "exc_class": exc_class}
+    assert decision["evidence"] == {**blocked["evidence"], "principal_roles": ["operator"]}  # the decision names the roles
     assert blocked["status"] == "BLOCKED" and blocked["action"] == "test_action"
 
 

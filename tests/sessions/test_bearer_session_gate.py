@@ -18,7 +18,8 @@ def test_open_session_returns_id_user_expiry_and_token_once(api, open_session, s
     from sessions_app.models import Session
 
     session = open_session("u_12345")
-    assert set(session) == {"session_id", "user_id", "token", "created_at", "expires_at", "trace_id"}
+    assert set(session) == {"session_id", "user_id", "roles", "token", "created_at", "expires_at", "trace_id"}
+    assert session["roles"] == ["operator"]  # all of the opening (bootstrap) key's
     assert session["session_id"].startswith("sess_") and session["token"].startswith("vs_")
     assert session["user_id"] == "u_12345"
     expires = datetime.fromisoformat(session["expires_at"])

@@ -37,6 +37,7 @@ class Command(BaseCommand):
         explain.add_argument("--content-type", default="application/json")
         sub.add_parser("expire-approvals", help="Expire the held requests that waited past their expires_at (each recorded; their payloads deleted). The background worker does the same.")
         explain.add_argument("--check-credentials", action="store_true", help="Also run G0/G2/G4 on the --header values (read-only).")
+        explain.add_argument("--role", action="append", default=None, help="A role the principal holds (repeatable); with --check-credentials, narrows the credential's roles.")
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -65,6 +66,7 @@ class Command(BaseCommand):
                     headers=options["header"],
                     content_type=options["content_type"],
                     check_credentials=options["check_credentials"],
+                    roles=options["role"],
                 )
                 self.stdout.write(json.dumps(explained, indent=2, sort_keys=True))
                 return
