@@ -102,10 +102,15 @@ def _holds(value: Any, condition: dict[str, Any]) -> bool:
     return True
 
 
-def approval_required(rule: dict[str, Any], payload: dict[str, Any]) -> ApprovalRule | None:
-    """The approval this request needs under its action rule, or None when it
-    may run at once. The rule is one `approval_problems` accepted."""
+def approval_required(
+    rule: dict[str, Any], payload: dict[str, Any], role_rule: dict[str, Any] | None = None
+) -> ApprovalRule | None:
+    """The approval this request needs under its action rule, or else under the
+    rule of the role that allowed it (docs/AUTHORIZATION.md); None when it may
+    run at once. Each rule is one `approval_problems` accepted."""
     approval = rule.get("approval")
+    if approval is None and role_rule is not None:
+        approval = role_rule.get("approval", {}).get(payload["action"])
     if approval is None:
         return None
     when = approval.get("when", {})

@@ -97,9 +97,10 @@ def policy_evaluate(
         decision.profile = profile = run_gate("profile", profile_source)
         rule = run_gate("profile", gates.profile_allows, payload, profile, decision.matched)
         decision.action_fields = {"action": payload["action"]}  # a registry denial records the action
-        run_gate("authz", gates.role_allows, payload, rule, profile, roles, decision.matched)
+        role = run_gate("authz", gates.role_allows, payload, rule, profile, roles, decision.matched)
         executor = run_gate("registry", gates.executor_for, payload, rule, decision.matched)
-        decision.approval = run_gate("profile", approval_required, rule, payload)
+        role_rule = profile.document["roles"][role] if role is not None else None
+        decision.approval = run_gate("profile", approval_required, rule, payload, role_rule)
     except Denied as denied:
         decision.denied = denied
         return decision

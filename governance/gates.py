@@ -360,13 +360,21 @@ def role_allows(
         matched.append("authz:profile_has_no_role_rules")
         return None
     refusals: dict[str, str] = {}
+    allowing: list[str] = []
     for role in roles:
         grant = role_rules.get(role)
         refusal = "role_not_in_profile" if grant is None else _grant_refusal(grant, payload, rule)
         if refusal is None:
-            matched.append(f"authz:role:{role}")
-            return role
-        refusals[role] = refusal
+            allowing.append(role)
+        else:
+            refusals[role] = refusal
+    if allowing:
+        # A role that may do it without approval is the one that allows; a
+        # principal holding only roles that need approval waits for it.
+        at_once = [r for r in allowing if payload["action"] not in role_rules[r].get("approval", {})]
+        role = (at_once or allowing)[0]
+        matched.append(f"authz:role:{role}")
+        return role
     # The roles themselves are in every decision record's principal_roles.
     evidence = {"refused_by": {r: refusals[r] for r in _names(list(refusals))}}
     raise VerittaError("AUTHZ_DENIED", evidence=evidence, details={"roles": _names(roles)})

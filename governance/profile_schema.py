@@ -29,9 +29,9 @@ TOP_LEVEL_KEYS = {
     "actions",
     "roles",
 }
-# A role rule (docs/AUTHORIZATION.md). Open to more keys: a per-role approval
-# list is one more name here and one more check in gates._grant_refusal.
-ROLE_RULE_KEYS = {"actions", "executors", "connectors", "fields", "description"}
+# A role rule (docs/AUTHORIZATION.md); `approval`: the actions this role may
+# ask for only with four-eyes approval, each with its approval rule.
+ROLE_RULE_KEYS = {"actions", "executors", "connectors", "fields", "approval", "description"}
 RULE_KEYS = {"executor", "min_executor_version", "capabilities", "fields", "connector", "description", "approval"}
 FIELD_TYPES = {"string": str, "integer": int, "boolean": bool}
 FIELD_KEYS = {"type", "max_length", "enum", "min", "max", "description"}
@@ -116,7 +116,7 @@ def _rule_problems(path: str, action: str, rule: Any) -> list[str]:
     return problems
 
 
-def _roles_problems(roles: Any, actions: dict[str, Any]) -> list[str]:
+def _roles_problems(roles: Any, actions: dict[str, Any], common: Any) -> list[str]:
     if not isinstance(roles, dict):
         return ["roles: must be an object of role rules, by role name"]
     problems: list[str] = []
@@ -139,6 +139,25 @@ def _roles_problems(roles: Any, actions: dict[str, Any]) -> list[str]:
             ]
         if "fields" in grant:
             problems += _fields_problems(f"{path}.fields", grant["fields"])
+        if "approval" in grant:
+            problems += _role_approval_problems(f"{path}.approval", grant["approval"], granted, actions, common)
+    return problems
+
+
+def _role_approval_problems(path: str, approval: Any, granted: Any, actions: dict[str, Any], common: Any) -> list[str]:
+    """`approval` of a role rule: {action: approval rule}, for actions the role is granted."""
+    if not isinstance(approval, dict):
+        return [f"{path}: must be an object of approval rules, by action"]
+    problems: list[str] = []
+    for action, rule in sorted(approval.items()):
+        if action not in actions:
+            problems.append(f"{path}.{action}: is no action of this profile")
+            continue
+        if not isinstance(granted, list) or ("*" not in granted and action not in granted):
+            problems.append(f"{path}.{action}: the role is not granted this action")
+        fields = actions[action].get("fields", {}) if isinstance(actions[action], dict) else {}
+        known = {**(common if isinstance(common, dict) else {}), **(fields if isinstance(fields, dict) else {})}
+        problems += approval_problems(f"{path}.{action}", rule, known)
     return problems
 
 
@@ -166,7 +185,7 @@ def profile_problems(document: Any) -> list[str]:
     if not isinstance(actions, dict) or not actions:
         return [*problems, "actions: required, an object with at least one action rule"]
     if "roles" in document:
-        problems += _roles_problems(document["roles"], actions)
+        problems += _roles_problems(document["roles"], actions, common)
     for action, rule in sorted(actions.items()):
         problems += _rule_problems(f"actions.{action}", action, rule)
         fields = rule.get("fields", {}) if isinstance(rule, dict) else {}

@@ -96,3 +96,34 @@ def test_admin_api_reads_and_sets_roles_and_an_unknown_key_is_a_recorded_not_fou
     assert bad.status_code == 400
     row.refresh_from_db()
     assert row.roles == ["support_agent"]
+
+
+@pytest.mark.django_db
+def test_a_role_may_need_approval_where_another_runs_at_once(tmp_path):
+    """`approval` in a role rule: that role asks for those actions only with
+    four-eyes approval; a principal also holding a role that may run it at once
+    runs it at once (roles add up)."""
+    document = example()
+    document["roles"]["support_agent"]["approval"] = {"noop": {"group": "supervisors", "approvals": 1, "expires_after_s": 600}}
+    profile = tmp_path / "default.json"
+    profile.write_text(json.dumps(document))
+
+    def explain_with(*roles: str) -> dict:
+        out = StringIO()
+        args = ["explain", "--profile", str(profile), "--request", json.dumps({"action": "noop"})]
+        for role in roles:
+            args += ["--role", role]
+        call_command("governance", *args, stdout=out)
+        return json.loads(out.getvalue())
+
+    held = explain_with("support_agent")
+    assert held["http_status"] == 202 and held["executor"]["would_run"] is False
+    assert "authz:role:support_agent" in held["matched_rules"] and "approval:required" in held["matched_rules"]
+    at_once = explain_with("support_agent", "operator")
+    assert at_once["http_status"] == 200 and at_once["executor"]["would_run"] is True
+    assert "authz:role:operator" in at_once["matched_rules"] and "approval:required" not in at_once["matched_rules"]
+
+    document["roles"]["text_stats"]["approval"] = {"noop": {"group": "g", "expires_after_s": 60}, "nope": {}}
+    problems = profile_problems(document)
+    assert "roles.text_stats.approval.noop: the role is not granted this action" in problems
+    assert "roles.text_stats.approval.nope: is no action of this profile" in problems
