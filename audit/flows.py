@@ -21,28 +21,20 @@ from django.http import HttpRequest
 from audit.services import RequestContext, audit_allow, audit_deny
 from audit.transparency import Owners
 from governance import gates
-from governance.pipeline import G10_RULE, Denied, Outcome, error_outcome, failed_credential_counted, run_gate
+from governance.pipeline import (
+    G10_RULE,
+    Denied,
+    Outcome,
+    client_credentials,
+    error_outcome,
+    failed_credential_counted,
+    run_gate,
+)
 from governance.selectors import profile_hash_of
 from sessions_app.flows import admin_request
 from veritta_site.errors import VerittaError
 
 Perform = Callable[[RequestContext, dict[str, Any], Owners], Outcome]
-
-
-def _client_credentials(ctx: RequestContext, request: HttpRequest) -> list[dict[str, Any]]:
-    """G0, then G2 and/or G4 as on /process; the actors proved. Raises Denied."""
-    actors = []
-    run_gate("G0", gates.credential_present, request)
-    ctx.matched_rules.append("G0:credential_present")
-    if request.META.get("HTTP_X_API_KEY"):
-        ctx.actor = run_gate("G2", gates.api_key_valid, request)
-        ctx.matched_rules.append("G2:api_key_valid")
-        actors.append(ctx.actor)
-    if request.META.get("HTTP_AUTHORIZATION"):
-        ctx.actor = run_gate("G4", gates.session_valid, request)
-        ctx.matched_rules.append("G4:session_valid")
-        actors.append(ctx.actor)
-    return actors
 
 
 def reader_request(request: HttpRequest, *, endpoint: str, parse: Callable[[Any], dict[str, Any]], perform: Perform) -> Outcome:
@@ -58,11 +50,10 @@ def reader_request(request: HttpRequest, *, endpoint: str, parse: Callable[[Any]
             parsed = gates.parse_input(body)
             ctx.input_digest, ctx.digest_kind = parsed.digest, parsed.digest_kind
             try:
-                owners = _client_credentials(ctx, request)
+                key_actor, session_actor = client_credentials(request, ctx)
             except Denied as denied:
                 raise failed_credential_counted(denied, client=ctx.client)  # noqa: B904 - it may be `denied` itself
-            key_actor = next((a for a in owners if a["kind"] == "api_key"), None)
-            session_actor = next((a for a in owners if a["kind"] == "session"), None)
+            owners = [{"kind": a["kind"], "id": a["id"]} for a in (key_actor, session_actor) if a is not None]
             headers = run_gate("G10", gates.within_limits, key_actor=key_actor, session_actor=session_actor, client=ctx.client)
             ctx.matched_rules.append(G10_RULE)
             if body and parsed.problem is not None:

@@ -111,7 +111,7 @@ def process_request(request: HttpRequest) -> Outcome:
         parsed = gates.parse_input(body)
         ctx.input_digest, ctx.digest_kind = parsed.digest, parsed.digest_kind
         try:
-            key_actor, session_actor = _credentials(request, ctx)
+            key_actor, session_actor = client_credentials(request, ctx)
         except Denied as denied:
             with _decision_transaction():  # the address counter and the DENY
                 return _denied(ctx, failed_credential_counted(denied, client=ctx.client))
@@ -168,9 +168,11 @@ def _policy_decision(request: HttpRequest, parsed: gates.ParsedInput, roles: lis
     )
 
 
-def _credentials(request: HttpRequest, ctx: RequestContext) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+def client_credentials(request: HttpRequest, ctx: RequestContext) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """G0, then G2 and/or G4: the key actor and the session actor (None when
-    that credential was not sent). Raises Denied."""
+    that credential was not sent), the principal's roles on `ctx`; a key sent
+    with a session must be the key that opened it. Raises Denied. Every
+    endpoint a client credential reaches runs this (audit.flows too)."""
     matched = ctx.matched_rules
     key_actor = session_actor = None
     run_gate("G0", gates.credential_present, request)
