@@ -5,6 +5,7 @@ last approval. The state changes themselves are in governance/approvals.py."""
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -93,3 +94,17 @@ def _rule_of(held: ApprovalRequest) -> dict[str, Any]:
 
 
 VERDICTS = {"approve": ApprovalVote.APPROVE, "reject": ApprovalVote.REJECT}
+
+
+# An APPROVED request not taken this long after its last approval was left by a
+# process killed between the approval's commit and the execution.
+RESUME_AFTER_S = 30
+
+
+def resume_stranded(*, now: datetime | None = None) -> list[str]:
+    """Run the approved requests a killed process left untaken, each at most
+    once (the take is a conditional UPDATE): what `governance expire-approvals`
+    does after expiring. Returns the ids it ran."""
+    cutoff = (now or datetime.now(UTC)) - timedelta(seconds=RESUME_AFTER_S)
+    stranded = ApprovalRequest.objects.filter(status=ApprovalRequest.APPROVED, decided_at__lte=cutoff).order_by("pk")
+    return [public_id for public_id in stranded.values_list("public_id", flat=True) if execute_approved(public_id)]

@@ -229,3 +229,32 @@ def test_audit_summary_counts_approvals_rejections_expiries_and_time_to_decision
     decided = approvals["time_to_decision_s"]
     assert decided["decided"] == 3 and 0 <= decided["p50"] <= decided["max"]  # the waiting one is not decided
 
+
+def test_expire_approvals_runs_once_an_approved_request_a_killed_process_left(api, approvers, audit_log, audit_records, capsys):
+    """The last approval committed, then the process died before the take: the
+    sweep (`governance expire-approvals`) runs it, once, with its records."""
+    from audit.services import RequestContext
+    from governance import approvals
+    from governance.approval_flows import RESUME_AFTER_S
+    from governance.models import ApprovalRequest
+
+    held = api.process(BIG).json()
+    approval_id = held["approval"]["id"]
+    ctx = RequestContext(trace_id="00000000-0000-4000-8000-000000000015", endpoint="POST /admin/approvals/{id}/approve",
+                         profile_id="admin", profile_hash="0" * 64)
+    approvals.vote(approval_id, approver="alice", verdict="APPROVE", reason="ok", ctx=ctx)
+    approvals.vote(approval_id, approver="bob", verdict="APPROVE", reason="ok", ctx=ctx)  # no execution: "killed"
+    call_command("governance", "expire-approvals")
+    assert "left untaken" not in capsys.readouterr().out and pay_runs(audit_log) == []  # too recent: maybe still running
+    ApprovalRequest.objects.filter(public_id=approval_id).update(
+        decided_at=datetime.now(UTC) - timedelta(seconds=RESUME_AFTER_S + 1)
+    )
+    call_command("governance", "expire-approvals")
+    assert f"ran 1 approved request(s) left untaken\n{approval_id}" in capsys.readouterr().out
+    call_command("governance", "expire-approvals")
+    assert "left untaken" not in capsys.readouterr().out
+    assert pay_runs(audit_log) == [held["trace_id"]]
+    row = ApprovalRequest.objects.get(public_id=approval_id)
+    assert row.status == "EXECUTED" and row.sealed_payload is None
+    assert codes(audit_records(held["trace_id"]))[-3:] == ["PENDING:EXECUTION_ATTEMPT", "ALLOW:HELD_PAYLOAD_DELETED", "SUCCESS:"]
+
