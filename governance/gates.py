@@ -17,7 +17,7 @@ from governance.executors import Executor
 from governance.profiles import Profile
 from governance.registry import executor_registry, parse_semver
 from sessions_app.ratelimit import limits_enforce, tightest
-from sessions_app.selectors import api_key_authenticate, roles_of, session_authenticate, session_opener
+from sessions_app.selectors import api_key_authenticate, roles_of, session_authenticate
 from sessions_app.services import session_touch
 from veritta_site.canonical import canonical_json, sha256_hex
 from veritta_site.errors import VerittaError
@@ -215,7 +215,8 @@ def within_limits(
         checks.append(("session", str(session_actor["id"]), settings.VERITTA_RATE_LIMIT_SESSION_PER_MIN))
         # Bearer only: the key that opened the session pays too, so opening
         # many sessions cannot multiply a key's budget.
-        opener = session_opener(session_id=str(session_actor["id"])) if key_actor is None else None
+        # (G4 read it with the session row: no query here.)
+        opener = session_actor.get("opened_by") if key_actor is None else None
         if opener:
             checks.append(("key", opener, settings.VERITTA_RATE_LIMIT_KEY_PER_MIN))
     checks.append(("address", client or "unknown", settings.VERITTA_RATE_LIMIT_ADDRESS_PER_MIN))

@@ -138,8 +138,3 @@ def session_get(*, session_id: str) -> Session | None:
     if not SESSION_ID_RE.fullmatch(session_id):
         return None
     return Session.objects.filter(session_id=session_id).first()
-
-
-def session_opener(*, session_id: str) -> str | None:
-    """The actor id of the API key that opened the session (its prefix, or "bootstrap")."""
-    return Session.objects.filter(session_id=session_id).values_list("created_by", flat=True).first()
