@@ -18,6 +18,7 @@ class AuditConfig(AppConfig):
                 integration_lag=metrics.observe_integration_lag,
                 sink_failure=metrics.observe_sink_failure,
                 checkpoint_due=checkpoints.checkpoint_if_due,
+                group_committed=metrics.observe_group_commit,
                 promise=promises.inclusion_promise,
             )
         )

@@ -131,8 +131,21 @@ class _Transaction:
     lines: list[bytes] = field(default_factory=list)
     placed: dict[int, tuple[int, str]] = field(default_factory=dict)  # intake id -> (seq, hash)
 
+    def mark(self) -> tuple[tuple[int, str] | None, int, int]:
+        """Where the appends stand: rewind() to it after rolling back to a savepoint."""
+        return self.head, len(self.drafts), len(self.lines)
+
+    def rewind(self, mark: tuple[tuple[int, str] | None, int, int]) -> None:
+        self.head, drafts, lines = mark
+        del self.drafts[drafts:], self.lines[lines:]
+
 
 _open = threading.local()  # Django's connections are per thread, and so is this
+
+
+def open_chain_transaction() -> bool:
+    """Whether this thread has a chain transaction open (appends join it)."""
+    return getattr(_open, "tx", None) is not None
 
 
 def _head_of(row: Any) -> tuple[int, str]:

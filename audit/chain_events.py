@@ -27,6 +27,8 @@ class ChainEvents:
     sink_failure: Callable[[BaseException], None]
     # records first..last were sequenced: seal a checkpoint if one is due
     checkpoint_due: Callable[[int, int], None]
+    # a group commit committed this many request threads' writes (audit.group_commit)
+    group_committed: Callable[[int], None]
     # the signed promise for an entry hash queued at `queued_at`
     promise: Callable[..., dict[str, Any]]
 

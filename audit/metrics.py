@@ -78,6 +78,11 @@ AUDIT_INTEGRATED = Histogram(
     "Records the sequencer moved from the intake into the chain per transaction (PostgreSQL).",
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
 )
+AUDIT_GROUP_COMMIT_WRITES = Histogram(
+    "veritta_audit_group_commit_writes",
+    "Request threads' writes committed together by one group commit (SQLite, threaded workers).",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
 AUDIT_INTEGRATION_SECONDS = Histogram(
     "veritta_audit_integration_seconds",
     "Time the sequencer held the chain lock per batch (PostgreSQL).",
@@ -147,6 +152,13 @@ def observe_integrated(records: int, *, since: datetime) -> None:
     try:
         AUDIT_INTEGRATED.observe(records)
         AUDIT_INTEGRATION_SECONDS.observe((datetime.now(UTC) - since).total_seconds())
+    except Exception:  # noqa: BLE001 - observation is best effort
+        logger.exception("metrics observation failed")
+
+
+def observe_group_commit(writes: int) -> None:
+    try:
+        AUDIT_GROUP_COMMIT_WRITES.observe(writes)
     except Exception:  # noqa: BLE001 - observation is best effort
         logger.exception("metrics observation failed")
 

@@ -11,15 +11,16 @@ import hashlib
 import hmac
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.conf import settings
 from django.http import HttpRequest
 
 from audit.chain import AuditSinkError, Receipt, chain_append, chain_transaction
+from audit.group_commit import grouped, in_chain_transaction
 from audit.records import ACTION, DECISION, Presealed, new_record, preseal
 from veritta_site.errors import VerittaError
 from veritta_site.proxies import client_address
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     pass
 
 logger = logging.getLogger("veritta.audit")
+T = TypeVar("T")
 
 ANONYMOUS = {"kind": "anonymous", "id": None}
 
@@ -140,6 +142,16 @@ def audit_transaction() -> Iterator[None]:
         raise sink_failure(exc) from exc
 
 
+def in_audit_transaction(work: Callable[[], T]) -> T:
+    """Run `work` in a chain transaction shared with other request threads'
+    writes where that saves commits (audit.group_commit); returns its result
+    once committed. Raises VerittaError(AUDIT_SINK_FAILED) if it cannot commit."""
+    try:
+        return in_chain_transaction(work)
+    except AuditSinkError as exc:
+        raise sink_failure(exc) from exc
+
+
 def audit_deny(ctx: RequestContext, *, gate: str, error: VerittaError, blocked: bool = False) -> Receipt:
     """Record a denial (and the BLOCKED action, for registry denials).
 
@@ -179,7 +191,8 @@ def audit_allow(
 
 
 def audit_action_end(ctx: RequestContext, *, status: str, error: VerittaError | None = None, **extra: Any) -> Receipt:
+    record = preseal(ctx.action_record(status=status, error=error, **extra))  # before any lock
     try:
-        return chain_append([ctx.action_record(status=status, error=error, **extra)])[0]
+        return grouped(lambda: chain_append([record])[0])
     except AuditSinkError as exc:
         raise sink_failure(exc) from exc

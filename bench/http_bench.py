@@ -67,7 +67,15 @@ class Gunicorn:
     independent peer project; the same flags for every scenario."""
 
     def __init__(
-        self, env: dict[str, str], tmp: Path, name: str, workers: int, worker_class: str, *, peer: bool = False
+        self,
+        env: dict[str, str],
+        tmp: Path,
+        name: str,
+        workers: int,
+        worker_class: str,
+        *,
+        threads: int = 1,
+        peer: bool = False,
     ) -> None:
         self.env, self.name = env, name
         self.port = free_port()
@@ -82,6 +90,7 @@ class Gunicorn:
         argv = [
             sys.executable, "-m", "gunicorn", app, *config,
             "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers), "--worker-class", worker_class,
+            "--threads", str(threads),
             "--timeout", "60", "--graceful-timeout", "5", "--backlog", "2048",
         ]  # fmt: skip
         with self.log_path.open("ab") as log:
@@ -422,17 +431,21 @@ def bench_database(database: str, args: argparse.Namespace, cluster: PostgresClu
         for name in scenarios:
             peer = not name.startswith("governed")
             server_env_ = env_peer if peer else env
-            if name.endswith("-flock"):
-                server_env_ = {**env, "BENCH_SQLITE_FLOCK": "1"}
+            if name.endswith("-busywait"):
+                server_env_ = {**env, "BENCH_SQLITE_BUSYWAIT": "1"}
             if name.endswith("-nosync"):
                 server_env_ = {**env, "BENCH_SQLITE_NOSYNC": "1"}
+            if name.endswith("-nogroup"):
+                server_env_ = {**env, "BENCH_NO_GROUP_COMMIT": "1"}
             if name.endswith("-redis"):
                 assert redis is not None
                 # The same services with their rate state in Redis instead of the database:
                 # governed's G10 counters, the peer's throttle cache.
                 variable = "PEER_CACHE_REDIS_URL" if peer else "VERITTA_RATE_LIMIT_URL"
                 server_env_ = {**server_env_, variable: redis.start().url}
-            servers[name] = Gunicorn(server_env_, tmp, name, args.workers, args.worker_class, peer=peer)
+            servers[name] = Gunicorn(
+                server_env_, tmp, name, args.workers, args.worker_class, threads=args.threads, peer=peer
+            )
         for server in servers.values():
             server.wait_ready(args.workers)
         print(
@@ -509,7 +522,7 @@ def summarize(database: str, rounds: dict[str, list[Round]], rss: dict[str, list
     extra = {}
     # With Redis both sides move their rate state there; a what-if changes only
     # Verittà's SQLite write path, against the same peer.
-    for variant, peer in (("redis", "peer-redis"), ("flock", "peer"), ("nosync", "peer")):
+    for variant, peer in (("redis", "peer-redis"), ("busywait", "peer"), ("nosync", "peer"), ("nogroup", "peer")):
         if f"governed-{variant}" in rounds:
             extra[f"ratio_governed_{variant}_over_{peer.replace('-', '_')}"] = _median(
                 [a.rps / b.rps for a, b in zip(rounds[f"governed-{variant}"], rounds[peer], strict=True) if b.rps]
@@ -549,7 +562,11 @@ def report(result: dict[str, Any], connections: int) -> str:
     if "ratio_governed_redis_over_peer_redis" in result:
         ratio = result["ratio_governed_redis_over_peer_redis"]
         lines.append(f"governed/peer req/s  {ratio:.2f}   with rate state in Redis (governed-redis/peer-redis)")
-    for variant, what in (("flock", "SQLite writers queued on flock"), ("nosync", "SQLite commits without fsync")):
+    for variant, what in (
+        ("busywait", "SQLite writers waiting in SQLite's busy handler (no writer queue)"),
+        ("nosync", "SQLite commits without fsync"),
+        ("nogroup", "SQLite writes committed one by one (no group commit)"),
+    ):
         if f"ratio_governed_{variant}_over_peer" in result:
             ratio = result[f"ratio_governed_{variant}_over_peer"]
             lines.append(f"governed/peer req/s  {ratio:.2f}   with Verittà's {what} (governed-{variant}/peer)")
@@ -592,6 +609,7 @@ def main() -> None:
     parser.add_argument("--database", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--worker-class", default="sync", help="gunicorn worker class (sync, as the test servers run)")
+    parser.add_argument("--threads", type=int, default=1, help="gunicorn threads per worker (with gthread)")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rounds", type=int, help="rounds of (governed, peer, bare); default 4 quick, 10 full")
     parser.add_argument("--seconds", type=float, help="seconds per scenario per round; default 2 quick, 8 full")
@@ -602,8 +620,8 @@ def main() -> None:
         "--whatif",
         action="append",
         default=[],
-        choices=["flock", "nosync"],
-        help="on SQLite, add governed and peer with writers queued on flock / commits without fsync",
+        choices=["busywait", "nosync", "nogroup"],
+        help="on SQLite, add governed without its writer queue / with commits without fsync / without group commit",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (database, gunicorn logs)")
     parser.add_argument("--output", type=Path, help="JSON result file (default bench/results/<timestamp>.json)")

@@ -25,9 +25,9 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.http import HttpRequest
@@ -39,7 +39,7 @@ from audit.services import (
     audit_action_end,
     audit_allow,
     audit_deny,
-    audit_transaction,
+    in_audit_transaction,
 )
 from governance import approvals, gates, idempotency
 from governance.decision import G10_RULE, Denied, PolicyDecision, policy_evaluate, run_gate
@@ -51,6 +51,7 @@ from veritta_site.canonical import digest_of
 from veritta_site.errors import CATALOGUE, VerittaError, envelope
 
 logger = logging.getLogger("veritta.pipeline")
+T = TypeVar("T")
 
 # Executors run in worker threads so that a slow one can be abandoned at its
 # deadline. A thread that overruns keeps its slot until it returns; when all
@@ -87,16 +88,29 @@ def _context(request: HttpRequest) -> RequestContext:
     )
 
 
-def _decision_transaction() -> AbstractContextManager[None]:
+def _in_decision_transaction(work: Callable[[], T]) -> T:
     """The G10 counters and the decision records in one write transaction where
     that saves a commit (sessions_app.ratelimit.counters_share_audit_transaction):
-    on SQLite a request then makes two write transactions, not three."""
-    return audit_transaction() if counters_share_audit_transaction() else nullcontext()
+    on SQLite a request then makes two write transactions, not three, and
+    shares them with the other requests of its process writing at that moment
+    (audit.group_commit)."""
+    return in_audit_transaction(work) if counters_share_audit_transaction() else work()
 
 
 def _denied(ctx: RequestContext, denied: Denied) -> Outcome:
     audit_deny(ctx, gate=denied.gate, error=denied.error, blocked=denied.gate == "registry")
     return error_outcome(ctx.trace_id, denied.error)
+
+
+@dataclass
+class _Admitted:
+    """What the decision transaction leaves to the rest of the request."""
+
+    limit_headers: dict[str, str]
+    claim: idempotency.Claim
+    payload: dict[str, Any]
+    executor: Executor
+    held: dict[str, Any] | None = None
 
 
 def process_request(request: HttpRequest) -> Outcome:
@@ -112,16 +126,19 @@ def process_request(request: HttpRequest) -> Outcome:
         ctx.input_digest, ctx.digest_kind = parsed.digest, parsed.digest_kind
         try:
             key_actor, session_actor = client_credentials(request, ctx)
-        except Denied as denied:
-            with _decision_transaction():  # the address counter and the DENY
-                return _denied(ctx, failed_credential_counted(denied, client=ctx.client))
+        except Denied as credential_denied:
+            # the address counter and the DENY
+            return _in_decision_transaction(
+                lambda: _denied(ctx, failed_credential_counted(credential_denied, client=ctx.client))
+            )
         # P2, profile and registry only compute, so they are evaluated before
         # the write transaction opens (on SQLite it holds the one write lock);
         # their outcome is applied after G10, in the order of SPEC §4.
         checked = _policy_decision(request, parsed, ctx.roles or [])
         # So are the ALLOW and PENDING records they lead to, should G10 allow.
         allow = None if checked.denied or checked.approval else allow_records(checked.applied_to(ctx), pending=True)
-        with _decision_transaction():
+
+        def decide() -> Outcome | _Admitted:
             try:
                 limit_headers = run_gate(
                     "G10", gates.within_limits, key_actor=key_actor, session_actor=session_actor, client=ctx.client
@@ -136,9 +153,10 @@ def process_request(request: HttpRequest) -> Outcome:
                 outcome = idempotency.replayed(ctx, claim.original)
                 outcome.headers = {**limit_headers, **outcome.headers}
                 return outcome
+            admitted = _Admitted(limit_headers, claim, payload, executor)
             try:
                 if checked.approval is not None:  # every gate allowed; a person decides if it runs
-                    held = approvals.hold(ctx, payload, checked.approval)
+                    admitted.held = approvals.hold(ctx, payload, checked.approval)
                 else:
                     audit_allow(ctx, pending=True, prepared=allow)  # committed before the executor may run
             except VerittaError as error:
@@ -146,17 +164,22 @@ def process_request(request: HttpRequest) -> Outcome:
                 if error.code == "APPROVAL_UNAVAILABLE":  # cannot be held: refused, and recorded
                     return _denied(ctx, Denied("approval", error))
                 raise
-        if checked.approval is not None:
-            outcome = Outcome(202, {"status_code": 202, "trace_id": ctx.trace_id, "approval": held})
-            idempotency.complete(claim, outcome)
-            outcome.headers = {**limit_headers, **outcome.headers}
+            return admitted
+
+        decided = _in_decision_transaction(decide)
+        if isinstance(decided, Outcome):
+            return decided
+        if decided.held is not None:
+            outcome = Outcome(202, {"status_code": 202, "trace_id": ctx.trace_id, "approval": decided.held})
+            idempotency.complete(decided.claim, outcome)
+            outcome.headers = {**decided.limit_headers, **outcome.headers}
             return outcome
         try:
-            outcome = execute_allowed(ctx, executor, payload, checked.rule)
+            outcome = execute_allowed(ctx, decided.executor, decided.payload, checked.rule)
         except VerittaError as error:  # executed, outcome unrecorded: a retry must not run it again
             outcome = error_outcome(ctx.trace_id, error)
-        idempotency.complete(claim, outcome)
-        outcome.headers = {**limit_headers, **outcome.headers}
+        idempotency.complete(decided.claim, outcome)
+        outcome.headers = {**decided.limit_headers, **outcome.headers}
         return outcome
     except VerittaError as error:  # the audit sink failed: nothing ran without its record
         return error_outcome(ctx.trace_id, error)

@@ -97,6 +97,9 @@ TEMPLATES = [
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'veritta.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Django's SQLite backend, with writers queued on an OS lock instead of
+    # SQLite's sleeping busy handler (veritta_site/sqlite_queued).
+    DATABASES["default"]["ENGINE"] = "veritta_site.sqlite_queued"
     DATABASES["default"]["OPTIONS"] = {
         # Every transaction takes the write lock at BEGIN: the audit chain head
         # is read under that lock, so concurrent writers can never fork it.
@@ -203,6 +206,9 @@ VERITTA_AUDIT_WITNESSES = env.list("VERITTA_AUDIT_WITNESSES", default=[])
 # process looks for waiting records.
 VERITTA_AUDIT_MAX_MERGE_DELAY_S = env.float("VERITTA_AUDIT_MAX_MERGE_DELAY_S", default=4.0)
 VERITTA_AUDIT_SEQUENCER_INTERVAL_S = env.float("VERITTA_AUDIT_SEQUENCER_INTERVAL_S", default=0.5)
+# SQLite: the writes that request threads of one process make at the same moment
+# share one transaction and one commit (audit/group_commit.py); off, each commits alone.
+VERITTA_AUDIT_GROUP_COMMIT = env.bool("VERITTA_AUDIT_GROUP_COMMIT", default=True)
 VERITTA_AUDIT_DIGEST_ENABLED = env.bool("VERITTA_AUDIT_DIGEST_ENABLED", default=True)
 VERITTA_MAX_PAYLOAD_SIZE = env.int("VERITTA_MAX_PAYLOAD_SIZE", default=8192)
 VERITTA_EXECUTOR_TIMEOUT_S = env.float("VERITTA_EXECUTOR_TIMEOUT_S", default=10.0)

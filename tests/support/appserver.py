@@ -71,6 +71,7 @@ class AppServer:
         tmp: Path,
         *,
         workers: int = 2,
+        threads: int = 1,
         env: Mapping[str, str] | None = None,
         database_url: str | None = None,
         task_worker: bool = False,
@@ -78,6 +79,7 @@ class AppServer:
         tmp.mkdir(parents=True, exist_ok=True)
         self.tmp = tmp
         self.workers = workers
+        self.threads = threads  # > 1: gunicorn's gthread workers, as docs/DEPLOYMENT.md recommends
         self.database_url = database_url or fresh_database_url(tmp)
         LEAKS.databases.append(self.database_url)  # scanned after the whole suite
         self.env = server_env(tmp, self.database_url, env)
@@ -126,6 +128,7 @@ class AppServer:
             [
                 sys.executable, "-m", "gunicorn", "veritta_site.wsgi:application",
                 "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers),
+                *(["--worker-class", "gthread", "--threads", str(self.threads)] if self.threads > 1 else []),
                 "--timeout", "60", "--graceful-timeout", "5",
             ],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
