@@ -1,7 +1,9 @@
 """gunicorn settings for Verittà, read from the environment.
 
     GUNICORN_BIND     default 127.0.0.1:8000; or VERITTA_HOST / VERITTA_PORT (not both)
-    WEB_CONCURRENCY   worker processes, default 2 x cores + 1
+    WEB_CONCURRENCY   worker processes, default 2 x cores + 1 (sync), one per core (threads)
+    GUNICORN_THREADS  request threads per worker, default 1 (sync workers); above 1,
+                      gthread workers: recommended on SQLite (docs/DEPLOYMENT.md)
     GUNICORN_CONTROL_SOCKET  path of gunicorn's control socket; unset: no socket
     GUNICORN_TIMEOUT  seconds before a silent worker is restarted, default 30
                       (keep it above VERITTA_EXECUTOR_TIMEOUT_S)
@@ -66,7 +68,14 @@ def _bind(environ: dict[str, str]) -> str:
 
 
 bind = _bind(dict(os.environ))
-workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
+# Threaded workers let the request threads of a process share their audit
+# commits (audit/group_commit.py), which sync workers cannot: measured the
+# better choice on SQLite, and sync workers on PostgreSQL (docs/PERFORMANCE.md).
+# A threaded process runs Python on one core at a time, hence one per core.
+threads = int(os.environ.get("GUNICORN_THREADS", "1"))
+worker_class = "gthread" if threads > 1 else "sync"
+_default_workers = multiprocessing.cpu_count() if threads > 1 else multiprocessing.cpu_count() * 2 + 1
+workers = int(os.environ.get("WEB_CONCURRENCY", _default_workers))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 20
 keepalive = 5

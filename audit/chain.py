@@ -130,6 +130,15 @@ class _Transaction:
     drafts: list[dict[str, Any]] = field(default_factory=list)
     lines: list[bytes] = field(default_factory=list)
     placed: dict[int, tuple[int, str]] = field(default_factory=dict)  # intake id -> (seq, hash)
+    intake_ids: dict[str, int] = field(default_factory=dict)  # entry hash -> intake id
+
+    def settled(self, receipt: Receipt) -> Receipt:
+        """A promise given inside this transaction, with its seq if the
+        sequencer step after the commit placed it (audit.group_commit)."""
+        intake_id = self.intake_ids.get(receipt.entry_hash)
+        if receipt.seq is not None or intake_id not in self.placed:
+            return receipt
+        return Receipt(receipt.entry_hash, *self.placed[intake_id])
 
     def mark(self) -> tuple[tuple[int, str] | None, int, int]:
         """Where the appends stand: rewind() to it after rolling back to a savepoint."""
@@ -379,6 +388,7 @@ def _append_to_intake(tx: _Transaction, presealed: list[Presealed]) -> list[int]
             integrate(locked=True)  # holding the lock anyway: catch up, then release it
         raise IntegrationLagging("IntegrationLagging")
     tx.drafts.extend(draft.record for draft in presealed)
+    tx.intake_ids.update(zip((draft.entry_hash for draft in presealed), ids, strict=True))
     return ids
 
 

@@ -1,15 +1,15 @@
-"""Group commit on the direct path (SQLite): the write transactions that the
-request threads of one process start at the same moment share one
-transaction and one commit (docs/ARCHITECTURE.md "Group commit").
+"""Group commit: the write transactions that the request threads of one
+process start at the same moment share one transaction and one commit
+(docs/ARCHITECTURE.md "The audit write path").
 
-SQLite has one write lock, and every commit holds it across its fsync. With
-threaded workers (gunicorn `gthread`) each request thread used to take that
-lock and pay that fsync on its own. Here a request thread hands its write (a
-callable: the G10 counters and decision records, or a terminal record) to
-the group. If no thread is committing, it leads: it takes every write waiting
-at that moment, runs each in a savepoint of one transaction on its own
-connection, commits once, and wakes the others. Threads arriving meanwhile
-wait for the next leader, one of themselves. So:
+Every commit waits for its fsync (on SQLite holding the one write lock, on
+PostgreSQL a WAL flush). With threaded workers (gunicorn `gthread`) each
+request thread used to pay that on its own. Here a request thread hands its
+write (a callable: the G10 counters and decision records, or a terminal
+record) to the group. If no thread is committing, it leads: it takes every
+write waiting at that moment, runs each in a savepoint of one transaction on
+its own connection, commits once, and wakes the others. Threads arriving
+meanwhile wait for the next leader, one of themselves. So:
 
 - durability is unchanged: a thread returns only after the commit that holds
   its write (a PENDING record is durable before its executor runs);
@@ -17,11 +17,10 @@ wait for the next leader, one of themselves. So:
   commit; a failed commit fails every write of the batch, none is kept;
 - a leader commits one batch and leaves, so no request waits behind more than
   one batch of others;
-- a process serving one request at a time (sync workers) always leads a batch
-  of one: exactly one transaction per write, as before, and no savepoint.
-
-PostgreSQL needs none of this: its writers commit to the intake without the
-chain lock and share WAL flushes through PostgreSQL's own group commit.
+- a write alone in its batch (always so with sync workers, one request at a
+  time) runs exactly as without a group: its own transaction, no savepoint;
+- on PostgreSQL the batch's records go to the intake in one commit, and the
+  sequencer step after it places them: receipts get their seq as before.
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.db import connection, transaction
 
-from audit.chain import AuditSinkError, chain_transaction, open_chain_transaction
+from audit.chain import AuditSinkError, Receipt, chain_transaction, open_chain_transaction
 from audit.chain_events import events
 
 T = TypeVar("T")
@@ -43,18 +42,19 @@ _thread = threading.local()  # set while this thread leads: its writes' nested w
 
 
 class _Write:
-    __slots__ = ("context", "done", "error", "ran", "result", "work")
+    __slots__ = ("alone", "context", "done", "error", "ran", "result", "work")
 
-    def __init__(self, work: Callable[[], Any]) -> None:
+    def __init__(self, work: Callable[[], Any], *, alone: Callable[[], Any]) -> None:
         self.work = work
+        self.alone = alone  # how it runs when the batch is only itself
         self.context = contextvars.copy_context()  # the trace id of its request, for logs
         self.done = False
         self.result: Any = None
         self.ran = False
         self.error: BaseException | None = None
 
-    def run(self) -> None:
-        self.result = self.context.run(self.work)
+    def run(self, *, alone: bool = False) -> None:
+        self.result = self.context.run(self.alone if alone else self.work)
         self.ran = True
 
 
@@ -66,11 +66,12 @@ class GroupCommit:
         self._waiting: list[_Write] = []
         self._leading = False
 
-    def run(self, work: Callable[[], T]) -> T:
-        """Run `work` in a transaction shared with the writes of other threads;
-        return its result once that transaction has committed, or raise its
-        error (AuditSinkError if the commit failed)."""
-        write = _Write(work)
+    def run(self, work: Callable[[], T], *, alone: Callable[[], T]) -> T:
+        """Run `work` in a transaction shared with the writes of other threads
+        (`alone` instead, when no other write shares it); return its result
+        once that transaction has committed, or raise its error
+        (AuditSinkError if the commit failed)."""
+        write = _Write(work, alone=alone)
         with self._cond:
             self._waiting.append(write)
             while self._leading and not write.done:
@@ -98,10 +99,10 @@ class GroupCommit:
 def _commit(batch: list[_Write]) -> None:
     _thread.leading = True
     try:
-        with chain_transaction() as tx:
-            if len(batch) == 1:  # alone: its error rolls the transaction back, as without a group
-                batch[0].run()
-            else:
+        if len(batch) == 1:  # alone: as without a group, its error rolls its transaction back
+            batch[0].run(alone=True)
+        else:
+            with chain_transaction() as tx:
                 for write in batch:
                     mark = tx.mark()
                     try:
@@ -110,6 +111,9 @@ def _commit(batch: list[_Write]) -> None:
                     except Exception as exc:  # noqa: BLE001 - handed to the thread that wrote it
                         tx.rewind(mark)
                         write.error = exc
+            for write in batch:  # PostgreSQL: receipts the sequencer step placed after the commit
+                if isinstance(write.result, Receipt):
+                    write.result = tx.settled(write.result)
     except Exception as exc:  # noqa: BLE001 - the commit failed: nothing of the batch is kept
         for write in batch:
             if write.error is None:
@@ -124,24 +128,29 @@ _group = GroupCommit()
 
 
 def _groups() -> bool:
-    """SQLite, and no transaction open on this thread to join."""
+    """Grouping is on, and no transaction is open on this thread to join."""
     joins = getattr(_thread, "leading", False) or open_chain_transaction() or connection.in_atomic_block
-    return connection.vendor == "sqlite" and settings.VERITTA_AUDIT_GROUP_COMMIT and not joins
+    return settings.VERITTA_AUDIT_GROUP_COMMIT and not joins
 
 
-def in_chain_transaction(work: Callable[[], T]) -> T:
-    """Run `work` in a chain transaction (audit.chain.chain_transaction): in the
-    process's group commit on SQLite, in a transaction of its own otherwise (or
-    the one open on this thread, which it joins). Returns its result once
-    committed; raises AuditSinkError if the transaction cannot commit."""
-    if _groups():
-        return _group.run(work)
+def _in_transaction(work: Callable[[], T]) -> T:
     with chain_transaction():
         return work()
 
 
+def in_chain_transaction(work: Callable[[], T]) -> T:
+    """Run `work` in a chain transaction (audit.chain.chain_transaction), shared
+    with the writes other request threads of this process make at the same
+    moment (or in the transaction open on this thread, which it joins).
+    Returns its result once committed; raises AuditSinkError if the
+    transaction cannot commit."""
+    if _groups():
+        return _group.run(work, alone=lambda: _in_transaction(work))
+    return _in_transaction(work)
+
+
 def grouped(work: Callable[[], T]) -> T:
-    """Run `work`, whose appends make their own transaction, in the group
-    commit where there is one (SQLite); as it is elsewhere (on PostgreSQL a
-    lone append goes to the intake and may be sequenced at once)."""
-    return _group.run(work) if _groups() else work()
+    """Run `work`, whose appends make their own transaction when alone (on
+    PostgreSQL a lone append commits and tries the chain lock in one round
+    trip), in the group commit with whatever else is waiting."""
+    return _group.run(work, alone=work) if _groups() else work()

@@ -206,8 +206,8 @@ VERITTA_AUDIT_WITNESSES = env.list("VERITTA_AUDIT_WITNESSES", default=[])
 # process looks for waiting records.
 VERITTA_AUDIT_MAX_MERGE_DELAY_S = env.float("VERITTA_AUDIT_MAX_MERGE_DELAY_S", default=4.0)
 VERITTA_AUDIT_SEQUENCER_INTERVAL_S = env.float("VERITTA_AUDIT_SEQUENCER_INTERVAL_S", default=0.5)
-# SQLite: the writes that request threads of one process make at the same moment
-# share one transaction and one commit (audit/group_commit.py); off, each commits alone.
+# The writes that request threads of one process make at the same moment share
+# one transaction and one commit (audit/group_commit.py); off, each commits alone.
 VERITTA_AUDIT_GROUP_COMMIT = env.bool("VERITTA_AUDIT_GROUP_COMMIT", default=True)
 VERITTA_AUDIT_DIGEST_ENABLED = env.bool("VERITTA_AUDIT_DIGEST_ENABLED", default=True)
 VERITTA_MAX_PAYLOAD_SIZE = env.int("VERITTA_MAX_PAYLOAD_SIZE", default=8192)
