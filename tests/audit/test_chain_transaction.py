@@ -11,13 +11,12 @@ turn puts it in the chain, in order."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.appserver import fresh_database_url, manage, server_env
+from tests.support.appserver import observe_in_shell
 
 # Runs in `manage.py shell`; prints one JSON object of observations.
 SCRIPT = r"""
@@ -173,12 +172,7 @@ print(json.dumps(out))
 
 @pytest.fixture(scope="module")
 def observed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    tmp = Path(tmp_path_factory.mktemp("chain-tx"))
-    env = server_env(tmp, fresh_database_url(tmp))
-    manage(env, "migrate", "--verbosity", "0")
-    run = manage(env, "shell", "-c", SCRIPT, check=False)
-    assert run.returncode == 0, run.stderr[-3000:]
-    return json.loads(run.stdout.strip().splitlines()[-1])
+    return observe_in_shell(Path(tmp_path_factory.mktemp("chain-tx")), SCRIPT)
 
 
 def test_an_append_commits_and_leaves_no_transaction_open(observed):

@@ -5,6 +5,7 @@ does it, with the production settings module."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -51,6 +52,17 @@ def server_env(tmp: Path, database_url: str, extra: Mapping[str, str] | None = N
     )
     env.update(extra or {})
     return env
+
+
+def observe_in_shell(tmp: Path, script: str) -> dict[str, Any]:
+    """Run `script` in `manage.py shell` on a fresh, migrated database, as a
+    server process would run the code it calls; the JSON object it prints last."""
+    env = server_env(tmp, fresh_database_url(tmp))
+    manage(env, "migrate", "--verbosity", "0")
+    run = manage(env, "shell", "-c", script, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    observed: dict[str, Any] = json.loads(run.stdout.strip().splitlines()[-1])
+    return observed
 
 
 def manage(env: Mapping[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
