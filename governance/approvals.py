@@ -6,6 +6,8 @@ States: WAITING -> APPROVED (the last approval, committed with its record)
 -> EXECUTED (taken by one conditional UPDATE, committed with the PENDING
 record and the payload's deletion, before the executor runs). WAITING ->
 REJECTED | EXPIRED, each deleting the payload in the same transaction.
+An executed request's sealed answer is deleted, recorded, after
+VERITTA_APPROVAL_ANSWER_RETENTION_S.
 A server killed between APPROVED and the take leaves an APPROVED row and no
 PENDING record: the action never ran, and `audit verify` says so.
 """
@@ -17,6 +19,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django_tasks import task
 
@@ -29,6 +32,7 @@ from veritta_site.errors import VerittaError
 
 REASON_MAX = 500
 EXPIRY_ACTOR = {"kind": "system", "id": "approval-expiry"}
+RETENTION_ACTOR = {"kind": "system", "id": "approval-retention"}
 
 
 def _now() -> datetime:
@@ -104,8 +108,8 @@ def hold(ctx: RequestContext, payload: dict[str, Any], approval: ApprovalRule) -
 
 
 def _expiry_enqueue(when: datetime) -> None:
-    """The background worker expires it then (approvals_expire below); queued
-    with the hold, so a rolled-back hold queues nothing."""
+    """The background worker sweeps then (approvals_expire below): queued with
+    the hold (a rolled-back hold queues nothing) and with each kept answer."""
     approvals_expire.using(run_after=when).enqueue()
 
 
@@ -221,8 +225,12 @@ def mark_taken(held: ApprovalRequest, ctx: RequestContext) -> bool:
 
 
 def answer_keep(held: ApprovalRequest, body: dict[str, Any], status: int) -> None:
+    """Keep the answer, sealed, for the requester's GET /approvals/{id} until
+    its retention ends (answers_purge_due below, which the worker runs then)."""
     sealed = held_payloads.seal({"status": status, "body": body}, public_id=held.public_id, input_digest=held.input_digest)
-    ApprovalRequest.objects.filter(pk=held.pk).update(sealed_answer=sealed)
+    now = _now()
+    ApprovalRequest.objects.filter(pk=held.pk).update(sealed_answer=sealed, answered_at=now)
+    _expiry_enqueue(now + timedelta(seconds=settings.VERITTA_APPROVAL_ANSWER_RETENTION_S))
 
 
 def answer_of(held: ApprovalRequest) -> dict[str, Any] | None:
@@ -257,6 +265,25 @@ def expire_due(*, now: datetime | None = None, background: bool = True) -> list[
     return expired
 
 
+def answers_purge_due(*, now: datetime | None = None) -> list[str]:
+    """Delete every sealed answer stored VERITTA_APPROVAL_ANSWER_RETENTION_S ago
+    or more, each with its HELD_ANSWER_DELETED record in the same transaction,
+    each by a conditional UPDATE (of two sweeps, one deletes and records)."""
+    retention = settings.VERITTA_APPROVAL_ANSWER_RETENTION_S
+    cutoff = (now or _now()) - timedelta(seconds=retention)
+    due = ApprovalRequest.objects.filter(sealed_answer__isnull=False, answered_at__lte=cutoff).order_by("pk")
+    deleted = []
+    for held in due.only("pk", "public_id", "trace_id", "action", "profile_id", "profile_hash", "input_digest"):
+        step = held_context(held, endpoint="approval answer retention", actor=RETENTION_ACTOR)
+        with audit_transaction():
+            if not ApprovalRequest.objects.filter(pk=held.pk, sealed_answer__isnull=False).update(sealed_answer=None):
+                continue
+            _append([_step_record(step, code="HELD_ANSWER_DELETED", decision="ALLOW", http_status=0,
+                                  evidence={"approval_id": held.public_id, "why": "retention", "retention_s": retention})])
+        deleted.append(held.public_id)
+    return deleted
+
+
 def approvals_waiting_count() -> int:
     return ApprovalRequest.objects.filter(status=ApprovalRequest.WAITING).count()
 
@@ -265,5 +292,7 @@ def approvals_waiting_count() -> int:
 def approvals_expire() -> None:
     """Expire the held requests past their expires_at, run by `manage.py
     db_worker --queue-name verify,approvals`. Enqueued, to run then, for each
-    request that starts waiting; a request already decided is left as is."""
+    request that starts waiting, and for each answer at the end of its
+    retention; a request already decided is left as is."""
     expire_due()
+    answers_purge_due()

@@ -15,9 +15,11 @@ from typing import Any
 
 from django.http import HttpRequest
 
+from audit.services import ANONYMOUS, RequestContext
 from governance import gates
 from governance.approval_rules import APPROVAL_RULE
 from governance.decision import Denied, policy_evaluate, run_gate
+from governance.pipeline import client_credentials
 from governance.profiles import Profile
 
 NOT_EVALUATED_CREDENTIALS = (
@@ -39,28 +41,26 @@ def explain_request(
         steps.append({"gate": gate, "result": "allow", "rules": [rule]})
         return result
 
-    actor: dict[str, Any] | None = None
-    credentials: list[dict[str, Any] | None] = []
+    # The pipeline's own credential sequence, on a context nothing records: the
+    # actor and roles it leaves are what a live decision record would carry.
+    live = RequestContext(trace_id="explain", endpoint="POST /process", profile_id=profile.profile_id, profile_hash=profile.sha256)
     try:
         step("P0", gates.read_body_within_limit, request, rule="P0:size_within_limit")
         parsed = gates.parse_input(body)
         if check_credentials:
-            step("G0", gates.credential_present, request, rule="G0:credential_present")
-            if request.META.get("HTTP_X_API_KEY"):
-                actor = step("G2", gates.api_key_valid, request, rule="G2:api_key_valid")
-                credentials.append(actor)
-            if request.META.get("HTTP_AUTHORIZATION"):
-                actor = step("G4", gates.session_valid_readonly, request, rule="G4:session_valid")
-                credentials.append(actor)
-            if len(credentials) == 2:
-                run_gate("authz", gates.session_of_key, *credentials)
+            try:
+                client_credentials(request, live, session_gate=gates.session_valid_readonly)
+            finally:
+                steps.extend({"gate": r.split(":")[0], "result": "allow", "rules": [r]} for r in live.matched_rules)
         else:
             steps.append({"gate": "G0/G2/G4", "result": NOT_EVALUATED_CREDENTIALS, "rules": []})
         steps.append({"gate": "G10", "result": NOT_EVALUATED_G10, "rules": []})
     except Denied as denied:
-        return _explained(steps, denied, profile, actor=actor, roles=None)
-    held = gates.principal_roles(*credentials) if credentials else sorted(set(roles or []))
-    if credentials and roles is not None:
+        return _explained(steps, denied, profile, actor=_actor(live), roles=live.roles)
+    actor = _actor(live)
+    held = live.roles if check_credentials else sorted(set(roles or []))
+    assert held is not None
+    if check_credentials and roles is not None:
         held = sorted(set(held) & set(roles))
     decision = policy_evaluate(request, parsed, profile_source=lambda: profile, roles=held)
     for gate in ("P2", "profile", "authz", "registry"):
@@ -89,6 +89,11 @@ def explain_request(
         explained["gates"].append({"gate": "approval", "result": "hold", "rules": [APPROVAL_RULE]})
         explained["matched_rules"].append(APPROVAL_RULE)
     return explained
+
+
+def _actor(ctx: RequestContext) -> dict[str, Any] | None:
+    """The actor a live record names, None before any credential passed."""
+    return None if ctx.actor == ANONYMOUS else dict(ctx.actor)
 
 
 def _explained(

@@ -52,7 +52,8 @@ class ApprovalRequest(models.Model):
     """A request held for four-eyes approval (docs/APPROVALS.md). The payload
     it will run with is kept only here, sealed (governance/held_payloads.py),
     apart from the chain, and cleared once the request is executed, rejected
-    or expired; everything else here is ids, digests and codes."""
+    or expired; the executed action's answer, sealed too, is deleted after its
+    retention. Everything else here is ids, digests and codes."""
 
     WAITING, APPROVED, EXECUTED, REJECTED, EXPIRED = "WAITING", "APPROVED", "EXECUTED", "REJECTED", "EXPIRED"
 
@@ -65,6 +66,8 @@ class ApprovalRequest(models.Model):
     input_digest = models.CharField(max_length=80)
     sealed_payload = models.BinaryField(null=True)  # None once executed, rejected or expired
     sealed_answer = models.BinaryField(null=True)  # the executed action's answer, for GET /approvals/{id}
+    # When the answer was stored: it is deleted VERITTA_APPROVAL_ANSWER_RETENTION_S later.
+    answered_at = models.DateTimeField(null=True, db_index=True)
     group = models.CharField(max_length=150)
     approvals_needed = models.PositiveSmallIntegerField()
     visible_fields = models.JSONField(default=list)

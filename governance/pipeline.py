@@ -191,11 +191,14 @@ def _policy_decision(request: HttpRequest, parsed: gates.ParsedInput, roles: lis
     )
 
 
-def client_credentials(request: HttpRequest, ctx: RequestContext) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+def client_credentials(
+    request: HttpRequest, ctx: RequestContext, *, session_gate: Callable[[HttpRequest], dict[str, Any]] = gates.session_valid
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """G0, then G2 and/or G4: the key actor and the session actor (None when
     that credential was not sent), the principal's roles on `ctx`; a key sent
     with a session must be the key that opened it. Raises Denied. Every
-    endpoint a client credential reaches runs this (audit.flows too)."""
+    endpoint a client credential reaches runs this (audit.flows too), and
+    `governance explain` (with the read-only G4 as `session_gate`)."""
     matched = ctx.matched_rules
     key_actor = session_actor = None
     run_gate("G0", gates.credential_present, request)
@@ -205,7 +208,7 @@ def client_credentials(request: HttpRequest, ctx: RequestContext) -> tuple[dict[
         ctx.actor = {"kind": key_actor["kind"], "id": key_actor["id"]}
         matched.append("G2:api_key_valid")
     if request.META.get("HTTP_AUTHORIZATION"):
-        session_actor = run_gate("G4", gates.session_valid, request)
+        session_actor = run_gate("G4", session_gate, request)
         ctx.actor = {"kind": session_actor["kind"], "id": session_actor["id"]}
         matched.append("G4:session_valid")
     ctx.roles = gates.principal_roles(key_actor, session_actor)

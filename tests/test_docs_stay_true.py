@@ -36,3 +36,12 @@ def test_env_example_names_every_setting_of_the_spec():
     example = (ROOT / ".env.example").read_text()
     for name in re.findall(r"^\| `([A-Z_]+)` \|", (ROOT / "docs" / "CONFIGURATION.md").read_text(), re.M):
         assert name in example, name
+
+
+def test_example_profile_sets_carry_the_shipped_admin_profile():
+    # An example set replaces the whole profile directory (VERITTA_PROFILES_DIR), so
+    # it must carry the admin profile the code records under, byte for byte.
+    shipped = (ROOT / "governance" / "profiles" / "admin.json").read_text()
+    copies = sorted((ROOT / "docs" / "examples").glob("*/profiles/admin.json"))
+    assert len(copies) >= 2
+    assert [p for p in copies if p.read_text() != shipped] == []

@@ -122,6 +122,7 @@ CATALOGUE: dict[str, Reason] = {
     "APPROVAL_REJECTED": Reason(0, "Marker on the record of a rejection: the request never runs", "approval"),
     "APPROVAL_EXPIRED": Reason(0, "Marker on the record of a request that waited too long: it never runs", "approval"),
     "HELD_PAYLOAD_DELETED": Reason(0, "Marker on the record saying a held payload was deleted", "approval"),
+    "HELD_ANSWER_DELETED": Reason(0, "Marker on the record saying an executed held request's sealed answer was deleted after its retention", "approval"),
     # audit-only marker: the decision record of a replayed Idempotency-Key request
     "IDEMPOTENT_REPLAY": Reason(0, "Marker on the decision record of a request answered by replay", "idempotency"),
 }

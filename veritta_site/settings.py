@@ -252,6 +252,9 @@ VERITTA_ALERT_WEBHOOK_URL = env.str("VERITTA_ALERT_WEBHOOK_URL", default="")
 # Seals the payloads of requests held for four-eyes approval (docs/APPROVALS.md):
 # base64 of 32 random bytes (AES-256-GCM). Required once a profile asks for approval.
 VERITTA_APPROVAL_KEY = env.str("VERITTA_APPROVAL_KEY", default="")
+# How long an executed held request's sealed answer is kept for GET /approvals/{id};
+# then `governance expire-approvals` (and the approvals worker) deletes it, recorded.
+VERITTA_APPROVAL_ANSWER_RETENTION_S = env.int("VERITTA_APPROVAL_ANSWER_RETENTION_S", default=604800)
 # Signs each webhook POST (Standard Webhooks, HMAC-SHA256): "whsec_" + base64 of 24-64 random bytes.
 VERITTA_ALERT_WEBHOOK_SECRET = env.str("VERITTA_ALERT_WEBHOOK_SECRET", default="")
 # Console logins: this many failures per username or per client address within

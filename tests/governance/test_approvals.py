@@ -258,3 +258,63 @@ def test_expire_approvals_runs_once_an_approved_request_a_killed_process_left(ap
     assert row.status == "EXECUTED" and row.sealed_payload is None
     assert codes(audit_records(held["trace_id"]))[-3:] == ["PENDING:EXECUTION_ATTEMPT", "ALLOW:HELD_PAYLOAD_DELETED", "SUCCESS:"]
 
+
+
+def test_expire_approvals_deletes_a_sealed_answer_past_its_retention_with_a_record(
+    api, admin, approvers, audit_log, audit_records, capsys, settings
+):
+    """The answer of an executed request is kept, sealed, for GET /approvals/{id}
+    during VERITTA_APPROVAL_ANSWER_RETENTION_S after it was stored, then the
+    sweep deletes it, once, with a HELD_ANSWER_DELETED record."""
+    from django_tasks_db.models import DBTaskResult
+
+    from governance.approvals import approvals_expire
+    from governance.models import ApprovalRequest
+
+    settings.VERITTA_APPROVAL_ANSWER_RETENTION_S = 3600
+    held = api.process(BIG).json()
+    approval_id = held["approval"]["id"]
+    decide(admin, approval_id, "approve", "alice")
+    assert decide(admin, approval_id, "approve", "bob").json()["approval"]["status"] == "EXECUTED"
+    row = ApprovalRequest.objects.get(public_id=approval_id)
+    assert row.sealed_answer is not None and row.answered_at is not None
+    queued = DBTaskResult.objects.filter(task_path="governance.approvals.approvals_expire")
+    assert row.answered_at + timedelta(seconds=3600) in set(queued.values_list("run_after", flat=True))
+
+    call_command("governance", "expire-approvals")
+    assert "sealed answer" not in capsys.readouterr().out  # within its retention: kept
+    read = api.get(f"/approvals/{approval_id}", HTTP_X_API_KEY=API_KEY)
+    assert read.json()["answer"]["body"]["result"]["output"] == {"paid": True, "amount": 5000}
+
+    ApprovalRequest.objects.filter(pk=row.pk).update(answered_at=row.answered_at - timedelta(seconds=3601))
+    call_command("governance", "expire-approvals")
+    assert f"deleted 1 sealed answer(s) past their retention\n{approval_id}" in capsys.readouterr().out
+    call_command("governance", "expire-approvals")
+    assert "sealed answer" not in capsys.readouterr().out  # once
+    approvals_expire.call()  # the worker's sweep at the retention's end: nothing left to delete
+
+    row.refresh_from_db()
+    assert row.sealed_answer is None and row.status == "EXECUTED"
+    read = api.get(f"/approvals/{approval_id}", HTTP_X_API_KEY=API_KEY)
+    assert read.status_code == 200 and read.json()["answer"] is None
+    records = audit_records(held["trace_id"])
+    assert codes(records)[-1] == "ALLOW:HELD_ANSWER_DELETED"
+    assert records[-1]["actor"] == {"kind": "system", "id": "approval-retention"}
+    assert records[-1]["evidence"] == {"approval_id": approval_id, "why": "retention", "retention_s": 3600}
+
+
+def test_the_approvals_worker_deletes_a_sealed_answer_past_its_retention(api, admin, approvers, audit_log, audit_records, settings):
+    from governance.approvals import approvals_expire
+    from governance.models import ApprovalRequest
+
+    settings.VERITTA_APPROVAL_ANSWER_RETENTION_S = 60
+    held = api.process(BIG).json()
+    decide(admin, held["approval"]["id"], "approve", "alice")
+    decide(admin, held["approval"]["id"], "approve", "bob")
+    row = ApprovalRequest.objects.get(public_id=held["approval"]["id"])
+    approvals_expire.call()
+    assert ApprovalRequest.objects.get(pk=row.pk).sealed_answer is not None
+    ApprovalRequest.objects.filter(pk=row.pk).update(answered_at=row.answered_at - timedelta(seconds=61))
+    approvals_expire.call()  # what the worker runs at the queued run_after
+    assert ApprovalRequest.objects.get(pk=row.pk).sealed_answer is None
+    assert codes(audit_records(held["trace_id"]))[-1] == "ALLOW:HELD_ANSWER_DELETED"

@@ -67,7 +67,7 @@ def test_load_profiles_is_idempotent(env):
     manage(env, "migrate", "--no-input", "-v0")
     first = manage(env, "governance", "load-profiles").stdout
     second = manage(env, "governance", "load-profiles").stdout
-    assert first.startswith("profiles: 2 activated (admin 1.0.0, default 1.0.0; 2 never loaded before), 0 unchanged")
+    assert first.startswith("profiles: 2 activated (admin 1.1.0, default 1.0.0; 2 never loaded before), 0 unchanged")
     assert second.startswith("profiles: 0 activated, 2 unchanged, 0 deactivated; active fingerprint ")
     assert second.split()[-1] == env["VERITTA_PROFILES_FINGERPRINT"]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from conftest import API_KEY, TEST_PROFILES_DIR
+from conftest import API_KEY, TEST_PROFILES_DIR, bearer
 from tests.governance.test_process_gates import DENIALS, README_PROCESS, RUNBOOK_SMOKE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,6 +112,18 @@ def test_explain_agrees_on_a_profile_whose_gate_raises(api, test_profiles, audit
     explained = assert_agree(api, audit_records, tmp_path, capsys, TEST_PROFILES_DIR / "broken.json", {"action": "noop"}, {})
     assert explained["reason_codes"] == ["GATE_EXCEPTION"]
     assert "forbidden_fields: must be a list of strings" in explained["profile"]["problems"]
+
+
+def test_explain_agrees_with_the_pipeline_on_another_keys_session(api, open_session, audit_records, tmp_path, capsys):
+    from sessions_app.services import api_key_create
+
+    _, other_key = api_key_create(name="other", roles=["operator", "auditor"])
+    session = open_session(key=other_key)  # opened by another key than the one that sends it
+    explained = assert_agree(
+        api, audit_records, tmp_path, capsys, SHIPPED_DEFAULT, README_PROCESS, {"key": API_KEY, **bearer(session)}
+    )
+    assert explained["reason_codes"] == ["AUTHZ_DENIED"]
+    assert explained["evidence"]["cause"] == "session_of_another_key" and "principal_roles" in explained["evidence"]
 
 
 def test_explain_runs_no_executor(api, test_profiles, tmp_path, capsys):

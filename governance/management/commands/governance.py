@@ -35,7 +35,7 @@ class Command(BaseCommand):
         explain.add_argument("--request", required=True, help="The request body: JSON text, or @FILE.")
         explain.add_argument("--header", action="append", default=[], help="A request header, 'Name: value' (repeatable).")
         explain.add_argument("--content-type", default="application/json")
-        sub.add_parser("expire-approvals", help="Expire the held requests that waited past their expires_at (each recorded; their payloads deleted; the background worker does the same), then run once the approved requests a killed process left untaken.")
+        sub.add_parser("expire-approvals", help="Expire the held requests that waited past their expires_at (each recorded; their payloads deleted; the background worker does the same), then run once the approved requests a killed process left untaken, then delete the sealed answers past VERITTA_APPROVAL_ANSWER_RETENTION_S.")
         explain.add_argument("--check-credentials", action="store_true", help="Also run G0/G2/G4 on the --header values (read-only).")
         explain.add_argument("--role", action="append", default=None, help="A role the principal holds (repeatable); with --check-credentials, narrows the credential's roles.")
 
@@ -52,13 +52,16 @@ class Command(BaseCommand):
                 return
             if options["subcommand"] == "expire-approvals":
                 from governance.approval_flows import resume_stranded
-                from governance.approvals import expire_due
+                from governance.approvals import answers_purge_due, expire_due
 
                 expired = expire_due(background=False)
                 self.stdout.write(f"expired {len(expired)} held request(s)" + "".join(f"\n{i}" for i in expired))
                 resumed = resume_stranded()
                 if resumed:
                     self.stdout.write(f"ran {len(resumed)} approved request(s) left untaken" + "".join(f"\n{i}" for i in resumed))
+                purged = answers_purge_due()
+                if purged:
+                    self.stdout.write(f"deleted {len(purged)} sealed answer(s) past their retention" + "".join(f"\n{i}" for i in purged))
                 return
             if options["subcommand"] == "validate":
                 self.stdout.write(validate_file(options["file"]))
