@@ -126,10 +126,11 @@ def process_request(request: HttpRequest) -> Outcome:
         ctx.input_digest, ctx.digest_kind = parsed.digest, parsed.digest_kind
         try:
             key_actor, session_actor = client_credentials(request, ctx)
-        except Denied as credential_denied:
+        except Denied as denied:
+            refused = denied  # the handler's own name is unbound when it ends
             # the address counter and the DENY
             return _in_decision_transaction(
-                lambda: _denied(ctx, failed_credential_counted(credential_denied, client=ctx.client))
+                lambda: _denied(ctx, failed_credential_counted(refused, client=ctx.client))
             )
         # P2, profile and registry only compute, so they are evaluated before
         # the write transaction opens (on SQLite it holds the one write lock);
