@@ -213,7 +213,7 @@ class _AlertRecords:
     """The alert's action records, written through the chain writer."""
 
     def __init__(self, alert: Alert) -> None:
-        from governance.selectors import profile_hash_of
+        from audit.profile_hashes import profile_hash_of
 
         self.alert = alert
         self.evidence = {"kind": alert.kind, "subject": alert.subject}
