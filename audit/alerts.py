@@ -33,6 +33,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -213,7 +214,7 @@ class _AlertRecords:
     """The alert's action records, written through the chain writer."""
 
     def __init__(self, alert: Alert) -> None:
-        from governance.selectors import profile_hash_of
+        from audit.profile_hashes import profile_hash_of
 
         self.alert = alert
         self.evidence = {"kind": alert.kind, "subject": alert.subject}
@@ -262,18 +263,15 @@ def authn_failure_observed(*, client: str | None, actor: dict[str, Any]) -> None
     """Count one authentication failure against its client digest and, when the
     request named one, its key or session; the count that reaches the threshold
     raises the incident (exactly one request per minute and subject does)."""
-    from sessions_app.ratelimit import RateLimitUnavailable, rate_hit
-
     threshold = settings.VERITTA_ALERT_AUTHN_FAILURES_PER_MIN
     subjects = [f"client:{client}" if client else "client:unknown"]
     if actor.get("id") and actor.get("kind") not in (None, "anonymous"):
         subjects.append(f"{actor['kind']}:{actor['id']}")
     for subject in subjects:
-        try:
-            usage = rate_hit(scope="authfail", ident=subject, limit=threshold)
-        except RateLimitUnavailable:
+        count = _minute_count(scope="authfail", ident=subject, limit=threshold)
+        if count is None:
             return
-        if usage.count == threshold:
+        if count == threshold:
             alert_raise(
                 kind="auth_incident",
                 subject=subject,
@@ -285,12 +283,28 @@ def authn_failure_observed(*, client: str | None, actor: dict[str, Any]) -> None
 def _count_towards(*, scope: str, subject: str, threshold: int) -> bool:
     """One more event of `scope` for `subject` in this minute, in the shared G10
     store; True for exactly the event that reaches the threshold."""
-    from sessions_app.ratelimit import RateLimitUnavailable, rate_hit
+    return _minute_count(scope=scope, ident=subject, limit=threshold) == threshold
 
-    try:
-        return rate_hit(scope=scope, ident=subject, limit=threshold).count == threshold
-    except RateLimitUnavailable:
-        return False
+
+# The shared G10 store is sessions_app's, a layer above: SessionsAppConfig.ready()
+# registers its counter here (one event, the count this minute; None when the
+# store does not answer). Without one the call raises: no alert is lost silently.
+_minute_counter: Callable[[str, str, int], int | None] | None = None
+
+
+class MinuteCounterMissing(RuntimeError):
+    """No app registered the per-minute counter (sessions_app not ready)."""
+
+
+def minute_counter_register(counter: Callable[[str, str, int], int | None]) -> None:
+    global _minute_counter
+    _minute_counter = counter
+
+
+def _minute_count(*, scope: str, ident: str, limit: int) -> int | None:
+    if _minute_counter is None:
+        raise MinuteCounterMissing("no per-minute counter: sessions_app is not installed or not ready")
+    return _minute_counter(scope, ident, limit)
 
 
 def rate_limited_observed() -> None:

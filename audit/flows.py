@@ -18,6 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest
 
+from audit.profile_hashes import profile_hash_of
 from audit.services import RequestContext, audit_allow, audit_deny
 from audit.transparency import Owners
 from governance import gates
@@ -30,7 +31,6 @@ from governance.pipeline import (
     failed_credential_counted,
     run_gate,
 )
-from governance.selectors import profile_hash_of
 from sessions_app.flows import admin_request
 from veritta_site.errors import VerittaError
 

@@ -16,8 +16,8 @@ from audit.chain import chain_append
 from audit.checkpoints import checkpoint_create
 from audit.keyring import KeyRing, KeyRingError, RingKey, key_name, keyring_from_file, signing_seed, write_keyring
 from audit.models import Checkpoint
+from audit.profile_hashes import profile_hash_of
 from audit.records import ACTION, new_record
-from governance.selectors import profile_hash_of
 from veritta_site.canonical import digest_of
 
 

@@ -32,8 +32,8 @@ from django.contrib.admin.forms import AdminAuthenticationForm
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
+from audit.profile_hashes import profile_hash_of
 from audit.services import RequestContext, audit_allow, audit_deny, client_digest
-from governance.selectors import profile_hash_of
 from sessions_app.models import LoginFailure
 from veritta_site.errors import VerittaError
 from veritta_site.proxies import client_address

@@ -20,10 +20,10 @@ from django.conf import settings
 from django.http import HttpRequest
 from rest_framework import serializers
 
+from audit.profile_hashes import profile_hash_of
 from audit.services import RequestContext, audit_allow, audit_deny
 from governance import gates
 from governance.pipeline import G10_RULE, Denied, Outcome, error_outcome, failed_credential_counted, run_gate
-from governance.selectors import profile_hash_of
 from sessions_app.ratelimit import limits_enforce, tightest
 from sessions_app.services import session_open
 from veritta_site.errors import VerittaError

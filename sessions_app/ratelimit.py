@@ -309,6 +309,15 @@ def rate_hit(*, scope: str, ident: str, limit: int) -> Usage:
     return rate_hits([(scope, ident, limit)])[0]
 
 
+def minute_count(scope: str, ident: str, limit: int) -> int | None:
+    """One event of `scope:ident` this minute and the count so far; None when
+    the store does not answer (audit.alerts counts through this)."""
+    try:
+        return rate_hit(scope=scope, ident=ident, limit=limit).count
+    except RateLimitUnavailable:
+        return None
+
+
 def store_name() -> str:
     return "redis" if settings.VERITTA_RATE_LIMIT_URL else "database"
 

@@ -18,8 +18,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from audit.chain import AuditSinkError, chain_append
+from audit.profile_hashes import profile_hash_of
 from audit.services import RequestContext, audit_deny, sink_failure
-from governance.selectors import profile_hash_of
 from sessions_app.models import ApiKey, Session
 from sessions_app.selectors import (
     KEY_PREFIX,
