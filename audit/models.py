@@ -189,3 +189,70 @@ class VerificationRun(models.Model):
         if self.status == self.DONE and self.ok is not None:
             verdict = "ok" if self.ok else "FAILED"
         return f"verify {self.started_at:%Y-%m-%d %H:%M:%S} {verdict}"
+
+
+# --- report rollups (audit/rollups.py; docs/OPERATIONS.md "Reports") -----------
+# Derived from AuditRecord, never the truth: `audit rollup --rebuild` drops and
+# refolds them, and `audit verify` does not read them. Each row holds the records
+# with seq <= RollupState.folded_seq only, so a report adds the newer records
+# read raw and is exact however far the fold lags.
+
+
+class RollupState(models.Model):
+    """The one row saying how far the rollups reach: every record with
+    seq <= folded_seq is counted in them, no other."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    folded_seq = models.BigIntegerField(default=0)
+
+
+class RollupHour(models.Model):
+    """The oldest and newest ts_utc of an hour's folded records: a report may
+    take an hour cut by its window from the rollups when every folded record
+    of the hour lies inside the window."""
+
+    hour = models.DateTimeField(primary_key=True)
+    first_ts = models.DateTimeField()
+    last_ts = models.DateTimeField()
+
+
+class RollupCount(models.Model):
+    """Records of one hour with the same indexed columns; `dims` is their
+    canonical JSON, unique per hour (the columns are nullable, and NULLs are
+    never equal in a unique index), so a fold adds to a row with one upsert."""
+
+    hour = models.DateTimeField()
+    dims = models.CharField(max_length=400)
+    event_type = models.CharField(max_length=32)
+    decision = models.CharField(max_length=8, null=True)
+    status = models.CharField(max_length=8, null=True)
+    action = models.CharField(max_length=64, null=True)
+    reason_code = models.CharField(max_length=64, null=True)
+    actor_kind = models.CharField(max_length=16, null=True)
+    actor_id = models.CharField(max_length=64, null=True)
+    n = models.BigIntegerField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["hour", "dims"], name="rollup_count_once_per_hour")]
+
+
+class RollupDuration(models.Model):
+    """How many terminal action records (SUCCESS, FAILED) of an hour took
+    exactly `duration_us`: exact percentiles without reading bodies."""
+
+    hour = models.DateTimeField()
+    duration_us = models.BigIntegerField()
+    n = models.BigIntegerField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["hour", "duration_us"], name="rollup_duration_once_per_hour")]
+
+
+class RollupUnpaired(models.Model):
+    """A folded PENDING record whose trace had no folded terminal record yet;
+    the fold that meets the terminal deletes it. What stays is the trace
+    completeness SLO's numerator gap."""
+
+    seq = models.BigIntegerField(primary_key=True)
+    trace_id = models.CharField(max_length=36, db_index=True)
+    ts_utc = models.DateTimeField(db_index=True)

@@ -16,20 +16,18 @@ audit/security_codes.py; /metrics and the security SLO both use them
 
 from __future__ import annotations
 
-import math
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
-from django.db.models import BigIntegerField, Count, Min, Q, QuerySet
-from django.db.models.expressions import RawSQL
-from django.db.models.functions import TruncHour
+from django.db.models import Count, Min, Q, QuerySet
 
 from audit.models import AuditRecord
 from audit.records import ACTION, DECISION, TERMINAL_STATUSES
+from audit.rollups import Split, fold, split
 from audit.security_codes import (  # noqa: F401  (re-exported: the reports' categories)
     AUTHN_FAILURE_CODES,
     AUTHZ_DENIAL_CODES,
@@ -65,6 +63,10 @@ class Window:
         # serves: the (ts_utc, event_type) index
         return AuditRecord.objects.filter(ts_utc__gte=self.since, ts_utc__lt=self.until)
 
+    def split(self) -> Split:
+        """The window as rolled-up hours plus the records they do not hold."""
+        return split(self.since, self.until)
+
     def as_dict(self) -> dict[str, str]:
         return {"since": utc_timestamp(self.since), "until": utc_timestamp(self.until)}
 
@@ -78,31 +80,33 @@ def audit_summary(
     """Decisions (ALLOW/DENY), denials by reason code and records by type over
     the last `days`, counting at most the newest `limit` records (None: all).
 
-    Three GROUP BYs, each answered from an index: records by type from
-    (ts_utc, event_type) and decisions from (event_type, decision, ts_utc)
-    without touching the table; only denials are read from it, for their reason
-    code. A fourth counts the approval steps (`_approvals`). One GROUP BY over all three columns made SQLite visit every row of
-    the table: 4.6 s against 2.7 s for a million records (bench/reports_bench.py)."""
+    One GROUP BY over the window's hourly rollups and the records they do not
+    hold (audit/rollups.py); with `limit`, over the newest records themselves.
+    A second query counts the approval steps (`_approvals`)."""
     window = Window.last(days=days, now=now)
-    records = window.records()
-    if event_type:
-        records = records.filter(event_type=event_type)
+    progress("folding new records into the rollups")
+    fold()
+    parts = window.split()
+    only_type = Q(event_type=event_type) if event_type else Q()
+    records = window.records().filter(only_type)
     if limit is not None:
         progress(f"finding the newest {limit} records")
         nth_newest = list(records.order_by("-seq").values_list("seq", flat=True)[limit - 1 : limit])
         if nth_newest:
+            # a cut inside an hour: counted from the records themselves (at most `limit`)
             records = records.filter(seq__gte=nth_newest[0])
-    progress("counting records by type")
-    events_by_type = {g["event_type"]: g["n"] for g in records.values("event_type").annotate(n=Count("seq")).order_by()}
-    progress("counting decisions")
+            parts = Split.all_raw(records)
+    progress("counting records by type, decision and reason code")
+    counted = parts.counts(("event_type", "decision", "reason_code"), only_type)
+    events_by_type: Counter[str] = Counter()
     decisions = dict.fromkeys(("ALLOW", "DENY"), 0)
-    decided = records.filter(event_type=DECISION, decision__in=tuple(decisions))
-    decisions.update({str(g["decision"]): g["n"] for g in decided.values("decision").annotate(n=Count("seq")).order_by()})
-    progress("counting denials by reason code")
-    denied = records.filter(event_type=DECISION, decision="DENY")
-    deny_breakdown = {
-        g["reason_code"] or "UNKNOWN": g["n"] for g in denied.values("reason_code").annotate(n=Count("seq")).order_by()
-    }
+    deny_breakdown: Counter[str] = Counter()
+    for (kind, decision, code), n in counted.items():
+        events_by_type[kind] += n
+        if kind == DECISION and decision in decisions:
+            decisions[decision] += n
+            if decision == "DENY":
+                deny_breakdown[code or "UNKNOWN"] += n
     progress("counting approval steps")
     approvals = _approvals(records)
     events = sum(events_by_type.values())
@@ -116,7 +120,7 @@ def audit_summary(
             "truncated": limit is not None and events >= limit,
         },
         "decisions": decisions,
-        "deny_breakdown": _by_count(deny_breakdown),
+        "deny_breakdown": _by_count(dict(deny_breakdown)),
         "events_by_type": dict(sorted(events_by_type.items())),
         "approvals": approvals,
         "ts_utc": utc_timestamp(window.until),
@@ -126,7 +130,13 @@ def audit_summary(
 # The decision records of four-eyes approval (docs/APPROVALS.md), all under the
 # held request's trace id; the payload's deletion marks the end of the wait
 # (executed, rejected or expired).
-APPROVAL_STEP_CODES = ("APPROVAL_HELD", "APPROVAL_GRANTED", "APPROVAL_REJECTED", "APPROVAL_EXPIRED", "HELD_PAYLOAD_DELETED")
+APPROVAL_STEP_CODES = (
+    "APPROVAL_HELD",
+    "APPROVAL_GRANTED",
+    "APPROVAL_REJECTED",
+    "APPROVAL_EXPIRED",
+    "HELD_PAYLOAD_DELETED",
+)
 
 
 def _approvals(records: QuerySet[AuditRecord]) -> dict[str, Any]:
@@ -174,45 +184,46 @@ def audit_stats(
 ) -> dict[str, Any]:
     """Where the traffic and the trouble are. With `reason_code`, every table is
     limited to the records carrying it (e.g. who hit RATE_LIMIT_EXCEEDED, when)."""
-    records = window.records()
-    if reason_code:
-        records = records.filter(reason_code=reason_code)
-    decisions = records.filter(event_type=DECISION)
+    progress("folding new records into the rollups")
+    fold()
+    parts = window.split()
+    only_code = Q(reason_code=reason_code) if reason_code else Q()
 
     progress("reason codes")
+    # EXECUTION_ATTEMPT: the marker every PENDING record carries
+    coded = parts.counts(
+        ("event_type", "reason_code"), only_code & Q(reason_code__isnull=False) & ~Q(reason_code="EXECUTION_ATTEMPT")
+    )
     by_reason = [
-        {"event_type": g["event_type"], "reason_code": g["reason_code"], "count": g["n"]}
-        for g in records.exclude(reason_code__isnull=True)
-        .exclude(reason_code="EXECUTION_ATTEMPT")  # the marker every PENDING record carries
-        .values("event_type", "reason_code")
-        .annotate(n=Count("seq"))
-        .order_by("-n", "event_type", "reason_code")
+        {"event_type": kind, "reason_code": code, "count": n}
+        for (kind, code), n in sorted(coded.items(), key=lambda item: (-item[1], *item[0]))
     ]
 
     progress("actions")
     by_action: dict[str, dict[str, int]] = {}
-    for g in records.filter(event_type=ACTION).values("action", "status").annotate(n=Count("seq")).order_by():
-        row = by_action.setdefault(g["action"] or "-", {"PENDING": 0, **dict.fromkeys(TERMINAL_STATUSES, 0)})
-        status = g["status"] or "-"  # an action record always has one
-        row[status] = row.get(status, 0) + g["n"]
+    for (action, status), n in parts.counts(("action", "status"), only_code & Q(event_type=ACTION)).items():
+        row = by_action.setdefault(action or "-", {"PENDING": 0, **dict.fromkeys(TERMINAL_STATUSES, 0)})
+        status = status or "-"  # an action record always has one
+        row[status] = row.get(status, 0) + n
 
     progress("actors")
+    actors: dict[tuple[str | None, str | None], Counter[str]] = {}
+    for (kind, actor_id, decision), n in parts.counts(
+        ("actor_kind", "actor_id", "decision"), only_code & Q(event_type=DECISION)
+    ).items():
+        actors.setdefault((kind, actor_id), Counter())[decision] += n
+    ranked = sorted(actors.items(), key=lambda item: (-item[1].total(), item[0][0] or "", item[0][1] or ""))
     by_actor = [
-        {"actor": f"{g['actor_kind'] or 'anonymous'}:{g['actor_id'] or '-'}", "ALLOW": g["allow"], "DENY": g["deny"]}
-        for g in decisions.values("actor_kind", "actor_id")
-        .annotate(
-            n=Count("seq"), allow=Count("seq", filter=Q(decision="ALLOW")), deny=Count("seq", filter=Q(decision="DENY"))
-        )
-        .order_by("-n", "actor_kind", "actor_id")[:top]
+        {"actor": f"{kind or 'anonymous'}:{actor_id or '-'}", "ALLOW": c["ALLOW"], "DENY": c["DENY"]}
+        for (kind, actor_id), c in ranked[:top]
     ]
 
     progress("hours")
+    hours: dict[datetime, Counter[str]] = {}
+    for (hour, decision), n in parts.counts(("hour", "decision"), only_code & Q(event_type=DECISION)).items():
+        hours.setdefault(hour, Counter())[decision] += n
     by_hour = [
-        {"hour": utc_timestamp(g["hour"]), "ALLOW": g["allow"], "DENY": g["deny"]}
-        for g in decisions.annotate(hour=TruncHour("ts_utc"))
-        .values("hour")
-        .annotate(allow=Count("seq", filter=Q(decision="ALLOW")), deny=Count("seq", filter=Q(decision="DENY")))
-        .order_by("hour")
+        {"hour": utc_timestamp(hour), "ALLOW": c["ALLOW"], "DENY": c["DENY"]} for hour, c in sorted(hours.items())
     ]
     return {
         "window": window.as_dict(),
@@ -232,50 +243,34 @@ def trace_completeness(*, since: datetime, cutoff: datetime | None = None) -> tu
     records written since `since` and old enough (before `cutoff`, default: the
     executor timeout plus grace, as `audit verify`) that their request is over."""
     cutoff = cutoff or in_flight_cutoff(settings.VERITTA_EXECUTOR_TIMEOUT_S)
-    # serves: the (event_type, status, ts_utc) index, for both sides. An uncorrelated
-    # IN (…) is hashed once; a correlated EXISTS let SQLite rescan the terminals per
-    # PENDING record (110 s instead of 0.1 s for 20,000 records).
-    pending = AuditRecord.objects.filter(event_type=ACTION, status="PENDING", ts_utc__gte=since, ts_utc__lt=cutoff)
-    terminals = AuditRecord.objects.filter(event_type=ACTION, status__in=TERMINAL_STATUSES, ts_utc__gte=since)
-    total = pending.count()
-    complete = pending.filter(trace_id__in=terminals.values("trace_id")).count() if total else 0
-    return complete, total
-
-
-def _duration_sql() -> str:
-    if connection.vendor == "postgresql":
-        return "((body::jsonb ->> 'duration_us')::bigint)"
-    return "CAST(json_extract(body, '$.duration_us') AS INTEGER)"
+    if cutoff <= since:
+        return 0, 0
+    parts = split(since, cutoff)
+    total = parts.count(Q(event_type=ACTION, status="PENDING"))
+    return (parts.completed_pending(terminals_since=since) if total else 0), total
 
 
 def latency_percentiles(
     *, window: Window, percentiles: tuple[float, ...] = (0.95, 0.99)
 ) -> tuple[int, dict[float, int | None]]:
     """(sample size, {p: duration_us}) of terminal action records that ran an
-    executor (SUCCESS, FAILED), by the nearest-rank method: one sort in the
-    database, which numbers the rows and keeps those at rank ceil(p * n)."""
-    timed = (
-        window.records()
-        .filter(event_type=ACTION, status__in=("SUCCESS", "FAILED"))
-        .annotate(duration=RawSQL(_duration_sql(), [], output_field=BigIntegerField()))
-        .filter(duration__isnull=False)
-        .values_list("duration")
-    )
-    inner, params = timed.query.sql_with_params()
-    # ceil(p * n) in integer arithmetic: (100p * n + 99) / 100, the same on SQLite and PostgreSQL.
-    ranks = ", ".join(f"({round(p * 100)} * n + 99) / 100" for p in percentiles)
-    sql = (
-        "SELECT rn, n, d FROM (SELECT t.duration AS d, ROW_NUMBER() OVER (ORDER BY t.duration) AS rn,"
-        f" COUNT(*) OVER () AS n FROM ({inner}) t) ranked WHERE rn IN ({ranks})"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
-    if not rows:
+    executor (SUCCESS, FAILED), by the nearest-rank method over the exact
+    durations: how many records took each one, from the hourly rollups and the
+    records they do not hold."""
+    durations = window.split().durations()
+    n = sum(durations.values())
+    if not n:
         return 0, dict.fromkeys(percentiles)
-    n = int(rows[0][1])
-    by_rank = {int(rn): int(d) for rn, _, d in rows}
-    return n, {p: by_rank[max(1, math.ceil(round(p * 100) * n / 100))] for p in percentiles}
+    # ceil(p * n) in integer arithmetic, so 0.95 * 20 is rank 19, not 19.000000000000004 -> 20
+    ranks = {p: max(1, (round(p * 100) * n + 99) // 100) for p in percentiles}
+    values: dict[float, int | None] = {}
+    seen = 0
+    for duration in sorted(durations):
+        seen += durations[duration]
+        for p, rank in ranks.items():
+            if p not in values and seen >= rank:
+                values[p] = duration
+    return n, values
 
 
 # Scrapes with the metrics credential (audit/scrape.py) are recorded but are no
@@ -286,11 +281,10 @@ NOT_SERVICE_TRAFFIC_ACTORS = ("metrics",)
 def security_violations(*, window: Window) -> tuple[int, int]:
     """(denials whose code is a security category, decisions) in the window,
     scrapes with the metrics credential left out."""
-    decisions = window.records().filter(event_type=DECISION).exclude(actor_kind__in=NOT_SERVICE_TRAFFIC_ACTORS)
-    counts = decisions.aggregate(
-        total=Count("seq"), bad=Count("seq", filter=Q(decision="DENY", reason_code__in=sorted(SECURITY_CODES)))
-    )
-    return int(counts["bad"]), int(counts["total"])
+    parts = window.split()
+    decisions = Q(event_type=DECISION) & ~Q(actor_kind__in=NOT_SERVICE_TRAFFIC_ACTORS)
+    bad = parts.count(decisions & Q(decision="DENY", reason_code__in=sorted(SECURITY_CODES)))
+    return bad, parts.count(decisions)
 
 
 # --- SLOs (seed 004 §8.3) -----------------------------------------------------------
@@ -357,6 +351,8 @@ def audit_slo(*, objectives: Objectives, now: datetime | None = None, progress: 
     no data in the window (no executor ran, no request came) is not breached."""
     window = Window.last(hours=objectives.window_hours, now=now)
     report = SloReport(window)
+    progress("folding new records into the rollups")
+    fold()
 
     progress("latency percentiles")
     n, values = latency_percentiles(window=window)
@@ -376,7 +372,9 @@ def audit_slo(*, objectives: Objectives, now: datetime | None = None, progress: 
 
     progress("security violation rate")
     bad, total = security_violations(window=window)
-    rate = _at_most("security_violation_rate", bad / total if total else None, objectives.security_violation_rate, total)
+    rate = _at_most(
+        "security_violation_rate", bad / total if total else None, objectives.security_violation_rate, total
+    )
     if total and total < objectives.security_min_decisions:
         # A rate over a handful of decisions says nothing: the README's one
         # denial among its five examples is 0.2. Development and production
@@ -392,6 +390,8 @@ def audit_slo(*, objectives: Objectives, now: datetime | None = None, progress: 
     limit = objectives.decision_correctness
     note = "; ".join(f"seq {seq}: {why}" for seq, why in sampled.wrong[:3])
     report.results.append(
-        SloResult("decision_correctness", f">= {limit:g}", share, sampled.checked, share is None or share >= limit, note)
+        SloResult(
+            "decision_correctness", f">= {limit:g}", share, sampled.checked, share is None or share >= limit, note
+        )
     )
     return report

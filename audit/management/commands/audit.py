@@ -1,4 +1,4 @@
-"""`python manage.py audit verify | checkpoint | keygen | export | prove | check-proof | trace | summary | stats | slo | witness | witness-keygen`.
+"""`python manage.py audit verify | checkpoint | keygen | export | prove | check-proof | trace | summary | stats | slo | rollup | witness | witness-keygen`.
 
 Every report prints a readable table by default and JSON with `--json`.
 """
@@ -20,7 +20,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.dateparse import parse_datetime
 
-from audit import signed_note
+from audit import rollups, signed_note
 from audit.alerts import alert_raise
 from audit.anchors import Anchors, anchor_read, checkpoints_read
 from audit.chain import integrate, oldest_waiting, start_sequencer
@@ -32,6 +32,7 @@ from audit.models import AuditRecord
 from audit.promises import PromiseError, check_promise
 from audit.proofs import ProofError, check_proof, entry_inclusion_proof, trace_inclusion_proof
 from audit.reports import Objectives, Window, audit_slo, audit_stats, audit_summary
+from audit.rollups import FOLD_BATCH
 from audit.selectors import (
     audit_bodies_between,
     audit_records_for_trace,
@@ -65,8 +66,12 @@ class Command(BaseCommand):
         verify.add_argument("--json", action="store_true")
         verify.add_argument("--file", type=Path, help="Verify a JSONL export instead of the database.")
         verify.add_argument("--checkpoints", type=Path, help="Directory of external checkpoints.")
-        verify.add_argument("--anchor", type=Path, help="With --file: the export's anchor (EXPORT.anchor from `audit export`).")
-        verify.add_argument("--vkey", help="Verifier key of the checkpoints (default: the key ring, else the signing key).")
+        verify.add_argument(
+            "--anchor", type=Path, help="With --file: the export's anchor (EXPORT.anchor from `audit export`)."
+        )
+        verify.add_argument(
+            "--vkey", help="Verifier key of the checkpoints (default: the key ring, else the signing key)."
+        )
         verify.add_argument("--keyring", type=Path, help="Key ring file of the checkpoints (audit/keyring.py).")
         verify.add_argument("--progress", action="store_true", help="Show progress even when not on a terminal.")
         verify.add_argument(
@@ -77,7 +82,9 @@ class Command(BaseCommand):
         verify.add_argument(
             "--watch", type=int, metavar="RUN", help="Follow a background run to its end; exit as verify would."
         )
-        sub.add_parser("checkpoint", help="Seal the log now with a signed checkpoint.").add_argument("--json", action="store_true")
+        sub.add_parser("checkpoint", help="Seal the log now with a signed checkpoint.").add_argument(
+            "--json", action="store_true"
+        )
         sub.add_parser("keygen", help="Print a new signing key (stdout) and its public key (stderr).")
         sub.add_parser(
             "rotate-key",
@@ -115,14 +122,34 @@ class Command(BaseCommand):
         stats.add_argument("--top", type=int, default=20, help="Actors shown (default 20).")
         slo = sub.add_parser("slo", help="Each SLO against its objective; exit 1 and alert on a breach.")
         slo.add_argument("--hours", type=float, help="Window (default VERITTA_SLO_WINDOW_HOURS).")
+        rollup = sub.add_parser(
+            "rollup", help='Fold new records into the reports\' hourly rollups (docs/OPERATIONS.md "Reports").'
+        )
+        rollup_mode = rollup.add_mutually_exclusive_group()
+        rollup_mode.add_argument(
+            "--rebuild", action="store_true", help="Drop the rollups and fold the whole chain again."
+        )
+        rollup_mode.add_argument(
+            "--check", action="store_true", help="Recount the folded records; exit 1 if they differ."
+        )
+        rollup.add_argument(
+            "--batch", type=int, default=FOLD_BATCH, help=f"Records per transaction (default {FOLD_BATCH})."
+        )
         witness = sub.add_parser(
-            "witness", help="Run a witness of a log over HTTP: cosign checkpoints that extend the last one (docs/VERIFYING.md)."
+            "witness",
+            help="Run a witness of a log over HTTP: cosign checkpoints that extend the last one (docs/VERIFYING.md).",
         )
         witness.add_argument("--server", required=True, help="The log's base URL.")
         witness.add_argument("--log-key", required=True, help="The log's verifier key, pinned out of band.")
-        witness.add_argument("--name", required=True, help="This witness's key name (as in the log's VERITTA_AUDIT_WITNESSES).")
-        witness.add_argument("--key-file", type=Path, required=True, help="This witness's private key (from witness-keygen).")
-        witness.add_argument("--state-file", type=Path, required=True, help="The last checkpoint this witness cosigned.")
+        witness.add_argument(
+            "--name", required=True, help="This witness's key name (as in the log's VERITTA_AUDIT_WITNESSES)."
+        )
+        witness.add_argument(
+            "--key-file", type=Path, required=True, help="This witness's private key (from witness-keygen)."
+        )
+        witness.add_argument(
+            "--state-file", type=Path, required=True, help="The last checkpoint this witness cosigned."
+        )
         witness.add_argument("--follow", action="store_true", help="Keep going, a round every --interval seconds.")
         witness.add_argument("--interval", type=float, default=60.0)
         wkeygen = sub.add_parser("witness-keygen", help="Make a witness key file; print its cosigner verifier key.")
@@ -130,7 +157,9 @@ class Command(BaseCommand):
         wkeygen.add_argument("--key-file", type=Path, required=True)
         for report_parser in (summary, stats, slo):
             report_parser.add_argument("--json", action="store_true")
-            report_parser.add_argument("--progress", action="store_true", help="Show progress even when not on a terminal.")
+            report_parser.add_argument(
+                "--progress", action="store_true", help="Show progress even when not on a terminal."
+            )
 
     def handle(self, *args: Any, **options: Any) -> None:
         name = options["subcommand"].replace("-", "_")
@@ -143,7 +172,9 @@ class Command(BaseCommand):
             if options["file"]:
                 raise CommandError("--background verifies the database; a file is verified here and now")
             run = verification_run_start(actor="operator:manage.py audit verify --background")
-            self.stdout.write(f"verification run {run.pk} queued; follow it with: manage.py audit verify --watch {run.pk}")
+            self.stdout.write(
+                f"verification run {run.pk} queued; follow it with: manage.py audit verify --watch {run.pk}"
+            )
             return
         if options["watch"] is not None:
             self._watch(options["watch"], as_json=options["json"])
@@ -166,7 +197,9 @@ class Command(BaseCommand):
         else:
             report = audit_verify(vkey=keys, checkpoint_dir=options["checkpoints"], progress=progress)
             # Kept for the console's chain status ("last verify"), like its own runs.
-            verification_run_record(report=report, actor="operator:manage.py audit verify", elapsed_s=time.monotonic() - started)
+            verification_run_record(
+                report=report, actor="operator:manage.py audit verify", elapsed_s=time.monotonic() - started
+            )
         if show_progress:
             sys.stderr.write("\n")
         self._print_report(report, as_json=options["json"])
@@ -283,10 +316,12 @@ class Command(BaseCommand):
             self.stdout.write(self.style.SUCCESS("OK: the audit trail verifies"))
         elif report.status == "unanchored":
             unanchored = report.as_dict()["unanchored_from"]
-            self.stdout.write(self.style.WARNING(
-                f"UNANCHORED: consistent, but records from {unanchored} are not tied to a verified signed checkpoint"
-                " (give --anchor EXPORT.anchor, or --checkpoints DIR, with the verifier key): NOT verified"
-            ))
+            self.stdout.write(
+                self.style.WARNING(
+                    f"UNANCHORED: consistent, but records from {unanchored} are not tied to a verified signed checkpoint"
+                    " (give --anchor EXPORT.anchor, or --checkpoints DIR, with the verifier key): NOT verified"
+                )
+            )
         else:
             self.stdout.write(self.style.ERROR(f"FAILED: {len(report.problems)} problems"))
 
@@ -300,9 +335,13 @@ class Command(BaseCommand):
             return
         for status in witness_status(checkpoint):
             if status.cosigned_at is not None:
-                self.stdout.write(f"witness {status.name}: cosigned checkpoint {checkpoint.tree_size} at {status.cosigned_at.isoformat()}")
+                self.stdout.write(
+                    f"witness {status.name}: cosigned checkpoint {checkpoint.tree_size} at {status.cosigned_at.isoformat()}"
+                )
             else:
-                self.stdout.write(self.style.WARNING(f"witness {status.name}: has not cosigned checkpoint {checkpoint.tree_size}"))
+                self.stdout.write(
+                    self.style.WARNING(f"witness {status.name}: has not cosigned checkpoint {checkpoint.tree_size}")
+                )
 
     # --- witness ---------------------------------------------------------------
 
@@ -318,7 +357,9 @@ class Command(BaseCommand):
 
         api_key = os.environ.get("VERITTA_WITNESS_API_KEY", "")
         if not api_key:
-            raise CommandError("set VERITTA_WITNESS_API_KEY: a client credential of the log (kept out of the command line)")
+            raise CommandError(
+                "set VERITTA_WITNESS_API_KEY: a client credential of the log (kept out of the command line)"
+            )
         try:
             signed_note.parse_vkey(options["log_key"])
             config = WitnessConfig(
@@ -365,7 +406,11 @@ class Command(BaseCommand):
         except SigningKeyError as exc:
             raise CommandError(f"{exc}: make one with `python manage.py audit keygen`") from exc
         if options["json"]:
-            self.stdout.write(json.dumps({"tree_size": checkpoint.tree_size, "root_hash": checkpoint.root_hash, "note": checkpoint.note}))
+            self.stdout.write(
+                json.dumps(
+                    {"tree_size": checkpoint.tree_size, "root_hash": checkpoint.root_hash, "note": checkpoint.note}
+                )
+            )
         else:
             self.stdout.write(checkpoint.note, ending="")
             self.stdout.write(f"sealed {checkpoint.tree_size} records; verifier key: {public_vkey()}")
@@ -413,8 +458,10 @@ class Command(BaseCommand):
         self.stderr.write(f"exported {count} records")
         anchor = options["anchor"] or (Path(f"{options['output']}.anchor") if options["output"] else None)
         if anchor is None or extent is None:
-            self.stderr.write("no anchor written (none for stdout without --anchor, or an empty export):"
-                              " `audit verify --file` will not call it ok")
+            self.stderr.write(
+                "no anchor written (none for stdout without --anchor, or an empty export):"
+                " `audit verify --file` will not call it ok"
+            )
             return
         try:
             size = export_anchor_write(anchor, first=extent[0], last=extent[1])
@@ -434,7 +481,9 @@ class Command(BaseCommand):
         for r in records:
             outcome = r["decision"] or r["status"]
             where = r["gate"] if r["event_type"] == "decision_audit" else (r["action"] or "")
-            self.stdout.write(f"{r['seq']:>8}  {r['ts_utc']:32}  {r['event_type']:15}  {outcome:9}  {where or '':16}  {','.join(r['reason_codes'])}")
+            self.stdout.write(
+                f"{r['seq']:>8}  {r['ts_utc']:32}  {r['event_type']:15}  {outcome:9}  {where or '':16}  {','.join(r['reason_codes'])}"
+            )
 
     def cmd_prove(self, **options: Any) -> None:
         try:
@@ -479,11 +528,14 @@ class Command(BaseCommand):
         if not options["follow"]:
             placed = integrate(max_batches=1_000_000)
             waiting = oldest_waiting()
-            self.stdout.write(f"sequenced {len(placed)} records" + (f"; the oldest waiting was committed {waiting.isoformat()}" if waiting else ""))
+            self.stdout.write(
+                f"sequenced {len(placed)} records"
+                + (f"; the oldest waiting was committed {waiting.isoformat()}" if waiting else "")
+            )
             return
         if not start_sequencer():
             raise CommandError("no batched write path here: sequencing is done by each write (SQLite)")
-        self.stdout.write("sequencing every " f"{settings.VERITTA_AUDIT_SEQUENCER_INTERVAL_S:g} s; stop with Ctrl-C")
+        self.stdout.write(f"sequencing every {settings.VERITTA_AUDIT_SEQUENCER_INTERVAL_S:g} s; stop with Ctrl-C")
         try:
             while True:
                 time.sleep(3600)
@@ -500,7 +552,11 @@ class Command(BaseCommand):
             self.stdout.write(problem)
         if problems:
             sys.exit(1)
-        self.stdout.write(self.style.SUCCESS(f"OK: {len(document['records'])} records of trace {document['trace_id']} are in the signed log"))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"OK: {len(document['records'])} records of trace {document['trace_id']} are in the signed log"
+            )
+        )
 
     # --- summary / stats / slo (audit.reports; docs/OPERATIONS.md) -------------------
 
@@ -514,11 +570,28 @@ class Command(BaseCommand):
 
         return step
 
+    def cmd_rollup(self, **options: Any) -> None:
+        if options["batch"] < 1:
+            raise CommandError("--batch must be at least 1")
+        if options["check"]:
+            problems = rollups.check()
+            for problem in problems:
+                self.stderr.write(problem)
+            if problems:
+                raise CommandError("the rollups differ from the records: run `audit rollup --rebuild`")
+            self.stdout.write(f"rollups agree with records 1..{rollups.folded_seq()}")
+            return
+        folded = rollups.rebuild(batch=options["batch"]) if options["rebuild"] else rollups.fold(batch=options["batch"])
+        self.stdout.write(f"folded {folded} records; the rollups hold records 1..{rollups.folded_seq()}")
+
     def cmd_summary(self, **options: Any) -> None:
         if options["days"] < 1:
             raise CommandError("--days must be at least 1")
         summary = audit_summary(
-            days=options["days"], limit=options["limit"], event_type=options["event_type"], progress=self._progress(options)
+            days=options["days"],
+            limit=options["limit"],
+            event_type=options["event_type"],
+            progress=self._progress(options),
         )
         if options["json"]:
             self.stdout.write(json.dumps(summary))
@@ -527,7 +600,9 @@ class Command(BaseCommand):
         self.stdout.write(f"Audit summary {window['since']} .. {window['until']} ({window['days']} day(s))")
         if window["event_type"]:
             self.stdout.write(f"event type: {window['event_type']}")
-        self.stdout.write(f"{'records':32} {window['events']:>10}" + ("  (cut by --limit)" if window["truncated"] else ""))
+        self.stdout.write(
+            f"{'records':32} {window['events']:>10}" + ("  (cut by --limit)" if window["truncated"] else "")
+        )
         for event_type, n in summary["events_by_type"].items():
             self.stdout.write(f"  {event_type:30} {n:>10}")
         for decision, n in summary["decisions"].items():
@@ -546,7 +621,9 @@ class Command(BaseCommand):
 
     def cmd_stats(self, **options: Any) -> None:
         window = Window.last(days=options["days"])
-        stats = audit_stats(window=window, reason_code=options["reason_code"], top=options["top"], progress=self._progress(options))
+        stats = audit_stats(
+            window=window, reason_code=options["reason_code"], top=options["top"], progress=self._progress(options)
+        )
         if options["json"]:
             self.stdout.write(json.dumps(stats))
             return
@@ -559,7 +636,9 @@ class Command(BaseCommand):
         self.stdout.write("\nby action:")
         self.stdout.write(f"  {'action':24} {'PENDING':>8} {'SUCCESS':>8} {'FAILED':>8} {'BLOCKED':>8}")
         for action, row in stats["by_action"].items():
-            self.stdout.write(f"  {action:24} {row['PENDING']:>8} {row['SUCCESS']:>8} {row['FAILED']:>8} {row['BLOCKED']:>8}")
+            self.stdout.write(
+                f"  {action:24} {row['PENDING']:>8} {row['SUCCESS']:>8} {row['FAILED']:>8} {row['BLOCKED']:>8}"
+            )
         self.stdout.write("\nby actor (decisions):")
         self.stdout.write(f"  {'actor':40} {'ALLOW':>8} {'DENY':>8}")
         for row in stats["by_actor"]:
@@ -584,7 +663,11 @@ class Command(BaseCommand):
                 status = self.style.SUCCESS("OK") if r.ok else self.style.ERROR("BREACH")
                 note = f" ({r.note})" if r.note else ""
                 self.stdout.write(f"  {r.name:26} {r.objective:14} {value:>12} {r.sample:>8}  {status}{note}")
-            self.stdout.write(self.style.SUCCESS("OK: every SLO is met") if report.ok else self.style.ERROR(f"BREACH: {len(report.breaches)} SLO(s) missed"))
+            self.stdout.write(
+                self.style.SUCCESS("OK: every SLO is met")
+                if report.ok
+                else self.style.ERROR(f"BREACH: {len(report.breaches)} SLO(s) missed")
+            )
         self.stdout.flush()
         # After the report, so that the alerts' JSON log lines (stderr) never land inside the table.
         for breach in report.breaches:
@@ -592,7 +675,12 @@ class Command(BaseCommand):
                 kind="slo_breach",
                 subject=breach.name,
                 summary=f"SLO {breach.name} breached: {breach.value:g} (objective {breach.objective})",
-                detail={"slo": breach.name, "value": str(breach.value), "objective": breach.objective, "sample": breach.sample},
+                detail={
+                    "slo": breach.name,
+                    "value": str(breach.value),
+                    "objective": breach.objective,
+                    "sample": breach.sample,
+                },
                 background=False,
             )
         if not report.ok:
