@@ -21,11 +21,10 @@ that was never loaded, an executor other than the profile's.
 
 from __future__ import annotations
 
+import heapq
 import json
 from dataclasses import dataclass, field
 from typing import Any
-
-from django.db.models import Q
 
 from audit.models import AuditRecord
 from audit.records import ACTION, DECISION
@@ -50,18 +49,23 @@ class CorrectnessSample:
 
 
 def decision_correctness(*, window: Any, sample: int) -> CorrectnessSample:
-    """Re-evaluate the newest `sample` re-decidable decisions of the window."""
+    """Re-evaluate the newest `sample` re-decidable decisions of the window
+    (newest by timestamp, then by seq)."""
     from governance.models import PolicyProfile
 
-    # serves: the (ts_utc, event_type) index; only decisions that name an action can be re-decided
-    redecidable = Q(decision="ALLOW") | Q(reason_code__in=sorted(REGISTRY_CODES))
-    rows = (
-        window.records()
-        .filter(redecidable, event_type=DECISION, action__isnull=False)
-        .order_by("-seq")
-        .values_list("seq", "body")
-        .iterator(chunk_size=500)
-    )
+    # Only decisions that name an action can be re-decided: allowed ones, and
+    # registry denials. Newest first, from two index walks merged lazily (the
+    # ALLOWs along (event_type, decision, ts_utc), the rare registry denials
+    # from the reason-code index): ordering the OR of both by seq made the
+    # database sort every decision of the window to keep `sample` of them.
+    decisions = window.records().filter(event_type=DECISION, action__isnull=False)
+    allowed = decisions.filter(decision="ALLOW")
+    refused = decisions.filter(reason_code__in=sorted(REGISTRY_CODES)).exclude(decision="ALLOW")
+    walks = [
+        part.order_by("-ts_utc", "-seq").values_list("ts_utc", "seq", "body").iterator(chunk_size=500)
+        for part in (allowed, refused)
+    ]
+    rows = ((seq, body) for _, seq, body in heapq.merge(*walks, key=lambda row: row[:2], reverse=True))
     sampled: list[tuple[int, dict[str, Any]]] = []
     for seq, body in rows:
         record = json.loads(body)
@@ -71,13 +75,15 @@ def decision_correctness(*, window: Any, sample: int) -> CorrectnessSample:
                 break
     hashes = {record["profile_hash"] for _, record in sampled}
     profiles = dict(PolicyProfile.objects.filter(sha256__in=hashes).values_list("sha256", "document"))
-    # One query for the PENDING records of every sampled trace (serves: the trace_id index).
+    # One query for the records of every sampled trace, by the trace_id index
+    # alone (asked for PENDING records, SQLite walked the status index instead).
     traces = [record["trace_id"] for _, record in sampled]
     pending = {
         trace: json.loads(body)
-        for trace, body in AuditRecord.objects.filter(trace_id__in=traces, event_type=ACTION, status="PENDING")
-        .values_list("trace_id", "body")
+        for trace, event_type, status, body in AuditRecord.objects.filter(trace_id__in=traces)
+        .values_list("trace_id", "event_type", "status", "body")
         .iterator()
+        if event_type == ACTION and status == "PENDING"
     }
     result = CorrectnessSample()
     for seq, record in sampled:

@@ -27,7 +27,7 @@ from django.db.models import Count, Min, Q, QuerySet
 
 from audit.models import AuditRecord
 from audit.records import ACTION, DECISION, TERMINAL_STATUSES
-from audit.rollups import Split, fold, split
+from audit.rollups import Split, fold, folded_seq, split
 from audit.security_codes import (  # noqa: F401  (re-exported: the reports' categories)
     AUTHN_FAILURE_CODES,
     AUTHZ_DENIAL_CODES,
@@ -63,9 +63,17 @@ class Window:
         # serves: the (ts_utc, event_type) index
         return AuditRecord.objects.filter(ts_utc__gte=self.since, ts_utc__lt=self.until)
 
-    def split(self) -> Split:
-        """The window as rolled-up hours plus the records they do not hold."""
-        return split(self.since, self.until)
+    def split(self, *, upto: int | None = None) -> Split:
+        """The window as rolled-up hours plus the records they do not hold,
+        up to seq `upto` (default: the chain's head)."""
+        return split(self.since, self.until, upto=upto)
+
+    def folded(self, progress: Progress) -> Split:
+        """Fold the records sequenced so far, then split: a report counts the
+        records up to its fold, and reads none raw but the window's cut hours."""
+        progress("folding new records into the rollups")
+        fold()
+        return self.split(upto=folded_seq())
 
     def as_dict(self) -> dict[str, str]:
         return {"since": utc_timestamp(self.since), "until": utc_timestamp(self.until)}
@@ -84,18 +92,16 @@ def audit_summary(
     hold (audit/rollups.py); with `limit`, over the newest records themselves.
     A second query counts the approval steps (`_approvals`)."""
     window = Window.last(days=days, now=now)
-    progress("folding new records into the rollups")
-    fold()
-    parts = window.split()
+    parts = window.folded(progress)
     only_type = Q(event_type=event_type) if event_type else Q()
-    records = window.records().filter(only_type)
+    records = window.records().filter(only_type, seq__lte=parts.upto)
     if limit is not None:
         progress(f"finding the newest {limit} records")
         nth_newest = list(records.order_by("-seq").values_list("seq", flat=True)[limit - 1 : limit])
         if nth_newest:
             # a cut inside an hour: counted from the records themselves (at most `limit`)
             records = records.filter(seq__gte=nth_newest[0])
-            parts = Split.all_raw(records)
+            parts = Split.all_raw(window.since, window.until, records)
     progress("counting records by type, decision and reason code")
     counted = parts.counts(("event_type", "decision", "reason_code"), only_type)
     events_by_type: Counter[str] = Counter()
@@ -184,9 +190,7 @@ def audit_stats(
 ) -> dict[str, Any]:
     """Where the traffic and the trouble are. With `reason_code`, every table is
     limited to the records carrying it (e.g. who hit RATE_LIMIT_EXCEEDED, when)."""
-    progress("folding new records into the rollups")
-    fold()
-    parts = window.split()
+    parts = window.folded(progress)
     only_code = Q(reason_code=reason_code) if reason_code else Q()
 
     progress("reason codes")
@@ -238,26 +242,26 @@ def audit_stats(
 # --- trace completeness, latency, security rate ---------------------------------------
 
 
-def trace_completeness(*, since: datetime, cutoff: datetime | None = None) -> tuple[int, int]:
+def trace_completeness(*, since: datetime, cutoff: datetime | None = None, upto: int | None = None) -> tuple[int, int]:
     """(PENDING records with their terminal record, PENDING records), for PENDING
     records written since `since` and old enough (before `cutoff`, default: the
     executor timeout plus grace, as `audit verify`) that their request is over."""
     cutoff = cutoff or in_flight_cutoff(settings.VERITTA_EXECUTOR_TIMEOUT_S)
     if cutoff <= since:
         return 0, 0
-    parts = split(since, cutoff)
+    parts = split(since, cutoff, upto=upto)
     total = parts.count(Q(event_type=ACTION, status="PENDING"))
     return (parts.completed_pending(terminals_since=since) if total else 0), total
 
 
 def latency_percentiles(
-    *, window: Window, percentiles: tuple[float, ...] = (0.95, 0.99)
+    *, window: Window, percentiles: tuple[float, ...] = (0.95, 0.99), upto: int | None = None
 ) -> tuple[int, dict[float, int | None]]:
     """(sample size, {p: duration_us}) of terminal action records that ran an
     executor (SUCCESS, FAILED), by the nearest-rank method over the exact
     durations: how many records took each one, from the hourly rollups and the
     records they do not hold."""
-    durations = window.split().durations()
+    durations = window.split(upto=upto).durations()
     n = sum(durations.values())
     if not n:
         return 0, dict.fromkeys(percentiles)
@@ -278,10 +282,10 @@ def latency_percentiles(
 NOT_SERVICE_TRAFFIC_ACTORS = ("metrics",)
 
 
-def security_violations(*, window: Window) -> tuple[int, int]:
+def security_violations(*, window: Window, upto: int | None = None) -> tuple[int, int]:
     """(denials whose code is a security category, decisions) in the window,
     scrapes with the metrics credential left out."""
-    parts = window.split()
+    parts = window.split(upto=upto)
     decisions = Q(event_type=DECISION) & ~Q(actor_kind__in=NOT_SERVICE_TRAFFIC_ACTORS)
     bad = parts.count(decisions & Q(decision="DENY", reason_code__in=sorted(SECURITY_CODES)))
     return bad, parts.count(decisions)
@@ -351,11 +355,10 @@ def audit_slo(*, objectives: Objectives, now: datetime | None = None, progress: 
     no data in the window (no executor ran, no request came) is not breached."""
     window = Window.last(hours=objectives.window_hours, now=now)
     report = SloReport(window)
-    progress("folding new records into the rollups")
-    fold()
+    upto = window.folded(progress).upto
 
     progress("latency percentiles")
-    n, values = latency_percentiles(window=window)
+    n, values = latency_percentiles(window=window, upto=upto)
     for p, limit in ((0.95, objectives.latency_p95_ms), (0.99, objectives.latency_p99_ms)):
         us = values[p]
         report.results.append(
@@ -363,7 +366,7 @@ def audit_slo(*, objectives: Objectives, now: datetime | None = None, progress: 
         )
 
     progress("trace completeness")
-    complete, pending = trace_completeness(since=window.since)
+    complete, pending = trace_completeness(since=window.since, upto=upto)
     ratio = complete / pending if pending else None
     limit = objectives.trace_completeness
     report.results.append(
@@ -371,7 +374,7 @@ def audit_slo(*, objectives: Objectives, now: datetime | None = None, progress: 
     )
 
     progress("security violation rate")
-    bad, total = security_violations(window=window)
+    bad, total = security_violations(window=window, upto=upto)
     rate = _at_most(
         "security_violation_rate", bad / total if total else None, objectives.security_violation_rate, total
     )

@@ -70,14 +70,33 @@ class Split:
     """Hours [first_hour, end_hour) answered by the rollups (records with
     seq <= folded_seq), and the querysets of every other record of the window."""
 
-    folded_seq: int
+    since: datetime
+    until: datetime
+    folded_seq: int  # the records up to it are in the rollups; 0: none used
+    upto: int | None  # the last seq counted; None: no bound
     first_hour: datetime | None
     end_hour: datetime | None
     raw: tuple[QuerySet[AuditRecord], ...]
+    # The hour of each raw part that lies within one (the cut hours), else None:
+    # grouping by a known hour spares the database a truncation per record.
+    raw_hours: tuple[datetime | None, ...] = ()
 
     @classmethod
-    def all_raw(cls, records: QuerySet[AuditRecord]) -> Split:
-        return cls(folded_seq=0, first_hour=None, end_hour=None, raw=(records,))
+    def all_raw(
+        cls, since: datetime, until: datetime, records: QuerySet[AuditRecord], upto: int | None = None
+    ) -> Split:
+        if upto is not None:
+            records = records.filter(seq__lte=upto)
+        return cls(
+            since=since,
+            until=until,
+            folded_seq=0,
+            upto=upto,
+            first_hour=None,
+            end_hour=None,
+            raw=(records,),
+            raw_hours=(None,),
+        )
 
     def _rolled(self, model: Any) -> Any:
         if self.first_hour is None:
@@ -98,11 +117,12 @@ class Split:
         rolled = self._rolled(RollupCount).filter(where).values(*fields).annotate(n=Sum("n")).order_by()
         for row in rolled:
             found[tuple(row[f] for f in fields)] += row["n"]
-        for part in self.raw:
-            if "hour" in fields:
+        for part, hour in zip(self.raw, self.raw_hours, strict=True):
+            grouped = [f for f in fields if f != "hour" or hour is None]
+            if "hour" in grouped:
                 part = part.annotate(hour=TruncHour("ts_utc"))
-            for row in part.filter(where).values(*fields).annotate(n=Count("seq")).order_by():
-                found[tuple(row[f] for f in fields)] += row["n"]
+            for row in part.filter(where).values(*grouped).annotate(n=Count("seq")).order_by():
+                found[tuple(hour if f not in grouped else row[f] for f in fields)] += row["n"]
         return found
 
     def durations(self) -> Counter[int]:
@@ -118,39 +138,61 @@ class Split:
     def completed_pending(self, *, terminals_since: datetime) -> int:
         """PENDING records of the window whose trace has a terminal record
         written since `terminals_since`."""
-        terminals = AuditRecord.objects.filter(
-            event_type=ACTION, status__in=TERMINAL_STATUSES, ts_utc__gte=terminals_since
-        )
+        pending = Q(event_type=ACTION, status="PENDING")
         complete = 0
-        if self.first_hour is not None:
-            # Folded PENDING records are complete unless still unpaired, or
-            # paired by a terminal record the fold has not reached.
-            unpaired = RollupUnpaired.objects.filter(ts_utc__gte=self.first_hour, ts_utc__lt=self.end_hour)
-            late = terminals.filter(seq__gt=self.folded_seq, trace_id__in=unpaired.values("trace_id"))
-            complete += (
-                self._rolled_count(Q(event_type=ACTION, status="PENDING"))
-                - unpaired.count()
-                + unpaired.filter(trace_id__in=late.values("trace_id")).count()
+        if self.folded_seq:
+            # A folded PENDING record is complete unless still unpaired (kept
+            # with its ts, so any part of the window can ask), or paired by a
+            # terminal record the fold has not reached.
+            folded = self._rolled_count(pending)
+            folded += sum(part.filter(pending, seq__lte=self.folded_seq).count() for part in self.raw)
+            waiting = list(
+                RollupUnpaired.objects.filter(ts_utc__gte=self.since, ts_utc__lt=self.until).values_list(
+                    "trace_id", flat=True
+                )
             )
+            late = self._ended(set(waiting), since=terminals_since, after=self.folded_seq)
+            complete += folded - len(waiting) + sum(1 for trace in waiting if trace in late)
         for part in self.raw:
-            pending = part.filter(event_type=ACTION, status="PENDING")
-            # serves: the trace_id index; uncorrelated IN (...) subqueries are
-            # hashed once (a correlated EXISTS made SQLite rescan per row).
-            paired = terminals.filter(trace_id__in=pending.values("trace_id"))
-            complete += pending.filter(trace_id__in=paired.values("trace_id")).count()
+            unfolded = part.filter(pending, seq__gt=self.folded_seq)
+            traces = list(unfolded.values_list("trace_id", flat=True))
+            ended = self._ended(set(traces), since=terminals_since)
+            complete += sum(1 for trace in traces if trace in ended)
         return complete
+
+    def _ended(self, traces: set[str], *, since: datetime, after: int = 0) -> set[str]:
+        """The traces among `traces` with a terminal record written since
+        `since`, sequenced after `after` (and up to `upto`). Looked up by the
+        trace_id index alone and filtered here: given the status as well,
+        SQLite walks the status index over every terminal record since `since`."""
+        ended: set[str] = set()
+        for chunk in _chunks(traces):
+            rows = AuditRecord.objects.filter(trace_id__in=chunk).values_list(
+                "trace_id", "event_type", "status", "ts_utc", "seq"
+            )
+            ended.update(
+                trace
+                for trace, event_type, status, ts, seq in rows
+                if event_type == ACTION
+                and status in TERMINAL_STATUSES
+                and ts >= since
+                and seq > after
+                and (self.upto is None or seq <= self.upto)
+            )
+        return ended
 
 
 def _floor_hour(when: datetime) -> datetime:
     return when.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
-def split(since: datetime, until: datetime) -> Split:
-    """Cut the window [since, until) into rolled-up hours and raw records."""
+def split(since: datetime, until: datetime, *, upto: int | None = None) -> Split:
+    """Cut the window [since, until) into rolled-up hours and raw records,
+    counting the records up to seq `upto` (default: the chain's head now)."""
     records = AuditRecord.objects.filter(ts_utc__gte=since, ts_utc__lt=until)
     watermark = folded_seq()
     if not watermark:
-        return Split.all_raw(records)
+        return Split.all_raw(since, until, records, upto)
     first, last = _floor_hour(since), _floor_hour(until)
     spans = {h.hour: h for h in RollupHour.objects.filter(hour__in=(first, last))}
     # An hour the window cuts through is rolled up only if all its folded records lie inside the window.
@@ -160,10 +202,31 @@ def split(since: datetime, until: datetime) -> Split:
     if last < until and (last not in spans or spans[last].last_ts < until):
         end = last + HOUR
     if first >= end:
-        return Split.all_raw(records)
-    raw = [records.filter(ts_utc__lt=first), records.filter(ts_utc__gte=end)]
-    raw.append(records.filter(seq__gt=watermark, ts_utc__gte=first, ts_utc__lt=end))
-    return Split(folded_seq=watermark, first_hour=first, end_hour=end, raw=tuple(raw))
+        return Split.all_raw(since, until, records, upto)
+    # Each part names its own bounds: given the window's bounds as well, SQLite
+    # walks the window's whole ts range; a seq range on both sides makes it
+    # take the primary key's index for the records after the watermark.
+    if upto is None:
+        upto = AuditRecord.objects.order_by("-seq").values_list("seq", flat=True).first() or 0
+    raw = [
+        AuditRecord.objects.filter(ts_utc__gte=since, ts_utc__lt=min(first, until), seq__lte=upto),
+        AuditRecord.objects.filter(ts_utc__gte=max(end, since), ts_utc__lt=until, seq__lte=upto),
+    ]
+    hours: list[datetime | None] = [_floor_hour(since), last]
+    if upto > watermark:  # SQLite may still walk a status index for this part: a report folds first
+        unfolded = AuditRecord.objects.filter(seq__gt=watermark, seq__lte=upto)
+        raw.append(unfolded.filter(ts_utc__gte=max(first, since), ts_utc__lt=min(end, until)))
+        hours.append(None)
+    return Split(
+        since=since,
+        until=until,
+        folded_seq=watermark,
+        upto=upto,
+        first_hour=first,
+        end_hour=end,
+        raw=tuple(raw),
+        raw_hours=tuple(hours),
+    )
 
 
 # --- folding -------------------------------------------------------------------------

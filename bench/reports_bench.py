@@ -4,9 +4,11 @@ through json.loads and counting in Python.
 
     python bench/reports_bench.py [--records N]      # default 1,000,000
 
-1. Builds a chain of N realistic records (bench/verify_bench.py's mix) in a
-   fresh SQLite database migrated with the project's migrations, and exports
-   it as JSONL (`audit export`'s format, one record per line).
+1. Builds a chain of N realistic records (bench/verify_bench.py's mix) spread
+   over --span-hours (default 24.5) in a fresh SQLite database migrated with the
+   project's migrations, and exports it as JSONL (`audit export`'s format, one
+   record per line). Every report's window is the last 24 hours, so it cuts
+   through the oldest hour of records: the part no rollup answers.
 2. Measures, in this process, median of --repeat runs:
    - summary: audit.reports.audit_summary over a window holding every record
      (what `manage.py audit summary` and GET /admin/audit/summary run);
@@ -14,6 +16,9 @@ through json.loads and counting in Python.
      type, within the window) by reading the export line by line with json.loads;
    and the Python heap peak of each (tracemalloc, a separate run).
    - stats and slo: audit.reports.audit_stats and audit_slo over the same window.
+   Before these, the records are folded into the hourly rollups once (timed
+   apart: what `audit rollup` or an earlier report does), so each report reads
+   the rollups and the records they do not hold (audit/rollups.py).
 3. Prints the ratio jsonl/<report> for each of summary, stats and slo (issue 16:
    target >= 20 each), with the machine's load average at the start and end
    (the reports share 2 cores with other work: a loaded machine slows the
@@ -89,10 +94,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--span-hours",
+        type=float,
+        default=24.5,
+        help="Spread the records over this many hours (default 24.5): the reports' last-24-hours window"
+        " then cuts through the oldest hour, which they read record by record.",
+    )
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)  # the child process: measure in DIR
     args = parser.parse_args()
     if args.measure:
-        measure(args.measure, args.records, args.repeat)
+        measure(args.measure, args.records, args.repeat, args.span_hours)
         return
 
     from bench.verify_bench import build_chain
@@ -103,7 +115,7 @@ def main() -> None:
     env = server_env(tmp, f"sqlite:///{db}", {"VERITTA_AUDIT_CHECKPOINT_EVERY": "0"})
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     manage(env, "migrate", "--no-input", "-v0")
-    _, _, build_s = build_chain(db, args.records, sample_size=0)
+    _, _, build_s = build_chain(db, args.records, sample_size=0, span_s=args.span_hours * 3600)
     print(f"{args.records:,} records built in {build_s:.1f}s", file=sys.stderr)
     # Measured in a fresh process whose settings are the bench database's.
     command = [
@@ -115,15 +127,18 @@ def main() -> None:
         str(args.records),
         "--repeat",
         str(args.repeat),
+        "--span-hours",
+        str(args.span_hours),
     ]
     sys.exit(subprocess.run(command, env=env).returncode)
 
 
-def measure(tmp: Path, records: int, repeat: int) -> None:
+def measure(tmp: Path, records: int, repeat: int, span_hours: float) -> None:
     import django
 
     django.setup()
     from audit.reports import Objectives, Window, audit_slo, audit_stats, audit_summary
+    from audit.rollups import fold
     from audit.selectors import audit_bodies_between
 
     export = tmp / "export.jsonl"
@@ -143,11 +158,18 @@ def measure(tmp: Path, records: int, repeat: int) -> None:
     def parsed() -> dict[str, Any]:
         return jsonl_summary(export, since=since)
 
-    print(f"export {export.stat().st_size / 1e6:.0f} MB", file=sys.stderr)
+    print(f"export {export.stat().st_size / 1e6:.0f} MB, newest record {newest}", file=sys.stderr)
     load_before = os.getloadavg()
+    # What `audit rollup` (or the previous report) does once per record; the
+    # reports below then fold nothing new and read the rollups.
+    started = time.perf_counter()
+    folded = fold()
+    fold_s = time.perf_counter() - started
+    assert folded == records, folded
     summary_s, by_db = timed(summary, repeat)
     jsonl_s, by_file = timed(parsed, repeat)
-    assert by_db["window"]["events"] == records, by_db["window"]
+    in_window = sum(by_file["events_by_type"].values())
+    assert by_db["window"]["events"] == in_window, (by_db["window"], in_window)
     for key in ("decisions", "events_by_type"):
         assert by_db[key] == by_file[key], (key, by_db[key], by_file[key])
     assert by_db["deny_breakdown"] == dict(sorted(by_file["deny_breakdown"].items(), key=lambda i: (-i[1], i[0])))
@@ -164,6 +186,8 @@ def measure(tmp: Path, records: int, repeat: int) -> None:
 
     result = {
         "records": records,
+        "records_in_window": in_window,
+        "span_hours": span_hours,
         "export_mb": round(export.stat().st_size / 1e6, 1),
         "summary_s": round(summary_s, 3),
         "jsonl_s": round(jsonl_s, 3),
@@ -172,6 +196,8 @@ def measure(tmp: Path, records: int, repeat: int) -> None:
         "summary_heap_peak_mb": round(summary_mb, 2),
         "jsonl_heap_peak_mb": round(jsonl_mb, 2),
         "stats_s": round(stats_s, 3),
+        "fold_s": round(fold_s, 3),
+        "fold_records_per_s": round(records / fold_s),
         "slo_s": round(slo_s, 3),
         "database": "sqlite",
         "load_average_1_5_15_before": [round(x, 2) for x in load_before],
@@ -181,6 +207,7 @@ def measure(tmp: Path, records: int, repeat: int) -> None:
     print(f"JSONL + json.loads (seed)   {jsonl_s:8.3f} s   heap peak {jsonl_mb:6.2f} MB")
     print(f"audit stats (database)      {stats_s:8.3f} s")
     print(f"audit slo (database)        {slo_s:8.3f} s")
+    print(f"fold into rollups (once)    {fold_s:8.3f} s   {records / fold_s:,.0f} records/s")
     for name, r in ratios.items():
         print(f"ratio jsonl/{name:<15} {r:8.1f}x  (target >= {RATIO_TARGET:g}x)")
     print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} (1 min)")

@@ -120,17 +120,26 @@ def trace_drafts(rng: random.Random, when: datetime) -> list[dict[str, Any]]:
 PROFILE_HASH = hashlib.sha256(b"bench profile").hexdigest()
 
 
-def sealed_records(count: int, seed: int = 7) -> Iterator[tuple[dict[str, Any], bytes]]:
+RECORDS_PER_TRACE = 0.85 * 3 + 0.15  # trace_drafts' mix
+GAP_US = (500, 20000)  # between requests: ~1,000,000 records in about an hour
+
+
+def sealed_records(count: int, seed: int = 7, span_s: float | None = None) -> Iterator[tuple[dict[str, Any], bytes]]:
     """(record, canonical body) for seq 1..count, chained from genesis; every
-    trace is complete (the chain ends on a whole request)."""
+    trace is complete (the chain ends on a whole request). `span_s`: spread the
+    requests over about that many seconds instead (GAP_US otherwise)."""
     rng = random.Random(seed)
+    gap = GAP_US
+    if span_s:
+        mean_us = span_s * 1e6 / (count / RECORDS_PER_TRACE)
+        gap = (max(1, int(mean_us / 20)), int(mean_us * 2 - mean_us / 20))
     when = datetime(2026, 1, 1, tzinfo=UTC)
     seq, prev = 0, GENESIS_HASH
     while seq < count:
         drafts = trace_drafts(rng, when)
         if seq + len(drafts) > count:  # finish on a one-record trace (a denial)
             drafts = [trace_drafts_deny(rng, when)]
-        when += timedelta(microseconds=rng.randrange(500, 20000))
+        when += timedelta(microseconds=rng.randrange(*gap))
         for record in drafts:
             seq += 1
             body = seal(record, seq=seq, prev_hash=prev)
@@ -156,7 +165,9 @@ def _row(record: dict[str, Any], body: bytes) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
-def build_chain(db: Path, count: int, sample_size: int) -> tuple[list[dict[str, Any]], str, float]:
+def build_chain(
+    db: Path, count: int, sample_size: int, span_s: float | None = None
+) -> tuple[list[dict[str, Any]], str, float]:
     """Insert the chain; returns (a sample of the records' dicts, a trace id
     from the middle of the log, seconds taken)."""
     started = time.perf_counter()
@@ -168,7 +179,7 @@ def build_chain(db: Path, count: int, sample_size: int) -> tuple[list[dict[str, 
     conn.execute("PRAGMA cache_size=-1000000")
     conn.execute("BEGIN")
     batch: list[tuple[Any, ...]] = []
-    for record, body in sealed_records(count):
+    for record, body in sealed_records(count, span_s=span_s):
         batch.append(_row(record, body))
         if len(sample) < sample_size:
             sample.append(record)
