@@ -45,7 +45,7 @@ class _Snapshot:
 _snapshot: _Snapshot | None = None
 
 # The admin profile's operations are performed by the admin API itself
-# (sessions_app/flows.py), not by a registered executor.
+# (edge/sessions_flows.py), not by a registered executor.
 ADMIN_API_EXECUTOR = "admin"
 
 
