@@ -22,17 +22,25 @@ that was never loaded, an executor other than the profile's.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.db.models import Q
 
+from audit.hooks import Hook
 from audit.models import AuditRecord
 from audit.records import ACTION, DECISION
 from audit.security_codes import REGISTRY_CODES
-from governance.registry import parse_semver
+from veritta_site.semver import parse_semver
 
 PROCESS_ENDPOINT = "POST /process"
+
+# The profiles are governance's, a layer above: GovernanceConfig.ready()
+# registers how their documents are read, by hash (audit/hooks.py).
+profile_documents: Hook[Callable[[set[str]], dict[str, dict[str, Any]]]] = Hook(
+    "audit.correctness.profile_documents", provided_by="governance"
+)
 
 
 @dataclass
@@ -51,8 +59,6 @@ class CorrectnessSample:
 
 def decision_correctness(*, window: Any, sample: int) -> CorrectnessSample:
     """Re-evaluate the newest `sample` re-decidable decisions of the window."""
-    from governance.models import PolicyProfile
-
     # serves: the (ts_utc, event_type) index; only decisions that name an action can be re-decided
     redecidable = Q(decision="ALLOW") | Q(reason_code__in=sorted(REGISTRY_CODES))
     rows = (
@@ -70,7 +76,7 @@ def decision_correctness(*, window: Any, sample: int) -> CorrectnessSample:
             if len(sampled) >= sample:
                 break
     hashes = {record["profile_hash"] for _, record in sampled}
-    profiles = dict(PolicyProfile.objects.filter(sha256__in=hashes).values_list("sha256", "document"))
+    profiles = profile_documents.provided()(hashes)
     # One query for the PENDING records of every sampled trace (serves: the trace_id index).
     traces = [record["trace_id"] for _, record in sampled]
     pending = {

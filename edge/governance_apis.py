@@ -16,9 +16,9 @@ from edge.sessions_flows import admin_request, validated
 from governance.approval_flows import VERDICTS, approval_decide
 from governance.gates import ACTION_NAME_RE
 from governance.pipeline import process_request
-from governance.registry import SEMVER_RE
 from veritta_site.errors import VerittaError
 from veritta_site.schema import ERROR_RESPONSES, ErrorEnvelopeSerializer
+from veritta_site.semver import SEMVER_RE
 from veritta_site.timestamps import utc_timestamp
 
 
