@@ -1,12 +1,13 @@
 """The import layers of docs/ARCHITECTURE.md hold: the site package imports no
-app, and no app imports one above it except the debt listed in pyproject.toml
-(`lint-imports` reads the contracts there; scripts/test runs it too)."""
+app, and no layer imports one above it, the composition root aside
+(`lint-imports` reads the contracts in pyproject.toml; scripts/test runs it too)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,6 +25,17 @@ def test_import_contracts_are_kept() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 kept, 0 broken" in result.stdout
+
+
+COMPOSITION_ROOT = ["veritta_site.wsgi -> audit.chain", "veritta_site.startup -> governance.checks"]
+
+
+def test_the_layers_contract_lists_no_debt() -> None:
+    """Only the composition root may go up: an upward import is fixed, not listed."""
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    (layers,) = [c for c in contracts if c["type"] == "layers"]
+    assert layers["layers"] == ["edge", "governance", "sessions_app", "audit", "veritta_site"]
+    assert layers["ignore_imports"] == COMPOSITION_ROOT
 
 
 def import_circles() -> list[set[str]]:
