@@ -42,6 +42,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from standardwebhooks import Webhook
 
+from audit.hooks import Hook
 from veritta_site.canonical import digest_of
 from veritta_site.checks import webhook_secret_problem, webhook_url_problem
 from veritta_site.timestamps import utc_timestamp
@@ -287,24 +288,15 @@ def _count_towards(*, scope: str, subject: str, threshold: int) -> bool:
 
 
 # The shared G10 store is sessions_app's, a layer above: SessionsAppConfig.ready()
-# registers its counter here (one event, the count this minute; None when the
-# store does not answer). Without one the call raises: no alert is lost silently.
-_minute_counter: Callable[[str, str, int], int | None] | None = None
-
-
-class MinuteCounterMissing(RuntimeError):
-    """No app registered the per-minute counter (sessions_app not ready)."""
-
-
-def minute_counter_register(counter: Callable[[str, str, int], int | None]) -> None:
-    global _minute_counter
-    _minute_counter = counter
+# registers its counter on this hook (one event, the count this minute; None when
+# the store does not answer). Without one the call raises: no alert is lost silently.
+minute_counter: Hook[Callable[[str, str, int], int | None]] = Hook(
+    "audit.alerts.minute_counter", provided_by="sessions_app"
+)
 
 
 def _minute_count(*, scope: str, ident: str, limit: int) -> int | None:
-    if _minute_counter is None:
-        raise MinuteCounterMissing("no per-minute counter: sessions_app is not installed or not ready")
-    return _minute_counter(scope, ident, limit)
+    return minute_counter.provided()(scope, ident, limit)
 
 
 def rate_limited_observed() -> None:

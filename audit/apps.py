@@ -7,11 +7,11 @@ class AuditConfig(AppConfig):
 
     def ready(self) -> None:
         from audit import checkpoints, checks, metrics, promises, witnesses  # noqa: F401  (registers system checks)
-        from audit.chain_events import ChainEvents, connect
+        from audit.chain_events import ChainEvents, connected
 
         # The chain writer reports to these through audit.chain_events: they
         # read the chain, so it cannot import them.
-        connect(
+        connected.register(
             ChainEvents(
                 appended=metrics.observe_appended,
                 integrated=metrics.observe_integrated,

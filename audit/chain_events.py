@@ -3,8 +3,8 @@
 Metrics, checkpoint sealing and promise signing all read the chain, so the
 chain cannot import them without a circle. Instead they are connected here
 once, at startup (audit/apps.py), and the chain calls whatever is connected.
-Nothing connected is a startup error, never a silent no-op: a chain that
-sealed no checkpoints or signed no promises would fail open.
+Nothing connected is an error (audit.hooks.HookMissing), never a silent no-op:
+a chain that sealed no checkpoints or signed no promises would fail open.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+
+from audit.hooks import Hook
 
 
 @dataclass(frozen=True)
@@ -33,15 +35,8 @@ class ChainEvents:
     promise: Callable[..., dict[str, Any]]
 
 
-_connected: ChainEvents | None = None
-
-
-def connect(events: ChainEvents) -> None:
-    global _connected
-    _connected = events
+connected: Hook[ChainEvents] = Hook("audit.chain_events.connected", provided_by="the audit app")
 
 
 def events() -> ChainEvents:
-    if _connected is None:
-        raise RuntimeError("audit.chain_events not connected: the audit app is not ready")
-    return _connected
+    return connected.provided()

@@ -23,15 +23,23 @@ from __future__ import annotations
 
 import heapq
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from audit.hooks import Hook
 from audit.models import AuditRecord
 from audit.records import ACTION, DECISION
 from audit.security_codes import REGISTRY_CODES
-from governance.registry import parse_semver
+from veritta_site.semver import parse_semver
 
 PROCESS_ENDPOINT = "POST /process"
+
+# The profiles are governance's, a layer above: GovernanceConfig.ready()
+# registers how their documents are read, by hash (audit/hooks.py).
+profile_documents: Hook[Callable[[set[str]], dict[str, dict[str, Any]]]] = Hook(
+    "audit.correctness.profile_documents", provided_by="governance"
+)
 
 
 @dataclass
@@ -51,8 +59,6 @@ class CorrectnessSample:
 def decision_correctness(*, window: Any, sample: int) -> CorrectnessSample:
     """Re-evaluate the newest `sample` re-decidable decisions of the window
     (newest by timestamp, then by seq)."""
-    from governance.models import PolicyProfile
-
     # Only decisions that name an action can be re-decided: allowed ones, and
     # registry denials. Newest first, from two index walks merged lazily (the
     # ALLOWs along (event_type, decision, ts_utc), the rare registry denials
@@ -74,7 +80,7 @@ def decision_correctness(*, window: Any, sample: int) -> CorrectnessSample:
             if len(sampled) >= sample:
                 break
     hashes = {record["profile_hash"] for _, record in sampled}
-    profiles = dict(PolicyProfile.objects.filter(sha256__in=hashes).values_list("sha256", "document"))
+    profiles = profile_documents.provided()(hashes)
     # One query for the records of every sampled trace, by the trace_id index
     # alone (asked for PENDING records, SQLite walked the status index instead).
     traces = [record["trace_id"] for _, record in sampled]

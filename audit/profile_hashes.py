@@ -2,26 +2,19 @@
 
 Governance owns the profiles; audit and sessions_app record their hash but may
 not import governance (docs/ARCHITECTURE.md "Layers"). GovernanceConfig.ready()
-registers the provider here, the way AuditConfig.ready() connects the chain
-events. Without a provider nothing is recorded: the call raises (fail closed),
-it never stores an empty hash.
+registers the provider on this hook (audit/hooks.py). Without a provider
+nothing is recorded: the call raises HookMissing (fail closed), it never
+stores an empty hash.
 """
+
+from __future__ import annotations
 
 from collections.abc import Callable
 
-_provider: Callable[[str], str] | None = None
+from audit.hooks import Hook
 
-
-class ProfileHashProviderMissing(RuntimeError):
-    """No app registered the profile hash provider (governance not ready)."""
-
-
-def register(provider: Callable[[str], str]) -> None:
-    global _provider
-    _provider = provider
+provider: Hook[Callable[[str], str]] = Hook("audit.profile_hashes.provider", provided_by="governance")
 
 
 def profile_hash_of(profile_id: str) -> str:
-    if _provider is None:
-        raise ProfileHashProviderMissing("no profile hash provider: governance is not installed or not ready")
-    return _provider(profile_id)
+    return provider.provided()(profile_id)

@@ -25,6 +25,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Count, Min, Q, QuerySet
 
+from audit.correctness import decision_correctness
 from audit.models import AuditRecord
 from audit.records import ACTION, DECISION, TERMINAL_STATUSES
 from audit.rollups import Split, fold, folded_seq, split
@@ -386,8 +387,6 @@ def audit_slo(*, objectives: Objectives, now: datetime | None = None, progress: 
     report.results.append(rate)
 
     progress("decision correctness")
-    from audit.correctness import decision_correctness  # late: it reads the profiles of the governance app
-
     sampled = decision_correctness(window=window, sample=objectives.correctness_sample)
     share = sampled.correct / sampled.checked if sampled.checked else None
     limit = objectives.decision_correctness

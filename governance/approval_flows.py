@@ -1,6 +1,7 @@
-"""The HTTP-facing flows of four-eyes approval (docs/APPROVALS.md): a client
-reading its held request, an approver's vote, and the one execution after the
-last approval. The state changes themselves are in governance/approvals.py."""
+"""The flows of four-eyes approval (docs/APPROVALS.md): an approver's vote
+(admin API and console), and the one execution after the last approval. A
+client reading its held request is edge/approval_flows.py; the state changes
+themselves are in governance/approvals.py."""
 
 from __future__ import annotations
 
@@ -9,39 +10,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest
 
-from audit.flows import reader_request
 from audit.services import RequestContext, audit_deny
-from audit.transparency import Owners
 from governance import approvals, gates
 from governance.decision import Denied, run_gate
 from governance.models import ApprovalRequest, ApprovalVote
 from governance.pipeline import Outcome, error_outcome, execute_allowed
 from governance.selectors import profile_active
-from sessions_app.apis import no_parameters
 from veritta_site.errors import VerittaError
-
-
-def approval_read(request: HttpRequest, public_id: str) -> Outcome:
-    """GET /approvals/{id}, through the clients' gates (P0, G0/G2/G4, G10 limits,
-    audit.flows.reader_request) and only for the credential that asked: any
-    other, the admin key included, gets 404 as for an id that does not exist."""
-
-    def perform(ctx: RequestContext, data: dict[str, Any], owners: Owners) -> Outcome:
-        held = ApprovalRequest.objects.filter(public_id=public_id[:40]).first()
-        if held is None or owners is None or held.requester not in owners:
-            raise VerittaError("APPROVAL_NOT_FOUND", evidence={"approval_id": public_id[:40]})
-        body = {
-            "status_code": 200,
-            "trace_id": ctx.trace_id,
-            "request_trace_id": held.trace_id,
-            "approval": approvals.approval_view(held),
-            "answer": approvals.answer_of(held),
-        }
-        return Outcome(200, body)
-
-    return reader_request(request, endpoint="GET /approvals/{id}", parse=no_parameters, perform=perform)
 
 
 def approval_decide(public_id: str, *, approver: str, verdict: str, reason: str, ctx: RequestContext) -> Outcome:

@@ -24,8 +24,8 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
-from governance.registry import parse_semver
 from veritta_site.canonical import digest_of
+from veritta_site.semver import parse_semver
 
 METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
 PARAMETER_TYPES = {"string", "integer"}

@@ -15,13 +15,14 @@ from django.http import HttpRequest
 
 from governance.executors import Executor
 from governance.profiles import Profile
-from governance.registry import executor_registry, parse_semver
+from governance.registry import executor_registry
 from sessions_app.ratelimit import limits_enforce, tightest
 from sessions_app.selectors import api_key_authenticate, roles_of, session_authenticate
 from sessions_app.services import session_touch
 from veritta_site.canonical import canonical_json, sha256_hex
 from veritta_site.errors import VerittaError
 from veritta_site.redact import keyed_digest
+from veritta_site.semver import parse_semver
 
 ACTION_NAME_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 # curl -d sends application/x-www-form-urlencoded unless told otherwise; the

@@ -198,7 +198,7 @@ def client_credentials(
     """G0, then G2 and/or G4: the key actor and the session actor (None when
     that credential was not sent), the principal's roles on `ctx`; a key sent
     with a session must be the key that opened it. Raises Denied. Every
-    endpoint a client credential reaches runs this (audit.flows too), and
+    endpoint a client credential reaches runs this (edge.audit_flows too), and
     `governance explain` (with the read-only G4 as `session_gate`)."""
     matched = ctx.matched_rules
     key_actor = session_actor = None

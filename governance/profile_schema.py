@@ -14,9 +14,10 @@ from typing import Any
 from governance.approval_rules import approval_problems
 from governance.connectors import connector_pin_problem
 from governance.gates import ACTION_NAME_RE
-from governance.registry import executor_registry, parse_semver
+from governance.registry import executor_registry
 from governance.selectors import ADMIN_API_EXECUTOR
 from sessions_app.selectors import ROLE_NAME_RE
+from veritta_site.semver import parse_semver
 
 TOP_LEVEL_KEYS = {
     "profile_id",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from functools import cache
 
 from django.conf import settings
@@ -10,15 +9,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from governance.executors import Executor
-
-SEMVER_RE = re.compile(r"^(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})$")
-
-
-def parse_semver(value: object) -> tuple[int, int, int] | None:
-    if not isinstance(value, str):
-        return None
-    match = SEMVER_RE.match(value)
-    return (int(match[1]), int(match[2]), int(match[3])) if match else None
+from veritta_site.semver import parse_semver
 
 
 @cache

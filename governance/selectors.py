@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError
@@ -45,7 +46,7 @@ class _Snapshot:
 _snapshot: _Snapshot | None = None
 
 # The admin profile's operations are performed by the admin API itself
-# (sessions_app/flows.py), not by a registered executor.
+# (edge/sessions_flows.py), not by a registered executor.
 ADMIN_API_EXECUTOR = "admin"
 
 
@@ -137,6 +138,11 @@ def profile_hash_of(profile_id: str) -> str:
         return profile_active(profile_id).sha256
     except LookupError:
         return "0" * 64
+
+
+def profile_documents_by_hash(hashes: set[str]) -> dict[str, dict[str, Any]]:
+    """Every stored profile version among `hashes`, active or not: {sha256: document}."""
+    return dict(PolicyProfile.objects.filter(sha256__in=hashes).values_list("sha256", "document"))
 
 
 def profile_cache_clear() -> None:

@@ -11,4 +11,4 @@ class SessionsAppConfig(AppConfig):
         from sessions_app.ratelimit import minute_count
 
         # audit's alerts count failures in this app's G10 store, a layer above them.
-        alerts.minute_counter_register(minute_count)
+        alerts.minute_counter.register(minute_count)

@@ -1,12 +1,13 @@
 """The import layers of docs/ARCHITECTURE.md hold: the site package imports no
-app, and no app imports one above it except the debt listed in pyproject.toml
-(`lint-imports` reads the contracts there; scripts/test runs it too)."""
+app, and no layer imports one above it, the composition root aside
+(`lint-imports` reads the contracts in pyproject.toml; scripts/test runs it too)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,12 +27,23 @@ def test_import_contracts_are_kept() -> None:
     assert "2 kept, 0 broken" in result.stdout
 
 
+COMPOSITION_ROOT = ["veritta_site.wsgi -> audit.chain", "veritta_site.startup -> governance.checks"]
+
+
+def test_the_layers_contract_lists_no_debt() -> None:
+    """Only the composition root may go up: an upward import is fixed, not listed."""
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    (layers,) = [c for c in contracts if c["type"] == "layers"]
+    assert layers["layers"] == ["edge", "governance", "sessions_app", "audit", "veritta_site"]
+    assert layers["ignore_imports"] == COMPOSITION_ROOT
+
+
 def import_circles() -> list[set[str]]:
     """The strongly connected components (of more than one module) of the
     project's import graph, function-level imports included."""
     import grimp
 
-    graph = grimp.build_graph("veritta_site", "audit", "sessions_app", "governance", cache_dir=None)
+    graph = grimp.build_graph("veritta_site", "audit", "sessions_app", "governance", "edge", cache_dir=None)
     imports = {m: graph.find_modules_directly_imported_by(m) for m in graph.modules}
     index: dict[str, int] = {}
     low: dict[str, int] = {}
@@ -73,7 +85,7 @@ def test_the_circle_check_counts_function_level_imports() -> None:
     the graph the circle check reads has that import."""
     import grimp
 
-    graph = grimp.build_graph("veritta_site", "audit", "sessions_app", "governance", cache_dir=None)
+    graph = grimp.build_graph("veritta_site", "audit", "sessions_app", "governance", "edge", cache_dir=None)
     assert graph.direct_import_exists(importer="governance.services", imported="sessions_app.services")
     source = (ROOT / "governance" / "services.py").read_text()
     assert "\n    from sessions_app.services import operator_context\n" in source  # inside a function

@@ -4,9 +4,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView
 
 urlpatterns = [
-    path("", include("governance.urls")),
-    path("", include("sessions_app.urls")),
-    path("", include("audit.urls")),
+    path("", include("edge.urls")),  # by name: the site imports no app
     path("console/", admin.site.urls),
     # APPEND_SLASH is off (API paths have no trailing slash); the console's own address is typed without one too.
     path("console", RedirectView.as_view(url="/console/", permanent=False)),

@@ -3,6 +3,7 @@
 import pytest
 
 from audit import profile_hashes
+from audit.hooks import HookMissing
 from governance.selectors import profile_hash_of as governance_profile_hash_of
 
 
@@ -13,6 +14,6 @@ def test_the_provider_governance_registers_answers_with_its_hash():
 
 
 def test_without_a_provider_nothing_is_recorded_with_an_empty_hash(monkeypatch):
-    monkeypatch.setattr(profile_hashes, "_provider", None)
-    with pytest.raises(profile_hashes.ProfileHashProviderMissing):
+    monkeypatch.setattr(profile_hashes.provider, "_provided", None)
+    with pytest.raises(HookMissing):
         profile_hashes.profile_hash_of("admin")

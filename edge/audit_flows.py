@@ -1,7 +1,7 @@
 """The gate chain of the proof endpoints (issue 15), read by clients and the
 admin alike, built from the same pieces as /process and the admin API.
 
-    X-ADMIN-KEY sent:  the admin API's chain (sessions_app.flows.admin_request); any record
+    X-ADMIN-KEY sent:  the admin API's chain (edge.sessions_flows.admin_request); any record
     otherwise:         P0 size -> G0 credential -> G2 API key and/or G4 session
                          -> G10 limits -> P2 parameters -> the operation -> its decision record
 
@@ -21,6 +21,7 @@ from django.http import HttpRequest
 from audit.profile_hashes import profile_hash_of
 from audit.services import RequestContext, audit_allow, audit_deny
 from audit.transparency import Owners
+from edge.sessions_flows import admin_request
 from governance import gates
 from governance.pipeline import (
     G10_RULE,
@@ -31,7 +32,6 @@ from governance.pipeline import (
     failed_credential_counted,
     run_gate,
 )
-from sessions_app.flows import admin_request
 from veritta_site.errors import VerittaError
 
 Perform = Callable[[RequestContext, dict[str, Any], Owners], Outcome]

@@ -1,5 +1,5 @@
 """HTTP views of the sessions app: POST /sessions and the session and health
-operations of the admin API. Thin: the gates are in sessions_app.flows, the
+operations of the admin API. Thin: the gates are in edge.sessions_flows, the
 rules in services and selectors."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.services import RequestContext
+from edge.sessions_flows import HEALTH_RATE_BUCKET, admin_request, session_open_request, validated
 from governance.pipeline import Outcome
-from sessions_app.flows import HEALTH_RATE_BUCKET, admin_request, session_open_request, validated
 from sessions_app.health import health_report
 from sessions_app.models import ApiKey, Session
 from sessions_app.selectors import ROLE_NAME_RE, STORED_PREFIX_RE, roles_of, session_get, sessions_of_key
@@ -51,7 +51,7 @@ def query_parameters(
 
 
 class GovernedApi(APIView):
-    """No DRF authentication, permissions or parsers: the gates of sessions_app.flows
+    """No DRF authentication, permissions or parsers: the gates of edge.sessions_flows
     check credentials, and the body is read by them within the size limit."""
 
     authentication_classes: list[type] = []

@@ -1,4 +1,5 @@
-"""HTTP views of the governance app: thin, they call the pipeline."""
+"""HTTP views of governance: /process, /health and four-eyes approval. Thin:
+they call the pipeline and the approval flows."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from edge.approval_flows import approval_read
+from edge.sessions_flows import admin_request, validated
+from governance.approval_flows import VERDICTS, approval_decide
 from governance.gates import ACTION_NAME_RE
 from governance.pipeline import process_request
-from governance.registry import SEMVER_RE
 from veritta_site.errors import VerittaError
 from veritta_site.schema import ERROR_RESPONSES, ErrorEnvelopeSerializer
+from veritta_site.semver import SEMVER_RE
 from veritta_site.timestamps import utc_timestamp
 
 
@@ -107,8 +111,6 @@ class ApprovalReadApi(APIView):
 
     @extend_schema(operation_id="approval_read", responses={200: dict, **ERROR_RESPONSES})
     def get(self, request: Request, approval_id: str) -> Response:
-        from governance.approval_flows import approval_read
-
         outcome = approval_read(request._request, approval_id)
         return Response(outcome.body, status=outcome.status, headers={"Cache-Control": "no-store", **outcome.headers})
 
@@ -130,9 +132,6 @@ class ApprovalDecideApi(APIView):
     @extend_schema(operation_id="admin_approval_decide", request={"application/json": InputSerializer},
                    responses={200: dict, **ERROR_RESPONSES})
     def post(self, request: Request, approval_id: str, verdict: str) -> Response:
-        from governance.approval_flows import VERDICTS, approval_decide
-        from sessions_app.flows import admin_request, validated
-
         def parse(data: Any) -> dict[str, Any]:
             if verdict not in VERDICTS:
                 raise VerittaError("NOT_FOUND")

@@ -1,7 +1,19 @@
+"""Every API address, wired to the edge's views. The site includes this module
+by name (veritta_site/urls.py imports no app)."""
+
 from django.urls import path
 
-from audit.apis import AuditEventListApi, AuditSummaryApi, AuditTraceApi, CheckpointLatestApi, MetricsApi
-from audit.transparency_apis import (
+from edge.audit_apis import AuditEventListApi, AuditSummaryApi, AuditTraceApi, CheckpointLatestApi, MetricsApi
+from edge.governance_apis import ApprovalDecideApi, ApprovalReadApi, HealthApi, ProcessApi
+from edge.sessions_apis import (
+    AdminHealthApi,
+    ApiKeyRolesApi,
+    SessionCreateApi,
+    SessionDetailApi,
+    SessionListApi,
+    SessionRevokeApi,
+)
+from edge.transparency_apis import (
     AuditTraceListApi,
     AuditViolationListApi,
     ConsistencyProofApi,
@@ -16,6 +28,19 @@ from audit.transparency_apis import (
 )
 
 urlpatterns = [
+    # governance
+    path("process", ProcessApi.as_view(), name="process"),
+    path("health", HealthApi.as_view(), name="health"),
+    path("approvals/<str:approval_id>", ApprovalReadApi.as_view(), name="approval-read"),
+    path("admin/approvals/<str:approval_id>/<str:verdict>", ApprovalDecideApi.as_view(), name="admin-approval-decide"),
+    # sessions
+    path("sessions", SessionCreateApi.as_view(), name="sessions-create"),
+    path("admin/sessions", SessionListApi.as_view(), name="admin-sessions-list"),
+    path("admin/sessions/revoke", SessionRevokeApi.as_view(), name="admin-sessions-revoke"),
+    path("admin/sessions/<str:session_id>", SessionDetailApi.as_view(), name="admin-sessions-detail"),
+    path("admin/keys/<str:prefix>/roles", ApiKeyRolesApi.as_view(), name="admin-keys-roles"),
+    path("admin/health", AdminHealthApi.as_view(), name="admin-health"),
+    # audit
     path("admin/audit/summary", AuditSummaryApi.as_view(), name="admin-audit-summary"),
     path("admin/audit/events", AuditEventListApi.as_view(), name="admin-audit-events"),
     path("admin/audit/traces", AuditTraceListApi.as_view(), name="admin-audit-traces"),

@@ -1,6 +1,6 @@
 """The audit part of the admin API (X-ADMIN-KEY): summary, events, traces and
 the latest signed checkpoint. Read-only; every request passes the admin gates
-and leaves its own decision record (sessions_app.flows.admin_request)."""
+and leaves its own decision record (edge.sessions_flows.admin_request)."""
 
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ from audit.reports import audit_summary
 from audit.scrape import SCRAPE_GATES, presents_scrape_token
 from audit.selectors import audit_events_page, audit_records_for_trace, checkpoint_latest
 from audit.services import RequestContext
+from edge.sessions_apis import ADMIN_KEY_HEADER, TRACE_HEADER, GovernedApi, no_parameters, query_parameters, respond
+from edge.sessions_flows import admin_request
 from governance.pipeline import Outcome
-from sessions_app.apis import ADMIN_KEY_HEADER, TRACE_HEADER, GovernedApi, no_parameters, query_parameters, respond
-from sessions_app.flows import admin_request
 from veritta_site.errors import VerittaError
 from veritta_site.schema import ERROR_RESPONSES
 

@@ -10,7 +10,7 @@
     GET /admin/audit/traces                 admin key: requests by time range, actor, decision
     GET /admin/audit/violations             admin key: denials grouped by kind of control
 
-Thin: the gates are in audit.flows (and sessions_app.flows for the admin
+Thin: the gates are in edge.audit_flows (and edge.sessions_flows for the admin
 API), the answers in audit.transparency and audit.queries.
 """
 
@@ -26,15 +26,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from audit.checkpoints import SigningKeyError, public_vkey
-from audit.flows import reader_request
 from audit.queries import KINDS, traces_page, violations_page
 from audit.services import RequestContext
 from audit.transparency import Owners, checkpoint_at, checkpoint_document, consistency_document, inclusion_document
 from audit.witness_client import REFUSAL_PROBLEMS
 from audit.witnesses import cosignature_accept, witness_refusal_report
+from edge.audit_flows import reader_request
+from edge.sessions_apis import ADMIN_KEY_HEADER, TRACE_HEADER, GovernedApi, no_parameters, query_parameters, respond
+from edge.sessions_flows import admin_request, validated
 from governance.pipeline import Outcome
-from sessions_app.apis import ADMIN_KEY_HEADER, TRACE_HEADER, GovernedApi, no_parameters, query_parameters, respond
-from sessions_app.flows import admin_request, validated
 from veritta_site.errors import VerittaError
 from veritta_site.schema import ERROR_RESPONSES
 from veritta_site.timestamps import utc_timestamp
