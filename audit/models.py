@@ -26,7 +26,23 @@ class AppendOnlyModel(models.Model):
         raise AppendOnlyError(f"{type(self).__name__} rows are append-only")
 
 
-class AuditRecord(AppendOnlyModel):
+class RecordColumns(models.Model):
+    """The columns a record's body is copied into for indexed queries; the
+    chain, its intake and the reports' rollups hold the same ones."""
+
+    event_type = models.CharField(max_length=32)
+    decision = models.CharField(max_length=8, null=True)
+    status = models.CharField(max_length=8, null=True)
+    action = models.CharField(max_length=64, null=True)
+    reason_code = models.CharField(max_length=64, null=True)  # the first reason code
+    actor_kind = models.CharField(max_length=16, null=True)
+    actor_id = models.CharField(max_length=64, null=True)
+
+    class Meta:
+        abstract = True
+
+
+class AuditRecord(RecordColumns, AppendOnlyModel):
     """One record of the hash chain. `body` is the canonical JSON of the whole
     record (record_hash included); the other columns are copies of its fields,
     kept for indexed queries, and `audit verify` checks that they agree."""
@@ -34,15 +50,8 @@ class AuditRecord(AppendOnlyModel):
     seq = models.BigIntegerField(primary_key=True)
     record_hash = models.CharField(max_length=64, unique=True)  # serves: exact search by hash
     prev_hash = models.CharField(max_length=64)
-    event_type = models.CharField(max_length=32)
     ts_utc = models.DateTimeField()
     trace_id = models.CharField(max_length=36, db_index=True)  # serves: audit trace, /admin/audit/traces
-    decision = models.CharField(max_length=8, null=True)
-    status = models.CharField(max_length=8, null=True)
-    action = models.CharField(max_length=64, null=True)
-    reason_code = models.CharField(max_length=64, null=True)  # the first reason code
-    actor_kind = models.CharField(max_length=16, null=True)
-    actor_id = models.CharField(max_length=64, null=True)
     body = models.TextField()
     # sha256 of the record without its chain fields: what an inclusion promise
     # names before the seq is known (audit.records.Presealed.entry_hash). Kept
@@ -90,7 +99,7 @@ class AuditRecord(AppendOnlyModel):
         return f"#{self.seq} {self.event_type} {self.trace_id}"
 
 
-class AuditIntake(models.Model):
+class AuditIntake(RecordColumns):
     """A record committed durably but not yet in the chain (PostgreSQL's
     batched write path, audit/chain.py): a request writes here without the
     chain lock; the sequencer moves rows into AuditRecord in id order, many
@@ -103,14 +112,7 @@ class AuditIntake(models.Model):
     id = models.BigAutoField(primary_key=True)
     queued_at = models.DateTimeField()
     entry_hash = models.CharField(max_length=64)
-    event_type = models.CharField(max_length=32)
     trace_id = models.CharField(max_length=36)
-    decision = models.CharField(max_length=8, null=True)
-    status = models.CharField(max_length=8, null=True)
-    action = models.CharField(max_length=64, null=True)
-    reason_code = models.CharField(max_length=64, null=True)
-    actor_kind = models.CharField(max_length=16, null=True)
-    actor_id = models.CharField(max_length=64, null=True)
     body = models.TextField()
 
     class Meta:
@@ -216,20 +218,13 @@ class RollupHour(models.Model):
     last_ts = models.DateTimeField()
 
 
-class RollupCount(models.Model):
+class RollupCount(RecordColumns):
     """Records of one hour with the same indexed columns; `dims` is their
     canonical JSON, unique per hour (the columns are nullable, and NULLs are
     never equal in a unique index), so a fold adds to a row with one upsert."""
 
     hour = models.DateTimeField()
     dims = models.CharField(max_length=400)
-    event_type = models.CharField(max_length=32)
-    decision = models.CharField(max_length=8, null=True)
-    status = models.CharField(max_length=8, null=True)
-    action = models.CharField(max_length=64, null=True)
-    reason_code = models.CharField(max_length=64, null=True)
-    actor_kind = models.CharField(max_length=16, null=True)
-    actor_id = models.CharField(max_length=64, null=True)
     n = models.BigIntegerField()
 
     class Meta:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.http import HttpRequest
@@ -24,9 +24,6 @@ from audit.group_commit import grouped, in_chain_transaction
 from audit.records import ACTION, DECISION, Presealed, new_record, preseal
 from veritta_site.errors import VerittaError
 from veritta_site.proxies import client_address
-
-if TYPE_CHECKING:
-    pass
 
 logger = logging.getLogger("veritta.audit")
 T = TypeVar("T")

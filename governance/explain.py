@@ -58,8 +58,7 @@ def explain_request(
     except Denied as denied:
         return _explained(steps, denied, profile, actor=_actor(live), roles=live.roles)
     actor = _actor(live)
-    held = live.roles if check_credentials else sorted(set(roles or []))
-    assert held is not None
+    held = (live.roles or []) if check_credentials else sorted(set(roles or []))  # as the pipeline reads them
     if check_credentials and roles is not None:
         held = sorted(set(held) & set(roles))
     decision = policy_evaluate(request, parsed, profile_source=lambda: profile, roles=held)
