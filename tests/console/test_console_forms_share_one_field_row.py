@@ -5,6 +5,8 @@ its errors and its help are shown reaches every form."""
 from pathlib import Path
 from typing import Any
 
+from django.contrib.admin.utils import quote
+
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 SHARED_ROW = TEMPLATES / "admin" / "form_field_row.html"
 
@@ -23,7 +25,8 @@ def test_the_revoke_form_shows_its_reason_row(console: Any, open_session: Any) -
     from sessions_app.models import Session
 
     open_session()
-    pk = Session.objects.get().pk
+    # As the console links it: a session id "sess_22…" would otherwise reach the admin as 'sess_"…'.
+    pk = quote(Session.objects.get().pk)
     page = console.get(f"/console/sessions_app/session/{pk}/revoke/").content.decode()
     assert '<label class="required" for="id_reason">Reason:</label>' in page
     assert '<div class="help">Recorded with the revocation and in the audit trail (at most 200 characters).</div>' in page
