@@ -7,7 +7,6 @@ database, and the OWASP API1/API5 cases are refused."""
 from __future__ import annotations
 
 import json
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -29,16 +28,7 @@ def roles_env(tmp: Path | None = None) -> dict[str, str]:
 
 
 def records(server, trace_id: str) -> list[dict]:
-    """The trace's records in the JSONL mirror. On PostgreSQL an answer may
-    carry a promise: the sequencer writes the mirror after it, within the max
-    merge delay (4 s), so look until the records are there or well past it."""
-    deadline = time.monotonic() + 15
-    while True:
-        lines = (server.tmp / "audit.log").read_text().splitlines()
-        found = [r for r in map(json.loads, lines) if r.get("trace_id") == trace_id]
-        if found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.05)
+    return server.mirror_records(trace_id)
 
 
 def hammer(server, body: dict, headers: dict[str, str], n: int = 24) -> set[tuple[int, str]]:

@@ -50,8 +50,10 @@ def runs(server) -> list[str]:
 
 
 def pending_seq(server, trace_id: str) -> int:
-    lines = [json.loads(line) for line in (server.tmp / "audit.log").read_text().splitlines() if trace_id in line]
-    return next(r["seq"] for r in lines if r.get("status") == "PENDING")
+    def pending(found: list[dict]) -> list[int]:
+        return [r["seq"] for r in found if r.get("status") == "PENDING"]
+
+    return pending(server.mirror_records(trace_id, until=pending))[0]
 
 
 def status_of(server, approval_id: str) -> str:

@@ -40,8 +40,7 @@ def test_seed_readme_curl_examples_verbatim(app_server):
                         "-H", f"X-TRACE-ID: {trace}", "-d", '{"action":"test_action","event_type":"test_event"}')  # fmt: skip
     # The server owns the trace id; the caller's id is the records' parent.
     assert status == 200 and body["trace_id"] != trace
-    mirror = (app_server.tmp / "audit.log").read_text()
-    lines = [json.loads(line) for line in mirror.splitlines() if body["trace_id"] in line]
+    lines = app_server.mirror_records(body["trace_id"], until=lambda found: len(found) >= 3)
     assert len(lines) == 3 and {line["parent_trace"] for line in lines} == {trace}
     status, body = curl(app_server, f"{url}/health")
     assert status == 200 and body["status"] == "ok"

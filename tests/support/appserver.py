@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +192,20 @@ class AppServer:
 
     def post(self, path: str, **kwargs: Any) -> requests.Response:
         return requests.post(self.url + path, timeout=30, **kwargs)
+
+    def mirror_records(
+        self, trace_id: str, *, until: Callable[[list[dict[str, Any]]], bool] = bool
+    ) -> list[dict[str, Any]]:
+        """The trace's records in the JSONL mirror, once `until` holds for them
+        (by default: there is one), or 15 s have passed. On PostgreSQL an answer may carry a promise:
+        the sequencer writes the mirror after it, within the max merge delay (4 s)."""
+        deadline = time.monotonic() + 15
+        while True:
+            lines = (self.tmp / "audit.log").read_text().splitlines()
+            found = [r for r in map(json.loads, lines) if r.get("trace_id") == trace_id]
+            if until(found) or time.monotonic() > deadline:
+                return found
+            time.sleep(0.05)
 
     def get(self, path: str, **kwargs: Any) -> requests.Response:
         return requests.get(self.url + path, timeout=30, **kwargs)
