@@ -81,6 +81,18 @@ _INTEGRATE = (
     " FROM integrated i JOIN unnest(%b::bigint[], %b::bigint[], %b::text[], %b::text[], %b::text[])"
     " AS v(id, seq, record_hash, prev_hash, body) ON v.id = i.id"
 )
+# The sequencer's transaction commits without waiting for its WAL flush, so the
+# chain lock is not held across it (it only moves records already durable in
+# the intake: a crash can undo it, never lose a record). Before anything it
+# sequenced is told to anyone (a seq receipt, a checkpoint), the WAL is flushed
+# through its commit, outside the lock: a transactional logical message is the
+# least a transaction can write to make its own commit flush (PostgreSQL 15 has
+# no "flush the WAL" function; any role may call it, at any wal_level).
+_ASYNC_COMMIT = "SET LOCAL synchronous_commit = off"
+_FLUSH_THROUGH = (
+    "SELECT CASE WHEN pg_current_wal_flush_lsn() < %s::pg_lsn"
+    " THEN pg_logical_emit_message(true, 'veritta.sequenced', '') END"
+)
 _OLDEST_WAITING = "SELECT queued_at FROM audit_auditintake ORDER BY id LIMIT 1"
 _ANY_WAITING = "SELECT EXISTS (SELECT 1 FROM audit_auditintake)"
 _TRY_LOCK = f"SELECT pg_try_advisory_lock({CHAIN_LOCK_KEY})"
@@ -397,7 +409,8 @@ def integrate(*, max_batches: int = 16, locked: bool = False) -> dict[int, tuple
     lock, move the intake into the chain, a batch per transaction, until it is
     empty (or max_batches, so that one caller's request is not held forever
     under a steady stream; the next writer or the timer goes on). Returns
-    {intake id: (seq, record_hash)} of what this call sequenced.
+    {intake id: (seq, record_hash)} of what this call sequenced, once it is
+    durable (the WAL flushed through its commits, after the lock is released).
 
     `locked`: the caller already holds the chain lock (got with its INSERT).
 
@@ -406,25 +419,47 @@ def integrate(*, max_batches: int = 16, locked: bool = False) -> dict[int, tuple
     the intake again after its own commit is what makes "leave it to the lock
     holder" safe: a writer that failed to get the lock had committed its rows
     before it tried, so the holder's next look, after its commit, sees them.
+    If the flush fails, nothing is returned (the caller's receipts stay
+    promises, true whether or not the sequencing survives) and no checkpoint
+    is sealed over it.
     """
     placed: dict[int, tuple[int, str]] = {}
     if connection.vendor != "postgresql":
         return placed  # SQLite: every append is sequenced at once
+    batches: list[tuple[int, int]] = []  # (first seq, last seq) of each committed batch
+    committed_through = None
     for _ in range(max_batches):
         try:
-            more = _integrate_batch(placed, locked=locked)
+            more, lsn, sequenced = _integrate_batch(placed, locked=locked)
             locked = False  # released in the batch's commit
         except (DatabaseError, OSError) as exc:
             _sink_failed(exc)
             break
+        if sequenced is not None:
+            batches.append(sequenced)
+            committed_through = lsn
         if not more:
             break
+    if not batches:
+        return placed
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(_FLUSH_THROUGH, [committed_through])
+    except DatabaseError as exc:
+        _sink_failed(exc)
+        return {}
+    for first, last in batches:
+        events().checkpoint_due(first, last)
     return placed
 
 
-def _integrate_batch(placed: dict[int, tuple[int, str]], *, locked: bool = False) -> bool:
-    """One sequencer transaction. True when rows are waiting after its commit;
-    False when the lock was taken or the intake is empty.
+def _integrate_batch(
+    placed: dict[int, tuple[int, str]], *, locked: bool = False
+) -> tuple[bool, str | None, tuple[int, int] | None]:
+    """One sequencer transaction, committed asynchronously (see _ASYNC_COMMIT).
+    Returns whether rows are waiting after its commit (False when the lock was
+    taken or the intake is empty), the WAL position its commit reached and the
+    seqs it gave (first, last); both None if it sequenced nothing.
 
     The lock is session-level, tried before the transaction: a writer that
     finds it taken pays one round trip. It is released in the commit's round
@@ -435,17 +470,18 @@ def _integrate_batch(placed: dict[int, tuple[int, str]], *, locked: bool = False
         if not locked:
             cursor.execute(_TRY_LOCK)
             if not cursor.fetchone()[0]:
-                return False
+                return False, None, None
         try:
             started = datetime.now(UTC)
-            cursor.execute(f"BEGIN; {_HEAD}; {_INTAKE_BATCH}")
+            cursor.execute(f"BEGIN; {_ASYNC_COMMIT}; {_HEAD}; {_INTAKE_BATCH}")
+            cursor.nextset()
             cursor.nextset()
             seq, prev_hash = _head_of(cursor.fetchone())
             cursor.nextset()
             batch = cursor.fetchall()
             if not batch:
                 cursor.execute(f"COMMIT; {_UNLOCK}")
-                return False
+                return False, None, None
             now = datetime.now(UTC)
             ts = now.isoformat(timespec="microseconds")
             first = seq + 1
@@ -472,18 +508,20 @@ def _integrate_batch(placed: dict[int, tuple[int, str]], *, locked: bool = False
                 bound.execute(_INTEGRATE, [ids, now, ids, seqs, hashes, prevs, bodies])
             mirror().append(lines)
             # The look again goes in the commit's round trip: rows committed
-            # while the lock was held are waiting for this holder.
-            cursor.execute(f"COMMIT; {_UNLOCK}; {_ANY_WAITING}")
+            # while the lock was held are waiting for this holder. So does the
+            # WAL position, at or past the end of the commit record.
+            cursor.execute(f"COMMIT; {_UNLOCK}; {_ANY_WAITING}; SELECT pg_current_wal_insert_lsn()::text")
             cursor.nextset()
             cursor.nextset()
             more = bool(cursor.fetchone()[0])
+            cursor.nextset()
+            lsn = cursor.fetchone()[0]
         except BaseException:
             _abandon_batch()
             raise
     placed.update(done)
     events().integrated(len(batch), since=started)
-    events().checkpoint_due(first, seq)
-    return more
+    return more, lsn, (first, seq)
 
 
 def _abandon_batch() -> None:

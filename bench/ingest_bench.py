@@ -128,8 +128,13 @@ def child(make_step: Callable[[], Step], hello: dict[str, Any]) -> None:
 
 def _append_step() -> Step:
     """chain_append in a loop: an ALLOW+PENDING pair, then a SUCCESS record,
-    as a governed request makes them."""
+    written as governance/pipeline.py writes them (audit/services.py): the
+    pair in the decision transaction, not offering to sequence; the terminal
+    record grouped, offering to. With several connections per writer the
+    threads of a process share commits (audit/group_commit.py), as a gthread
+    app server's request threads do; with one, each call commits alone."""
     from audit.chain import chain_append
+    from audit.group_commit import grouped, in_chain_transaction
     from bench.verify_bench import trace_drafts
 
     rng = random.Random(f"{os.getpid()}-{threading.get_ident()}")
@@ -145,7 +150,10 @@ def _append_step() -> Step:
 
     def step() -> tuple[int, bool, bool]:
         drafts = next(source)
-        chain_append(drafts)
+        if len(drafts) == 2:  # ALLOW + PENDING: the terminal record follows and sequences
+            in_chain_transaction(lambda: chain_append(drafts, sequence_now=False))
+        else:
+            grouped(lambda: chain_append(drafts))
         return len(drafts), len(drafts) == 1, True
 
     for _ in range(4):

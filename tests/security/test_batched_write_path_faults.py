@@ -154,3 +154,41 @@ def test_the_database_restarted_mid_load_loses_no_committed_record(start_app_ser
         server.stop()
     finally:
         cluster.stop()
+
+
+class LazyWalWriterCluster(PostgresCluster):
+    """A cluster whose WAL writer flushes asynchronous commits only every 10 s:
+    a commit that did not wait for its own flush is then lost by a crash soon
+    after it, rather than saved by the WAL writer's next 200 ms round."""
+
+    def settings(self) -> dict[str, str]:
+        return {**super().settings(), "wal_writer_delay": "10s"}
+
+
+def test_a_seq_receipt_survives_a_database_crash_right_after_its_answer(start_app_server):
+    # The sequencer commits without waiting for its WAL flush (the chain lock is
+    # not held across it); the flush after it is what makes a seq receipt true.
+    cluster = LazyWalWriterCluster()
+    cluster.start()
+    try:
+        with psycopg.connect(cluster.url(), autocommit=True) as conn:
+            conn.execute("CREATE DATABASE veritta")
+        server = start_app_server(workers=1, database_url=cluster.url("veritta"))
+        # One worker, one request at a time: each sequences its own records, unless
+        # the worker's sequencer timer holds the lock just then (a promise): go on
+        # until an answer carries its seq.
+        for _ in range(20):
+            answer = server.post("/process", json=NOOP, headers=KEY)
+            assert answer.status_code == 200, answer.text
+            receipt = answer.json()["audit"]
+            if receipt["seq"] is not None:
+                break
+        assert receipt["seq"] is not None, receipt
+        cluster.kill()  # SIGQUIT: WAL not yet written by anyone is gone
+        cluster.start()
+        assert receipts_missing(server, [receipt], within_s=10) == []
+        report = verify(server)
+        assert report["waiting"] == 0 and report["problems"] == [], report
+        server.stop()
+    finally:
+        cluster.stop()
