@@ -83,14 +83,17 @@ _INTEGRATE = (
 )
 # The sequencer's transaction commits without waiting for its WAL flush, so the
 # chain lock is not held across it (it only moves records already durable in
-# the intake: a crash can undo it, never lose a record). Before anything it
-# sequenced is told to anyone (a seq receipt, a checkpoint), the WAL is flushed
-# through its commit, outside the lock: a transactional logical message is the
-# least a transaction can write to make its own commit flush (PostgreSQL 15 has
-# no "flush the WAL" function; any role may call it, at any wal_level).
+# the intake: a crash can undo it, never lose a record). The flush follows in
+# the same round trip, after the lock is released and before any seq is told
+# (a receipt, a checkpoint): the statements after the COMMIT run in one
+# implicit transaction that commits durably at the end of the round trip, and
+# unless the WAL is already flushed past the COMMIT, it writes a transactional
+# logical message, the least a transaction can write to make its own commit
+# flush (PostgreSQL 15 has no "flush the WAL" function; any role may call it,
+# at any wal_level). WAL is flushed in order: that covers the COMMIT before it.
 _ASYNC_COMMIT = "SET LOCAL synchronous_commit = off"
-_FLUSH_THROUGH = (
-    "SELECT CASE WHEN pg_current_wal_flush_lsn() < %s::pg_lsn"
+_FLUSHED_THROUGH_HERE = (
+    "SELECT CASE WHEN pg_current_wal_flush_lsn() < pg_current_wal_insert_lsn()"
     " THEN pg_logical_emit_message(true, 'veritta.sequenced', '') END"
 )
 _OLDEST_WAITING = "SELECT queued_at FROM audit_auditintake ORDER BY id LIMIT 1"
@@ -409,8 +412,8 @@ def integrate(*, max_batches: int = 16, locked: bool = False) -> dict[int, tuple
     lock, move the intake into the chain, a batch per transaction, until it is
     empty (or max_batches, so that one caller's request is not held forever
     under a steady stream; the next writer or the timer goes on). Returns
-    {intake id: (seq, record_hash)} of what this call sequenced, once it is
-    durable (the WAL flushed through its commits, after the lock is released).
+    {intake id: (seq, record_hash)} of what this call sequenced, each batch
+    durable (its WAL flushed) before it is counted.
 
     `locked`: the caller already holds the chain lock (got with its INSERT).
 
@@ -419,47 +422,29 @@ def integrate(*, max_batches: int = 16, locked: bool = False) -> dict[int, tuple
     the intake again after its own commit is what makes "leave it to the lock
     holder" safe: a writer that failed to get the lock had committed its rows
     before it tried, so the holder's next look, after its commit, sees them.
-    If the flush fails, nothing is returned (the caller's receipts stay
+    A batch whose flush fails is not returned (the caller's receipts stay
     promises, true whether or not the sequencing survives) and no checkpoint
     is sealed over it.
     """
     placed: dict[int, tuple[int, str]] = {}
     if connection.vendor != "postgresql":
         return placed  # SQLite: every append is sequenced at once
-    batches: list[tuple[int, int]] = []  # (first seq, last seq) of each committed batch
-    committed_through = None
     for _ in range(max_batches):
         try:
-            more, lsn, sequenced = _integrate_batch(placed, locked=locked)
+            more = _integrate_batch(placed, locked=locked)
             locked = False  # released in the batch's commit
         except (DatabaseError, OSError) as exc:
             _sink_failed(exc)
             break
-        if sequenced is not None:
-            batches.append(sequenced)
-            committed_through = lsn
         if not more:
             break
-    if not batches:
-        return placed
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(_FLUSH_THROUGH, [committed_through])
-    except DatabaseError as exc:
-        _sink_failed(exc)
-        return {}
-    for first, last in batches:
-        events().checkpoint_due(first, last)
     return placed
 
 
-def _integrate_batch(
-    placed: dict[int, tuple[int, str]], *, locked: bool = False
-) -> tuple[bool, str | None, tuple[int, int] | None]:
-    """One sequencer transaction, committed asynchronously (see _ASYNC_COMMIT).
-    Returns whether rows are waiting after its commit (False when the lock was
-    taken or the intake is empty), the WAL position its commit reached and the
-    seqs it gave (first, last); both None if it sequenced nothing.
+def _integrate_batch(placed: dict[int, tuple[int, str]], *, locked: bool = False) -> bool:
+    """One sequencer transaction, committed asynchronously and then flushed
+    outside the lock (see _ASYNC_COMMIT). True when rows are waiting after its
+    commit; False when the lock was taken or the intake is empty.
 
     The lock is session-level, tried before the transaction: a writer that
     finds it taken pays one round trip. It is released in the commit's round
@@ -470,7 +455,7 @@ def _integrate_batch(
         if not locked:
             cursor.execute(_TRY_LOCK)
             if not cursor.fetchone()[0]:
-                return False, None, None
+                return False
         try:
             started = datetime.now(UTC)
             cursor.execute(f"BEGIN; {_ASYNC_COMMIT}; {_HEAD}; {_INTAKE_BATCH}")
@@ -481,7 +466,7 @@ def _integrate_batch(
             batch = cursor.fetchall()
             if not batch:
                 cursor.execute(f"COMMIT; {_UNLOCK}")
-                return False, None, None
+                return False
             now = datetime.now(UTC)
             ts = now.isoformat(timespec="microseconds")
             first = seq + 1
@@ -507,21 +492,20 @@ def _integrate_batch(
             with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as bound:
                 bound.execute(_INTEGRATE, [ids, now, ids, seqs, hashes, prevs, bodies])
             mirror().append(lines)
-            # The look again goes in the commit's round trip: rows committed
-            # while the lock was held are waiting for this holder. So does the
-            # WAL position, at or past the end of the commit record.
-            cursor.execute(f"COMMIT; {_UNLOCK}; {_ANY_WAITING}; SELECT pg_current_wal_insert_lsn()::text")
+            # One round trip: the commit, the unlock, the look again (rows
+            # committed while the lock was held are waiting for this holder),
+            # and the flush, which the round trip's end waits for.
+            cursor.execute(f"COMMIT; {_UNLOCK}; {_ANY_WAITING}; {_FLUSHED_THROUGH_HERE}")
             cursor.nextset()
             cursor.nextset()
             more = bool(cursor.fetchone()[0])
-            cursor.nextset()
-            lsn = cursor.fetchone()[0]
         except BaseException:
             _abandon_batch()
             raise
     placed.update(done)
     events().integrated(len(batch), since=started)
-    return more, lsn, (first, seq)
+    events().checkpoint_due(first, seq)
+    return more
 
 
 def _abandon_batch() -> None:
