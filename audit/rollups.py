@@ -119,6 +119,10 @@ class Split:
             found[tuple(row[f] for f in fields)] += row["n"]
         for part, hour in zip(self.raw, self.raw_hours, strict=True):
             grouped = [f for f in fields if f != "hour" or hour is None]
+            if not grouped:  # nothing to group by (values() would group by every column): one count
+                if n := part.filter(where).count():
+                    found[tuple(hour for _ in fields)] += n
+                continue
             if "hour" in grouped:
                 part = part.annotate(hour=TruncHour("ts_utc"))
             for row in part.filter(where).values(*grouped).annotate(n=Count("seq")).order_by():

@@ -129,6 +129,9 @@ def _oracle_completeness(since: datetime, cutoff: datetime) -> tuple[int, int]:
 
 QUERIES = [
     (("event_type", "decision", "reason_code"), Q(), lambda r: True),
+    # By hour alone, and by nothing: a cut hour's raw part then has no column to group by.
+    (("hour",), Q(event_type=DECISION), lambda r: r.event_type == DECISION),
+    ((), Q(event_type=ACTION), lambda r: r.event_type == ACTION),
     (("hour", "decision"), Q(event_type=DECISION), lambda r: r.event_type == DECISION),
     (("actor_kind", "actor_id", "decision"), Q(event_type=DECISION), lambda r: r.event_type == DECISION),
     (("action", "status"), Q(reason_code="RATE_LIMIT_EXCEEDED"), lambda r: r.reason_code == "RATE_LIMIT_EXCEEDED"),
