@@ -21,10 +21,9 @@ from django.http import HttpRequest
 from audit.profile_hashes import profile_hash_of
 from audit.services import RequestContext, audit_allow, audit_deny
 from audit.transparency import Owners
-from edge.sessions_flows import admin_request
+from edge.sessions_flows import admin_request, gated_input
 from governance import gates
 from governance.pipeline import (
-    G10_RULE,
     Denied,
     Outcome,
     client_credentials,
@@ -37,6 +36,14 @@ from veritta_site.errors import VerittaError
 Perform = Callable[[RequestContext, dict[str, Any], Owners], Outcome]
 
 
+def _client_credentials_counted(request: HttpRequest, ctx: RequestContext) -> tuple[Any, Any]:
+    """G0, G2 and/or G4 as on /process; a denial also counts against the address limit."""
+    try:
+        return client_credentials(request, ctx)
+    except Denied as denied:
+        raise failed_credential_counted(denied, client=ctx.client)  # noqa: B904 - it may be `denied` itself
+
+
 def reader_request(request: HttpRequest, *, endpoint: str, parse: Callable[[Any], dict[str, Any]], perform: Perform) -> Outcome:
     """One read of the proof endpoints, by the admin key or a client credential."""
     if request.META.get("HTTP_X_ADMIN_KEY"):
@@ -45,22 +52,16 @@ def reader_request(request: HttpRequest, *, endpoint: str, parse: Callable[[Any]
     ctx = RequestContext.for_request(request, endpoint=endpoint, profile_id=profile_id, profile_hash=profile_hash_of(profile_id))
     try:
         try:
-            body = run_gate("P0", gates.read_body_within_limit, request)
-            ctx.matched_rules.append("P0:size_within_limit")
-            parsed = gates.parse_input(body)
-            ctx.input_digest, ctx.digest_kind = parsed.digest, parsed.digest_kind
-            try:
-                key_actor, session_actor = client_credentials(request, ctx)
-            except Denied as denied:
-                raise failed_credential_counted(denied, client=ctx.client)  # noqa: B904 - it may be `denied` itself
+            (key_actor, session_actor), headers, data = gated_input(
+                request,
+                ctx,
+                credentials=lambda: _client_credentials_counted(request, ctx),
+                within_limits=lambda actors: gates.within_limits(
+                    key_actor=actors[0], session_actor=actors[1], client=ctx.client
+                ),
+                parse=parse,
+            )
             owners = [{"kind": a["kind"], "id": a["id"]} for a in (key_actor, session_actor) if a is not None]
-            headers = run_gate("G10", gates.within_limits, key_actor=key_actor, session_actor=session_actor, client=ctx.client)
-            ctx.matched_rules.append(G10_RULE)
-            if body and parsed.problem is not None:
-                info = {"problem": parsed.problem}
-                raise Denied("P2", VerittaError("INVALID_JSON", evidence=info, details=info))
-            data = run_gate("P2", parse, parsed.payload)
-            ctx.matched_rules.append("P2:parameters_valid")
             outcome = run_gate("object", perform, ctx, data, owners)
         except Denied as denied:
             audit_deny(ctx, gate=denied.gate, error=denied.error)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.http import HttpRequest
@@ -30,6 +30,7 @@ from veritta_site.errors import VerittaError
 from veritta_site.timestamps import utc_timestamp
 
 ADMIN_ACTOR = {"kind": "admin_key", "id": "admin"}
+T = TypeVar("T")
 
 
 def _credentials(ctx: RequestContext, checks: list[tuple[str, Callable[..., Any]]], request: HttpRequest) -> None:
@@ -45,6 +46,37 @@ def _credentials(ctx: RequestContext, checks: list[tuple[str, Callable[..., Any]
             ctx.matched_rules.append(rule)
     except Denied as denied:
         raise failed_credential_counted(denied, client=ctx.client)  # noqa: B904 - it may be `denied` itself
+
+
+def gated_input(
+    request: HttpRequest,
+    ctx: RequestContext,
+    *,
+    credentials: Callable[[], T],
+    within_limits: Callable[[T], dict[str, str]],
+    parse: Callable[[Any], dict[str, Any]],
+    p2_rule: str = "P2:parameters_valid",
+    body_required: bool = False,
+) -> tuple[T, dict[str, str], dict[str, Any]]:
+    """The front every gate chain of the edge shares, in SPEC §4 order: P0 size
+    -> the body parsed (its digest on `ctx`) -> the credential gates -> G10
+    limits -> the body's JSON -> P2 `parse`. Returns (what the credential gates
+    proved, the limit headers, the validated input); raises Denied. An empty
+    body is the empty input unless `body_required`; a body that is not JSON
+    is refused after G10, so that it counts against the limits."""
+    body = run_gate("P0", gates.read_body_within_limit, request)
+    ctx.matched_rules.append("P0:size_within_limit")
+    parsed = gates.parse_input(body)
+    ctx.input_digest, ctx.digest_kind = parsed.digest, parsed.digest_kind
+    proved = credentials()
+    headers = run_gate("G10", within_limits, proved)
+    ctx.matched_rules.append(G10_RULE)
+    if (body or body_required) and parsed.problem is not None:
+        info = {"problem": parsed.problem}
+        raise Denied("P2", VerittaError("INVALID_JSON", evidence=info, details=info))
+    data = run_gate("P2", parse, parsed.payload)
+    ctx.matched_rules.append(p2_rule)
+    return proved, headers, data
 
 
 def validated(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
@@ -82,6 +114,9 @@ def _api_key_present(request: HttpRequest) -> None:
         raise VerittaError("MISSING_API_KEY", evidence={"header": "X-API-Key"}, details={"header": "X-API-Key"})
 
 
+SESSION_OPENER_GATES = [("G0:credential_present", _api_key_present), ("G2:api_key_valid", gates.api_key_valid)]
+
+
 def session_roles_within_key(asked: list[str] | None, held: list[str]) -> list[str]:
     """A session holds the roles asked for, all of them the key's; none asked:
     all the key's. Asking for more is refused, never trimmed."""
@@ -106,20 +141,15 @@ def session_open_request(request: HttpRequest, *, input_serializer: type[seriali
     )
     try:
         try:
-            body = run_gate("P0", gates.read_body_within_limit, request)
-            ctx.matched_rules.append("P0:size_within_limit")
-            parsed = gates.parse_input(body)
-            ctx.input_digest, ctx.digest_kind = parsed.digest, parsed.digest_kind
-            _credentials(
-                ctx, [("G0:credential_present", _api_key_present), ("G2:api_key_valid", gates.api_key_valid)], request
+            _, headers, data = gated_input(
+                request,
+                ctx,
+                credentials=lambda: _credentials(ctx, SESSION_OPENER_GATES, request),
+                within_limits=lambda _: gates.within_limits(key_actor=ctx.actor, session_actor=None, client=ctx.client),
+                parse=lambda payload: validated(input_serializer, payload),
+                p2_rule="P2:payload_valid",
+                body_required=True,
             )
-            headers = run_gate("G10", gates.within_limits, key_actor=ctx.actor, session_actor=None, client=ctx.client)
-            ctx.matched_rules.append(G10_RULE)
-            if parsed.problem is not None:
-                info = {"problem": parsed.problem}
-                raise Denied("P2", VerittaError("INVALID_JSON", evidence=info, details=info))
-            data = run_gate("P2", validated, input_serializer, parsed.payload)
-            ctx.matched_rules.append("P2:payload_valid")
             roles = run_gate("authz", session_roles_within_key, data.get("roles"), ctx.roles or [])
             ctx.matched_rules.append("authz:session_roles_within_key")
         except Denied as denied:
@@ -214,18 +244,13 @@ def admin_request(
     )
     try:
         try:
-            body = run_gate("P0", gates.read_body_within_limit, request)
-            ctx.matched_rules.append("P0:size_within_limit")
-            parsed = gates.parse_input(body)
-            ctx.input_digest, ctx.digest_kind = parsed.digest, parsed.digest_kind
-            _credentials(ctx, credential_gates or ADMIN_GATES, request)
-            headers = run_gate("G10", _admin_within_limit, rate_bucket)
-            ctx.matched_rules.append(G10_RULE)
-            if body and parsed.problem is not None:
-                info = {"problem": parsed.problem}
-                raise Denied("P2", VerittaError("INVALID_JSON", evidence=info, details=info))
-            data = run_gate("P2", parse, parsed.payload)
-            ctx.matched_rules.append("P2:parameters_valid")
+            _, headers, data = gated_input(
+                request,
+                ctx,
+                credentials=lambda: _credentials(ctx, credential_gates or ADMIN_GATES, request),
+                within_limits=lambda _: _admin_within_limit(rate_bucket),
+                parse=parse,
+            )
         except Denied as denied:
             audit_deny(ctx, gate=denied.gate, error=denied.error)
             return error_outcome(ctx.trace_id, denied.error)
