@@ -3,6 +3,7 @@ the witnesses VERITTA_AUDIT_WITNESSES requires have cosigned it (issue 15)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from audit import signed_note
@@ -34,5 +35,8 @@ def test_chain_status_names_each_witness_and_whether_it_cosigned(start_app_serve
     assert "Witness witness.test/w1:" in page.content() and "Witness witness.test/w2:" in page.content()
     page.goto(server.url + "/console/audit/checkpoint/")
     page.click(f"#result_list a:text-is('{checkpoint['tree_size']}')")
+    # The click only starts the navigation: read the body once the change page is there.
+    page.wait_for_url(re.compile(r"/console/audit/checkpoint/[^/]+/change/$"))
+    page.wait_for_load_state()
     assert "witness.test/w1: cosigned 2025-12-03 22:13:20 UTC; witness.test/w2: not cosigned" in page.inner_text("body")
     assert problems == []
