@@ -72,10 +72,15 @@ class JsonlMirror:
 
 
 _mirror: JsonlMirror | None = None
+_mirror_setting: object = None  # the VERITTA_AUDIT_LOG_PATH `_mirror` was made for
 
 
 def mirror() -> JsonlMirror:
-    global _mirror
-    if _mirror is None or _mirror.path != Path(settings.VERITTA_AUDIT_LOG_PATH):
-        _mirror = JsonlMirror(settings.VERITTA_AUDIT_LOG_PATH)
+    """The mirror of VERITTA_AUDIT_LOG_PATH (a new one when the setting
+    changes; compared as set, not as a Path: this runs in every write
+    transaction, under the lock)."""
+    global _mirror, _mirror_setting
+    configured = settings.VERITTA_AUDIT_LOG_PATH
+    if _mirror is None or configured != _mirror_setting:
+        _mirror, _mirror_setting = JsonlMirror(configured), configured
     return _mirror

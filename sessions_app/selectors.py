@@ -12,8 +12,10 @@ import hashlib
 import hmac
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
+from django.db import connection
 from django.db.models import Exists, JSONField, OuterRef, Subquery
 from django.utils import timezone
 
@@ -70,21 +72,39 @@ def api_key_prefix(presented: str) -> str | None:
     return prefix
 
 
-# Raw SQL: G2 runs on every request, and compiling the ORM query cost more
-# than running it (docs/PERFORMANCE.md). `prefix` is unique.
-_KEY_BY_PREFIX = "SELECT id, prefix, digest, revoked_at, expires_at, roles FROM sessions_app_apikey WHERE prefix = %s"
+# Raw SQL on a cursor: G2 runs on every request, and compiling the ORM query,
+# then building a model instance from the row, cost more than running it
+# (docs/PERFORMANCE.md). `prefix` is unique. Revocation and expiry are read
+# from the row on every request (no cache), the expiry compared by the
+# database exactly as the ORM's `expires_at__lte=now` would.
+_KEY_BY_PREFIX = (
+    "SELECT prefix, digest, roles, revoked_at IS NOT NULL, expires_at IS NOT NULL AND expires_at <= %s"
+    " FROM sessions_app_apikey WHERE prefix = %s"
+)
 
 
-def api_key_authenticate(*, presented: str) -> ApiKey | None:
+@dataclass(frozen=True)
+class StoredKey:
+    """What G2 needs of an active stored key: its prefix (the actor id) and roles."""
+
+    prefix: str
+    roles: Any  # as stored: read through roles_of
+
+
+def api_key_authenticate(*, presented: str) -> StoredKey | None:
     """The active stored key equal to `presented`, or None."""
     prefix = api_key_prefix(presented)
-    key = next(iter(ApiKey.objects.raw(_KEY_BY_PREFIX, [prefix])), None) if prefix else None
-    matches = _digests_equal(presented, key.digest if key else DUMMY_DIGEST)
-    if key is None or not matches or key.revoked_at is not None:
+    row = None
+    if prefix:
+        with connection.cursor() as cursor:
+            cursor.execute(_KEY_BY_PREFIX, [connection.ops.adapt_datetimefield_value(timezone.now()), prefix])
+            row = cursor.fetchone()
+    matches = _digests_equal(presented, row[1] if row else DUMMY_DIGEST)
+    if row is None or not matches or row[3]:
         return None
-    if key.expires_at is not None and key.expires_at <= timezone.now():
+    if row[4]:
         return None  # past its rotation's overlap
-    return key
+    return StoredKey(prefix=row[0], roles=row[2])
 
 
 def session_authenticate(*, session_id: str, user_id: str, token: str) -> Session:

@@ -24,6 +24,7 @@ import errno
 import fcntl
 import os
 import time
+from functools import lru_cache
 from typing import Any
 
 from django.db import OperationalError
@@ -122,3 +123,15 @@ class QueuedCursor(base.SQLiteCursorWrapper):
             return super().execute(query, params)
         finally:
             owner._leave_queue()
+
+    def convert_query(self, query: str, *, param_names: list[str] | None = None) -> str:
+        # The same few statements run on every request: their "%s" to "?"
+        # rewrite (a regex) is made once per statement text.
+        if param_names is None:
+            return _qmark(query)
+        return str(super().convert_query(query, param_names=param_names))
+
+
+@lru_cache(maxsize=512)
+def _qmark(query: str) -> str:
+    return base.FORMAT_QMARK_REGEX.sub("?", query).replace("%%", "%")
