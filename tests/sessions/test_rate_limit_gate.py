@@ -73,6 +73,29 @@ def test_failed_credentials_count_against_the_address_and_then_throttle_it(api, 
     assert api.process(SMOKE).status_code == 429
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "credential", "denied"),
+    [
+        ("post", "/sessions", {"HTTP_X_API_KEY": "vk_guess"}, ("G2", "GATE_DENIED_INVALID_API_KEY")),
+        ("get", "/admin/sessions", {"HTTP_X_ADMIN_KEY": "guess"}, ("G2", "ADMIN_KEY_INVALID")),
+        ("get", "/audit/proofs/inclusion/seq/1", {"HTTP_X_API_KEY": "vk_guess"}, ("G2", "GATE_DENIED_INVALID_API_KEY")),
+    ],
+    ids=["POST /sessions", "admin API", "proof reader"],
+)
+def test_every_endpoint_counts_a_failed_credential_against_the_address(
+    api, settings, audit_records, method, path, credential, denied
+):
+    """Not only /process: every gate chain of the edge (edge.sessions_flows.
+    gated_input) counts a credential denial against the client address, so
+    guessing keys is throttled wherever a key is checked."""
+    settings.VERITTA_RATE_LIMIT_ADDRESS_PER_MIN = 2
+    answers = [getattr(api, method)(path, content_type="application/json", **credential) for _ in range(3)]
+    assert [a.json()["reason_codes"] for a in answers] == [[denied[1]], [denied[1]], ["RATE_LIMIT_EXCEEDED"]]
+    (decision,) = audit_records(answers[2].json()["trace_id"])
+    assert decision["gate"] == "G10"
+    assert decision["evidence"]["credential_denied"] == {"gate": denied[0], "code": denied[1]}
+
+
 def test_missing_and_bad_session_credentials_also_count_against_the_address(api, settings, open_session):
     settings.VERITTA_RATE_LIMIT_ADDRESS_PER_MIN = 3
     session = open_session()  # POST /sessions counts too: one
