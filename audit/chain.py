@@ -70,8 +70,6 @@ _ROW_PLACEHOLDERS = "(" + ", ".join(["%s"] * 14) + ")"
 _FIELD_COLUMNS = "event_type, trace_id, decision, status, action, reason_code, actor_kind, actor_id"
 _INTAKE_COLUMNS = f"queued_at, entry_hash, {_FIELD_COLUMNS}, body"
 _INTAKE_PLACEHOLDERS = "(%s::timestamptz, " + ", ".join(["%s"] * 10) + ")"
-# The batch of the sequencer, under the lock, after the head: oldest first.
-_INTAKE_BATCH = f"SELECT id, body FROM audit_auditintake ORDER BY id LIMIT {INTEGRATE_BATCH}"
 _INTEGRATE = (
     # %b: binary parameters, so a thousand bodies are sent as they are, unescaped.
     f"WITH integrated AS (DELETE FROM audit_auditintake WHERE id = ANY(%b) RETURNING id, entry_hash, {_FIELD_COLUMNS})"
@@ -98,8 +96,39 @@ _FLUSHED_THROUGH_HERE = (
 )
 _OLDEST_WAITING = "SELECT queued_at FROM audit_auditintake ORDER BY id LIMIT 1"
 _ANY_WAITING = "SELECT EXISTS (SELECT 1 FROM audit_auditintake)"
-_TRY_LOCK = f"SELECT pg_try_advisory_lock({CHAIN_LOCK_KEY})"
 _UNLOCK = f"SELECT pg_advisory_unlock({CHAIN_LOCK_KEY})"
+# The sequencer's look, one round trip (alone, or after a writer's intake
+# COMMIT): try the chain lock without waiting, note the answer, and only if it
+# was got read the head and the oldest intake rows. Separate statements, so
+# that the reads take their snapshots after the lock was granted (READ
+# COMMITTED takes one per statement). Outside the sequencer's transaction,
+# which is safe under the lock: only its holder writes the chain or takes rows
+# out of the intake. The note is transaction-local: it ends with the look.
+_SEQUENCING = "current_setting('veritta.sequencing', true) = 'true'"
+_LOOK = (
+    f"SELECT set_config('veritta.sequencing', pg_try_advisory_lock({CHAIN_LOCK_KEY})::text, true);"
+    f" SELECT seq, record_hash FROM audit_auditrecord WHERE {_SEQUENCING} ORDER BY seq DESC LIMIT 1;"
+    f" SELECT id, body FROM audit_auditintake WHERE {_SEQUENCING} ORDER BY id LIMIT {INTEGRATE_BATCH}"
+)
+
+
+@dataclass(frozen=True)
+class _Look:
+    """What a look that got the chain lock read: the head and the batch."""
+
+    head: tuple[int, str]
+    batch: list[tuple[int, str]]
+
+
+def _read_look(cursor: Any) -> _Look | None:
+    """The look's answer from `cursor`, positioned on its first result; None
+    when the lock was taken by someone else."""
+    locked = cursor.fetchone()[0] == "true"
+    cursor.nextset()
+    head = _head_of(cursor.fetchone())
+    cursor.nextset()
+    batch = cursor.fetchall()
+    return _Look(head, batch) if locked else None
 
 
 class AuditSinkError(Exception):
@@ -140,7 +169,7 @@ class _Transaction:
     head: tuple[int, str] | None = None  # read under the lock by the first direct append
     batched: bool = False  # PostgreSQL outside atomic: appends go to the intake
     one_statement: bool = False  # batched, and the caller makes one intake INSERT: no atomic() around it
-    locked: bool = False  # the chain lock was got in the INSERT's round trip
+    look: _Look | None = None  # the chain lock was got in the INSERT's round trip, and what it read
     sequence: bool = False  # an append asked for the sequencer step after the commit
     drafts: list[dict[str, Any]] = field(default_factory=list)
     lines: list[bytes] = field(default_factory=list)
@@ -288,8 +317,8 @@ def chain_transaction(*, one_statement: bool = False) -> Iterator[_Transaction]:
     events().appended(tx.drafts, since=tx.started)
     if not batched:
         events().checkpoint_due(tx.drafts[0]["seq"], tx.drafts[-1]["seq"])
-    elif tx.sequence or tx.locked:
-        tx.placed = integrate(locked=tx.locked)
+    elif tx.sequence or tx.look is not None:
+        tx.placed = integrate(look=tx.look)
 
 
 def chain_append(drafts: Sequence[dict[str, Any] | Presealed], *, sequence_now: bool = True) -> list[Receipt]:
@@ -385,29 +414,30 @@ def _append_to_intake(tx: _Transaction, presealed: list[Presealed]) -> list[int]
             cursor.execute(insert, params)
             ids = sorted(row[0] for row in cursor.fetchall())
         else:
-            # A lone INSERT: its commit and the try for the chain lock (after
-            # the commit, as `integrate` requires) go in the same round trip.
-            try_lock = f"; {_TRY_LOCK}" if tx.sequence else "; SELECT false"
+            # A lone INSERT: its commit and the sequencer's look (after the
+            # commit, as `integrate` requires) go in the same round trip.
+            look = f"; {_LOOK}" if tx.sequence else ""
             try:
-                cursor.execute(f"BEGIN; {insert}; COMMIT{try_lock}", params)
+                cursor.execute(f"BEGIN; {insert}; COMMIT{look}", params)
             except DatabaseError:
                 _abandon_batch()  # the BEGIN's transaction is aborted, and must be ended
                 raise
             cursor.nextset()
             ids = sorted(row[0] for row in cursor.fetchall())
-            cursor.nextset()
-            cursor.nextset()
-            tx.locked = bool(cursor.fetchone()[0])
+            if tx.sequence:
+                cursor.nextset()
+                cursor.nextset()
+                tx.look = _read_look(cursor)
     if not ids:
-        if tx.locked:
-            integrate(locked=True)  # holding the lock anyway: catch up, then release it
+        if tx.look is not None:
+            integrate(look=tx.look)  # holding the lock anyway: catch up, then release it
         raise IntegrationLagging("IntegrationLagging")
     tx.drafts.extend(draft.record for draft in presealed)
     tx.intake_ids.update(zip((draft.entry_hash for draft in presealed), ids, strict=True))
     return ids
 
 
-def integrate(*, max_batches: int = 16, locked: bool = False) -> dict[int, tuple[int, str]]:
+def integrate(*, max_batches: int = 16, look: _Look | None = None) -> dict[int, tuple[int, str]]:
     """The sequencer's step, open to every writer: if no one holds the chain
     lock, move the intake into the chain, a batch per transaction, until it is
     empty (or max_batches, so that one caller's request is not held forever
@@ -415,7 +445,8 @@ def integrate(*, max_batches: int = 16, locked: bool = False) -> dict[int, tuple
     {intake id: (seq, record_hash)} of what this call sequenced, each batch
     durable (its WAL flushed) before it is counted.
 
-    `locked`: the caller already holds the chain lock (got with its INSERT).
+    `look`: the caller already holds the chain lock, and read the first batch,
+    in its INSERT's round trip.
 
     Never raises for a failed batch: the rows stay in the intake, the failure
     is logged and counted, and the next attempt takes them again. Looking at
@@ -431,8 +462,8 @@ def integrate(*, max_batches: int = 16, locked: bool = False) -> dict[int, tuple
         return placed  # SQLite: every append is sequenced at once
     for _ in range(max_batches):
         try:
-            more = _integrate_batch(placed, locked=locked)
-            locked = False  # released in the batch's commit
+            more = _integrate_batch(placed, look=look)
+            look = None  # the lock was released in the batch's commit
         except (DatabaseError, OSError) as exc:
             _sink_failed(exc)
             break
@@ -441,37 +472,33 @@ def integrate(*, max_batches: int = 16, locked: bool = False) -> dict[int, tuple
     return placed
 
 
-def _integrate_batch(placed: dict[int, tuple[int, str]], *, locked: bool = False) -> bool:
+def _integrate_batch(placed: dict[int, tuple[int, str]], *, look: _Look | None = None) -> bool:
     """One sequencer transaction, committed asynchronously and then flushed
     outside the lock (see _ASYNC_COMMIT). True when rows are waiting after its
     commit; False when the lock was taken or the intake is empty.
 
-    The lock is session-level, tried before the transaction: a writer that
-    finds it taken pays one round trip. It is released in the commit's round
-    trip; on any failure the transaction is rolled back and the lock released,
-    and if even that fails the connection is closed (PostgreSQL releases a
-    session's locks with it, as it does for a killed process)."""
+    The lock is session-level, tried before the transaction (_LOOK): a writer
+    that finds it taken pays one round trip. It is released in the commit's
+    round trip; on any failure the transaction is rolled back and the lock
+    released, and if even that fails the connection is closed (PostgreSQL
+    releases a session's locks with it, as it does for a killed process)."""
     with connection.cursor() as cursor:
-        if not locked:
-            cursor.execute(_TRY_LOCK)
-            if not cursor.fetchone()[0]:
+        if look is None:
+            cursor.execute(_LOOK)
+            look = _read_look(cursor)
+            if look is None:
                 return False
         try:
             started = datetime.now(UTC)
-            cursor.execute(f"BEGIN; {_ASYNC_COMMIT}; {_HEAD}; {_INTAKE_BATCH}")
-            cursor.nextset()
-            cursor.nextset()
-            seq, prev_hash = _head_of(cursor.fetchone())
-            cursor.nextset()
-            batch = cursor.fetchall()
-            if not batch:
-                cursor.execute(f"COMMIT; {_UNLOCK}")
+            if not look.batch:
+                cursor.execute(_UNLOCK)
                 return False
             now = datetime.now(UTC)
             ts = now.isoformat(timespec="microseconds")
+            seq, prev_hash = look.head
             first = seq + 1
             ids, seqs, hashes, prevs, bodies, lines, done = [], [], [], [], [], [], {}
-            for intake_id, text in batch:
+            for intake_id, text in look.batch:
                 seq += 1
                 body, record_hash = seal_members(members_of_intake(text), seq=seq, prev_hash=prev_hash, ts_utc=ts)
                 ids.append(intake_id)
@@ -486,10 +513,14 @@ def _integrate_batch(placed: dict[int, tuple[int, str]], *, locked: bool = False
             # the rows leave the intake and enter the chain together, the copied
             # columns taken from the intake row itself.
             # Bound server-side (psycopg's own cursor, not Django's client-side
-            # one): the arrays travel as parameters, not as quoted literals.
+            # one): the arrays travel as parameters, not as quoted literals; in
+            # a pipeline with the transaction's start, so one round trip.
             # Django's wrapper makes psycopg's own errors DatabaseErrors, which
             # `integrate` contains (a raw one escaped it into a 500 mid-crash).
-            with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as bound:
+            raw = connection.connection
+            with connection.wrap_database_errors, raw.pipeline(), psycopg.Cursor(raw) as bound:
+                bound.execute("BEGIN")
+                bound.execute(_ASYNC_COMMIT)
                 bound.execute(_INTEGRATE, [ids, now, ids, seqs, hashes, prevs, bodies])
             mirror().append(lines)
             # One round trip: the commit, the unlock, the look again (rows
@@ -503,7 +534,7 @@ def _integrate_batch(placed: dict[int, tuple[int, str]], *, locked: bool = False
             _abandon_batch()
             raise
     placed.update(done)
-    events().integrated(len(batch), since=started)
+    events().integrated(len(look.batch), since=started)
     events().checkpoint_due(first, seq)
     return more
 

@@ -227,6 +227,7 @@ class Round:
     seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
+    cpu_s: dict[str, float] = field(default_factory=dict)  # CPU seconds spent in the round, by part
 
     @property
     def rps(self) -> float:
@@ -299,6 +300,54 @@ async def drive_async(port: int, request: bytes, connections: int, seconds: floa
 
 def drive(port: int, request: bytes, connections: int, seconds: float) -> Round:
     return asyncio.run(drive_async(port, request, connections, seconds))
+
+
+# --- where the machine's CPU goes ----------------------------------------------------
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _process_tree_cpu_s(root_pid: int) -> float:
+    """CPU seconds (user + system, with reaped children's) of a process and
+    its children, as /proc has them now: a gunicorn master and its workers, a
+    postmaster and its backends."""
+    children = subprocess.run(["pgrep", "-P", str(root_pid)], capture_output=True, text=True).stdout.split()
+    ticks = 0
+    for pid in [str(root_pid), *children]:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile: its time is in its parent's reaped children
+        ticks += sum(int(v) for v in fields[11:15])  # utime, stime, cutime, cstime
+    return ticks / _CLK_TCK
+
+
+def _machine_busy_s() -> float:
+    """CPU seconds every core of the machine has spent busy since boot."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = Path("/proc/stat").read_text().split()[1:9]
+    return sum(int(v) for v in (user, nice, system, irq, softirq, steal)) / _CLK_TCK
+
+
+def _cpu_now(app_pid: int, database_pid: int | None) -> dict[str, float]:
+    client = os.times()
+    return {
+        "app": _process_tree_cpu_s(app_pid),
+        "database": _process_tree_cpu_s(database_pid) if database_pid else 0.0,
+        "load generator": client.user + client.system,
+        "machine": _machine_busy_s(),
+    }
+
+
+def measured_drive(
+    server: Gunicorn, database_pid: int | None, request: bytes, connections: int, seconds: float
+) -> Round:
+    """drive(), with the CPU each part of the machine spent meanwhile (on
+    SQLite the database's work is inside the app's processes)."""
+    before = _cpu_now(server.process.pid, database_pid)
+    result = drive(server.port, request, connections, seconds)
+    after = _cpu_now(server.process.pid, database_pid)
+    result.cpu_s = {part: after[part] - before[part] for part in before}
+    return result
 
 
 # --- where a request's time goes: py-spy on the workers ---------------------------
@@ -456,10 +505,13 @@ def bench_database(database: str, args: argparse.Namespace, cluster: PostgresClu
             warm = drive(servers[name].port, requests[name], args.connections, args.warmup)
             print(f"[{database}] warm-up {name}: {warm.rps:.0f} req/s, statuses {warm.statuses}", flush=True)
         rounds: dict[str, list[Round]] = {name: [] for name in scenarios}
+        database_pid = cluster.proc.pid if cluster is not None and cluster.proc is not None else None
         cpu_before = os.times()
         for i in range(args.rounds):
             for name in scenarios:
-                rounds[name].append(drive(servers[name].port, requests[name], args.connections, args.seconds))
+                rounds[name].append(
+                    measured_drive(servers[name], database_pid, requests[name], args.connections, args.seconds)
+                )
             line = ", ".join(f"{n} {rounds[n][-1].rps:.0f}" for n in scenarios)
             print(f"[{database}] round {i + 1}/{args.rounds}: {line} req/s", flush=True)
         cpu = os.times()
@@ -507,6 +559,10 @@ def summarize(database: str, rounds: dict[str, list[Round]], rss: dict[str, list
             "errors": sum(r.errors for r in rs),
             "statuses": {str(k): sum(r.statuses.get(k, 0) for r in rs) for k in {k for r in rs for k in r.statuses}},
             "peak_rss_mb_per_worker": [round(v, 1) for v in rss[name]],
+            "cpu_ms_per_request": {
+                part: _median([1000 * r.cpu_s[part] / r.requests for r in rs if r.requests and part in r.cpu_s])
+                for part in ("app", "database", "load generator", "machine")
+            },
             "rounds": [
                 {"rps": r.rps, "p50_ms": r.percentile(0.5), "p99_ms": r.percentile(0.99), "errors": r.errors}
                 for r in rs
@@ -546,6 +602,13 @@ def report(result: dict[str, Any], connections: int) -> str:
     for name, s in result["scenarios"].items():
         rss = ", ".join(f"{v:.0f}" for v in s["peak_rss_mb_per_worker"])
         lines.append(f"{name:14} {s['rps']:8.0f} {s['p50_ms']:8.1f} {s['p99_ms']:8.1f} {s['errors']:7d}  {rss}")
+    lines += ["", "CPU ms per request (median of rounds; machine = every core, all processes):"]
+    lines.append(f"{'scenario':14} {'app':>7} {'database':>9} {'load gen':>9} {'machine':>8}")
+    for name, s in result["scenarios"].items():
+        cpu = s["cpu_ms_per_request"]
+        lines.append(
+            f"{name:14} {cpu['app']:7.2f} {cpu['database']:9.2f} {cpu['load generator']:9.2f} {cpu['machine']:8.2f}"
+        )
     a_b, a_c, tail = (
         result["ratio_governed_over_peer"],
         result["ratio_governed_over_bare"],

@@ -28,20 +28,11 @@ from governance.pipeline import (
     Outcome,
     client_credentials,
     error_outcome,
-    failed_credential_counted,
     run_gate,
 )
 from veritta_site.errors import VerittaError
 
 Perform = Callable[[RequestContext, dict[str, Any], Owners], Outcome]
-
-
-def _client_credentials_counted(request: HttpRequest, ctx: RequestContext) -> tuple[Any, Any]:
-    """G0, G2 and/or G4 as on /process; a denial also counts against the address limit."""
-    try:
-        return client_credentials(request, ctx)
-    except Denied as denied:
-        raise failed_credential_counted(denied, client=ctx.client)  # noqa: B904 - it may be `denied` itself
 
 
 def reader_request(request: HttpRequest, *, endpoint: str, parse: Callable[[Any], dict[str, Any]], perform: Perform) -> Outcome:
@@ -55,7 +46,7 @@ def reader_request(request: HttpRequest, *, endpoint: str, parse: Callable[[Any]
             (key_actor, session_actor), headers, data = gated_input(
                 request,
                 ctx,
-                credentials=lambda: _client_credentials_counted(request, ctx),
+                credentials=lambda: client_credentials(request, ctx),  # G0, G2 and/or G4 as on /process
                 within_limits=lambda actors: gates.within_limits(
                     key_actor=actors[0], session_actor=actors[1], client=ctx.client
                 ),

@@ -34,18 +34,15 @@ T = TypeVar("T")
 
 
 def _credentials(ctx: RequestContext, checks: list[tuple[str, Callable[..., Any]]], request: HttpRequest) -> None:
-    """Run the credential gates; a denial also counts against the address limit."""
-    try:
-        for rule, check in checks:
-            gate = rule.split(":")[0]
-            result = run_gate(gate, check, request)
-            if isinstance(result, dict):
-                ctx.actor = {"kind": result["kind"], "id": result["id"]}
-                if "roles" in result:
-                    ctx.roles = list(result["roles"])
-            ctx.matched_rules.append(rule)
-    except Denied as denied:
-        raise failed_credential_counted(denied, client=ctx.client)  # noqa: B904 - it may be `denied` itself
+    """Run the credential gates in order; the actor and roles they prove go on `ctx`."""
+    for rule, check in checks:
+        gate = rule.split(":")[0]
+        result = run_gate(gate, check, request)
+        if isinstance(result, dict):
+            ctx.actor = {"kind": result["kind"], "id": result["id"]}
+            if "roles" in result:
+                ctx.roles = list(result["roles"])
+        ctx.matched_rules.append(rule)
 
 
 def gated_input(
@@ -59,7 +56,8 @@ def gated_input(
     body_required: bool = False,
 ) -> tuple[T, dict[str, str], dict[str, Any]]:
     """The front every gate chain of the edge shares, in SPEC §4 order: P0 size
-    -> the body parsed (its digest on `ctx`) -> the credential gates -> G10
+    -> the body parsed (its digest on `ctx`) -> the credential gates (a denial
+    also counts against the client address) -> G10
     limits -> the body's JSON -> P2 `parse`. Returns (what the credential gates
     proved, the limit headers, the validated input); raises Denied. An empty
     body is the empty input unless `body_required`; a body that is not JSON
@@ -68,7 +66,11 @@ def gated_input(
     ctx.matched_rules.append("P0:size_within_limit")
     parsed = gates.parse_input(body)
     ctx.input_digest, ctx.digest_kind = parsed.digest, parsed.digest_kind
-    proved = credentials()
+    try:
+        proved = credentials()
+    except Denied as denied:
+        # A failed credential also counts against the client address (G10), as on /process.
+        raise failed_credential_counted(denied, client=ctx.client)  # noqa: B904 - it may be `denied` itself
     headers = run_gate("G10", within_limits, proved)
     ctx.matched_rules.append(G10_RULE)
     if (body or body_required) and parsed.problem is not None:

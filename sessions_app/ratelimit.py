@@ -35,7 +35,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -149,15 +149,41 @@ _PURGE_STATES = "DELETE FROM sessions_app_ratelimitstate WHERE tat_us < %s"
 PURGE_EVERY = 1000  # admissions per process between purges
 
 
+_SAVEPOINT = "veritta_limits"
+
+
+class _ContainedCursor:
+    """A cursor whose statements each run in a savepoint of their own, sent
+    with the statement: on PostgreSQL a savepoint is a round trip, and three
+    per statement were a quarter of a request's. A failed statement is rolled
+    back to its savepoint, so the transaction around it goes on."""
+
+    def __init__(self, cursor: Any) -> None:
+        self._cursor = cursor
+
+    def execute(self, sql: str, params: Sequence[Any]) -> None:
+        try:
+            self._cursor.execute(f"SAVEPOINT {_SAVEPOINT}; {sql}; RELEASE SAVEPOINT {_SAVEPOINT}", params)
+        except DatabaseError:
+            self._cursor.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}; RELEASE SAVEPOINT {_SAVEPOINT}")
+            raise
+        self._cursor.nextset()  # the statement's own result
+
+    def fetchall(self) -> list[Any]:
+        return list(self._cursor.fetchall())
+
+
 @contextmanager
 def _store_cursor() -> Iterator[Any]:
     """A cursor for the store's statements. Inside a transaction (the pipeline's
     decision transaction) a savepoint keeps a failure here from spoiling it:
-    the DENY is still written. Any database error is RateLimitUnavailable."""
-    contained = transaction.atomic() if connection.in_atomic_block else nullcontext()
+    the DENY is still written (on SQLite Django's savepoint, which costs no
+    round trip). Any database error is RateLimitUnavailable."""
+    contained = connection.in_atomic_block and connection.vendor == "postgresql"
+    savepoint = transaction.atomic() if connection.in_atomic_block and not contained else nullcontext()
     try:
-        with contained, connection.cursor() as cursor:
-            yield cursor
+        with savepoint, connection.cursor() as cursor:
+            yield _ContainedCursor(cursor) if contained else cursor
     except DatabaseError as exc:
         raise RateLimitUnavailable(type(exc).__name__) from exc
 

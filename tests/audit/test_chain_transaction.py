@@ -236,3 +236,20 @@ def test_a_batch_the_database_refuses_is_contained_and_taken_again(observed):
     assert refused["raised"] is None, refused
     assert refused["seq"] is None and refused["waiting"] == [True] and refused["idle"]
     assert refused["waiting_after"] is False and _gapless(refused["stored"])
+
+
+@pytest.mark.django_db
+def test_the_chain_table_has_no_prefix_indexes():
+    """Every index on the chain costs each record written; the `LIKE` prefix
+    ones Django adds to indexed CharFields on PostgreSQL serve no query
+    (migration 0009), so none may be there."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite has no varchar_pattern_ops indexes")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'audit_auditrecord'")
+        definitions = dict(cursor.fetchall())
+    assert not [name for name, definition in definitions.items() if "pattern_ops" in definition]
+    assert any("(trace_id)" in definition for definition in definitions.values())  # the plain one stays
+    assert any("UNIQUE" in d and "(record_hash)" in d for d in definitions.values())

@@ -13,6 +13,8 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -130,12 +132,21 @@ def test_a_lock_held_past_the_merge_delay_fails_closed_alerts_and_recovers(start
     assert json.loads(proof)["entry_hash"] == promised[0]["entry_hash"]
 
 
-def test_the_database_restarted_mid_load_loses_no_committed_record(start_app_server):
-    cluster = PostgresCluster()
+@contextmanager
+def own_cluster(cluster: PostgresCluster) -> Iterator[PostgresCluster]:
+    """A PostgreSQL cluster of the test's own (the test kills and restarts it),
+    started with an empty `veritta` database, stopped whatever happens."""
     cluster.start()
     try:
         with psycopg.connect(cluster.url(), autocommit=True) as conn:
             conn.execute("CREATE DATABASE veritta")
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def test_the_database_restarted_mid_load_loses_no_committed_record(start_app_server):
+    with own_cluster(PostgresCluster()) as cluster:
         # Limits out of reach: the load may pass a minute's key limit on a fast machine.
         limits = {"VERITTA_RATE_LIMIT_KEY_PER_MIN": "1000000000", "VERITTA_RATE_LIMIT_ADDRESS_PER_MIN": "1000000000"}
         server = start_app_server(workers=2, database_url=cluster.url("veritta"), env=limits)
@@ -152,8 +163,6 @@ def test_the_database_restarted_mid_load_loses_no_committed_record(start_app_ser
         report = verify(server)
         assert report["waiting"] == 0 and not [p for p in report["problems"] if p["kind"] != "incomplete"], report
         server.stop()
-    finally:
-        cluster.stop()
 
 
 class LazyWalWriterCluster(PostgresCluster):
@@ -168,11 +177,7 @@ class LazyWalWriterCluster(PostgresCluster):
 def test_a_seq_receipt_survives_a_database_crash_right_after_its_answer(start_app_server):
     # The sequencer commits without waiting for its WAL flush (the chain lock is
     # not held across it); the flush after it is what makes a seq receipt true.
-    cluster = LazyWalWriterCluster()
-    cluster.start()
-    try:
-        with psycopg.connect(cluster.url(), autocommit=True) as conn:
-            conn.execute("CREATE DATABASE veritta")
+    with own_cluster(LazyWalWriterCluster()) as cluster:
         server = start_app_server(workers=1, database_url=cluster.url("veritta"))
         # One worker, one request at a time: each sequences its own records, unless
         # the worker's sequencer timer holds the lock just then (a promise): go on
@@ -190,5 +195,3 @@ def test_a_seq_receipt_survives_a_database_crash_right_after_its_answer(start_ap
         report = verify(server)
         assert report["waiting"] == 0 and report["problems"] == [], report
         server.stop()
-    finally:
-        cluster.stop()

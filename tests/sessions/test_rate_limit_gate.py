@@ -73,6 +73,29 @@ def test_failed_credentials_count_against_the_address_and_then_throttle_it(api, 
     assert api.process(SMOKE).status_code == 429
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "credential", "denied"),
+    [
+        ("post", "/sessions", {"HTTP_X_API_KEY": "vk_guess"}, ("G2", "GATE_DENIED_INVALID_API_KEY")),
+        ("get", "/admin/sessions", {"HTTP_X_ADMIN_KEY": "guess"}, ("G2", "ADMIN_KEY_INVALID")),
+        ("get", "/audit/proofs/inclusion/seq/1", {"HTTP_X_API_KEY": "vk_guess"}, ("G2", "GATE_DENIED_INVALID_API_KEY")),
+    ],
+    ids=["POST /sessions", "admin API", "proof reader"],
+)
+def test_every_endpoint_counts_a_failed_credential_against_the_address(
+    api, settings, audit_records, method, path, credential, denied
+):
+    """Not only /process: every gate chain of the edge (edge.sessions_flows.
+    gated_input) counts a credential denial against the client address, so
+    guessing keys is throttled wherever a key is checked."""
+    settings.VERITTA_RATE_LIMIT_ADDRESS_PER_MIN = 2
+    answers = [getattr(api, method)(path, content_type="application/json", **credential) for _ in range(3)]
+    assert [a.json()["reason_codes"] for a in answers] == [[denied[1]], [denied[1]], ["RATE_LIMIT_EXCEEDED"]]
+    (decision,) = audit_records(answers[2].json()["trace_id"])
+    assert decision["gate"] == "G10"
+    assert decision["evidence"]["credential_denied"] == {"gate": denied[0], "code": denied[1]}
+
+
 def test_missing_and_bad_session_credentials_also_count_against_the_address(api, settings, open_session):
     settings.VERITTA_RATE_LIMIT_ADDRESS_PER_MIN = 3
     session = open_session()  # POST /sessions counts too: one
@@ -213,3 +236,46 @@ def test_a_limit_beyond_one_a_microsecond_still_answers(api, settings):
     settings.VERITTA_RATE_LIMIT_KEY_PER_MIN = 1_000_000_000  # T would round to 0
     answer = api.process(SMOKE)
     assert answer.status_code == 200 and answer["RateLimit-Policy"].startswith('"address"')
+
+
+_REFUSING_TRIGGER = {
+    "postgresql": [
+        "CREATE FUNCTION test_refuse_limits() RETURNS trigger AS $$"
+        " BEGIN RAISE EXCEPTION 'the store is down'; END $$ LANGUAGE plpgsql",
+        "CREATE TRIGGER test_refuse_limits BEFORE INSERT OR UPDATE ON sessions_app_ratelimitstate"
+        " FOR EACH ROW EXECUTE FUNCTION test_refuse_limits()",
+    ],
+    "sqlite": [
+        "CREATE TRIGGER test_refuse_limits BEFORE INSERT ON sessions_app_ratelimitstate"
+        " BEGIN SELECT RAISE(ABORT, 'the store is down'); END",
+    ],
+}
+_LIFTED = {
+    "postgresql": [
+        "DROP TRIGGER test_refuse_limits ON sessions_app_ratelimitstate",
+        "DROP FUNCTION test_refuse_limits()",
+    ],
+    "sqlite": ["DROP TRIGGER test_refuse_limits"],
+}
+
+
+def test_a_failing_database_store_still_gets_its_deny_written(api, audit_records):
+    """The store's statement fails inside the decision transaction (a real
+    database error, from a trigger): its savepoint is rolled back, so the
+    transaction goes on to commit the G10 DENY, and the answer is 503. Lifted,
+    the next request passes and the chain holds both."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        for statement in _REFUSING_TRIGGER[connection.vendor]:
+            cursor.execute(statement)
+    refused = api.process(SMOKE)
+    assert refused.status_code == 503 and refused.json()["reason_codes"] == ["RATE_LIMIT_UNAVAILABLE"]
+    (decision,) = audit_records(refused.json()["trace_id"])
+    assert decision["gate"] == "G10" and decision["evidence"]["store"] == "database"
+    with connection.cursor() as cursor:
+        for statement in _LIFTED[connection.vendor]:
+            cursor.execute(statement)
+    passed = api.process(SMOKE)
+    assert passed.status_code == 200
+    assert [r["decision"] for r in audit_records(passed.json()["trace_id"])][:1] == ["ALLOW"]
