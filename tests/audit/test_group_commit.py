@@ -89,6 +89,12 @@ if connection.vendor == "sqlite":  # the mirror is written at the commit
         settings.VERITTA_AUDIT_LOG_PATH = blocker / "audit.log"  # its parent is a file: the mirror refuses
         return append()
     batch(append, [("e", mirror_refuses_then_append), ("f", append)])
+    # The refusal raised an audit_sink_failure alert, whose delivery thread
+    # records it in the chain. Let it finish while the mirror still refuses
+    # (so its records are refused too), not race the reads below.
+    for thread in threading.enumerate():
+        if thread.name == "veritta-alert":
+            thread.join(60)
     settings.VERITTA_AUDIT_LOG_PATH = log
     out["refused"] = {"results": dict(results), "stored": seqs()}
     out["next"] = group_commit.grouped(append).seq
