@@ -101,10 +101,11 @@ def main() -> None:
         help="Spread the records over this many hours (default 24.5): the reports' last-24-hours window"
         " then cuts through the oldest hour, which they read record by record.",
     )
+    parser.add_argument("--output", type=Path, help="JSON result file (default bench/results/reports-<timestamp>.json)")
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)  # the child process: measure in DIR
     args = parser.parse_args()
     if args.measure:
-        measure(args.measure, args.records, args.repeat, args.span_hours)
+        measure(args.measure, args.records, args.repeat, args.span_hours, args.output)
         return
 
     from bench.verify_bench import build_chain
@@ -129,11 +130,12 @@ def main() -> None:
         str(args.repeat),
         "--span-hours",
         str(args.span_hours),
+        *(["--output", str(args.output.resolve())] if args.output else []),
     ]
     sys.exit(subprocess.run(command, env=env).returncode)
 
 
-def measure(tmp: Path, records: int, repeat: int, span_hours: float) -> None:
+def measure(tmp: Path, records: int, repeat: int, span_hours: float, output: Path | None) -> None:
     import django
 
     django.setup()
@@ -211,10 +213,10 @@ def measure(tmp: Path, records: int, repeat: int, span_hours: float) -> None:
     for name, r in ratios.items():
         print(f"ratio jsonl/{name:<15} {r:8.1f}x  (target >= {RATIO_TARGET:g}x)")
     print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} (1 min)")
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"reports-{datetime.now().strftime('%Y%m%dT%H%M%SZ')}.json"
+    out = output or RESULTS / f"reports-{datetime.now().strftime('%Y%m%dT%H%M%SZ')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out.relative_to(ROOT)}", file=sys.stderr)
+    print(f"wrote {out}", file=sys.stderr)
     if min(ratios.values()) < RATIO_TARGET:
         sys.exit(1)
 
