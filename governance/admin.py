@@ -12,7 +12,7 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.contrib.admin.utils import unquote
+from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -155,7 +155,7 @@ class ApprovalRequestAdmin(OfferedFiltersOnlyMixin, NoWritesMixin, admin.ModelAd
                 self.message_user(request, f"Recorded; the request is {obj.status}.", messages.SUCCESS)
             except VerittaError as error:
                 self.message_user(request, f"Refused: {error.code} ({error.message})", messages.ERROR)
-            return HttpResponseRedirect(reverse("admin:governance_approvalrequest_change", args=[obj.pk]))
+            return HttpResponseRedirect(reverse("admin:governance_approvalrequest_change", args=[quote(obj.pk)]))
         context = {**self.admin_site.each_context(request), "title": f"Decide on {obj.public_id}", "opts": self.opts,
                    "obj": obj, "form": form}
         return TemplateResponse(request, "admin/governance/approvalrequest/decide.html", context)

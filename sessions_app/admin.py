@@ -16,7 +16,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.contrib.admin.utils import unquote
+from django.contrib.admin.utils import quote, unquote
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, User
 from django.core.exceptions import PermissionDenied
@@ -126,7 +126,7 @@ class RevocableAdmin(OfferedFiltersOnlyMixin, NoWritesMixin, admin.ModelAdmin):
         form = RevokeForm(request.POST if request.method == "POST" else None)
         if form.is_valid():
             self._revoke_all(request, [obj], form.cleaned_data["reason"])
-            url = reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[obj.pk])
+            url = reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[quote(obj.pk)])
             return HttpResponseRedirect(url)
         return self._confirmation(request, [obj], form, bulk=False)
 
@@ -247,7 +247,7 @@ class ApiKeyAdmin(RevocableAdmin):
                 self.message_user(request, f"Roles of vk_{obj.prefix}_…: {', '.join(sorted(set(form.role_list()))) or '(none)'}.")
             else:
                 self.message_user(request, "The key is revoked: its roles were not changed.", messages.ERROR)
-            return HttpResponseRedirect(reverse("admin:sessions_app_apikey_change", args=[obj.pk]))
+            return HttpResponseRedirect(reverse("admin:sessions_app_apikey_change", args=[quote(obj.pk)]))
         context = {**self.admin_site.each_context(request), "title": "Roles", "opts": self.opts, "object": obj, "form": form}
         return TemplateResponse(request, "admin/sessions_app/roles_form.html", context)
 
