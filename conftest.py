@@ -150,15 +150,6 @@ def assert_no_secret_in(body: bytes) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _not_at_a_minute_boundary() -> None:
-    """Rate limits count in fixed one-minute windows; a quick test that
-    straddled a boundary would see its counters reset halfway."""
-    from tests.support.servers import wait_for_fresh_rate_window
-
-    wait_for_fresh_rate_window(margin_s=2)
-
-
-@pytest.fixture(autouse=True)
 def _every_response_uses_catalogued_codes(monkeypatch: pytest.MonkeyPatch) -> None:
     """Applied to every test: the test client and requests both check each answer."""
     import requests

@@ -18,9 +18,9 @@ record (action "alert", input_digest = digest of the JSON sent) before
 delivery, then SUCCESS or FAILED. It carries kinds, names, counts and
 digests only: never a secret, an address or a payload value.
 
-Deduplicated: one alert per (kind, subject) per VERITTA_ALERT_DEDUP_S, across
-every worker process and app server (an atomic claim in the shared counter
-table). Requests never wait for delivery: it runs in a background thread;
+Deduplicated: one alert per (kind, subject) within VERITTA_ALERT_DEDUP_S of the
+last one, across every worker process and app server (an atomic claim in
+G10's shared table). Requests never wait for delivery: it runs in a background thread;
 commands deliver before they exit.
 """
 
@@ -81,40 +81,51 @@ class Alert:
 
 # --- deduplication ----------------------------------------------------------------
 
-_claimed: dict[tuple[str, str], int] = {}  # (kind, subject) -> the period this process claimed
+_claimed: dict[tuple[str, str], int] = {}  # (kind, subject) -> when this process's claim ends (µs)
 _claimed_lock = threading.Lock()
 
-# The shared counter table of gate G10 (sessions_app.RateCounter) holds the claims:
-# bucket "alert:<kind>:<subject>", minute = the minute the dedup period ends, so the
-# row lives exactly as long as its period (G10 purges rows whose minute has passed).
+# The claims live in G10's table of GCRA states (sessions_app.RateLimitState):
+# bucket "alert:<kind>:<subject>", tat_us = when the claim ends. One conditional
+# upsert claims iff there is no claim or it has ended, atomically for every
+# process; it answers the end of the claim that stands either way. A claim
+# whose end has passed is the same as none (G10's purge drops it).
 _CLAIM = (
-    "INSERT INTO sessions_app_ratecounter (bucket, minute, count) VALUES (%s, %s, 1)"
-    " ON CONFLICT (bucket, minute) DO UPDATE SET count = sessions_app_ratecounter.count + 1"
-    " RETURNING count"
+    "INSERT INTO sessions_app_ratelimitstate (bucket, tat_us, interval_us, seen_us) VALUES (%s, %s, %s, %s)"
+    " ON CONFLICT (bucket) DO UPDATE SET tat_us = excluded.tat_us, interval_us = excluded.interval_us,"
+    " seen_us = excluded.seen_us WHERE sessions_app_ratelimitstate.tat_us <= excluded.seen_us RETURNING tat_us"
 )
+_CLAIM_STANDING = "SELECT tat_us FROM sessions_app_ratelimitstate WHERE bucket = %s"
 
 
 def _first_in_period(kind: str, subject: str) -> bool:
-    """True for exactly one caller per (kind, subject) and dedup period, in any process."""
-    period_s = max(1, settings.VERITTA_ALERT_DEDUP_S)
-    period = int(time.time() // period_s)
+    """True for exactly one caller per (kind, subject) within any
+    VERITTA_ALERT_DEDUP_S, in any process: the period runs from the alert
+    raised, so no clock boundary lets two through a second apart."""
+    period_us = max(1, settings.VERITTA_ALERT_DEDUP_S) * 1_000_000
+    now_us = time.time_ns() // 1000
     with _claimed_lock:
-        if _claimed.get((kind, subject)) == period:
+        if _claimed.get((kind, subject), 0) > now_us:
             return False
-        _claimed[(kind, subject)] = period
+        _claimed[(kind, subject)] = now_us + period_us
     bucket = f"alert:{kind}:{subject}"
     if len(bucket) > 80:
         bucket = "alert:" + digest_of({"kind": kind, "subject": subject})[:64]
-    end_minute = -(-(period + 1) * period_s // 60)
     try:
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(_CLAIM, [bucket, end_minute])
-            return int(cursor.fetchone()[0]) == 1
+            cursor.execute(_CLAIM, [bucket, now_us + period_us, period_us, now_us])
+            if cursor.fetchone() is not None:
+                return True
+            cursor.execute(_CLAIM_STANDING, [bucket])
+            standing = cursor.fetchone()
     except DatabaseError as exc:
         # The database is down (perhaps the very thing to alert about): this
         # process's own claim stands, so the alert still goes out, once per process.
         logger.warning("alert claim unavailable", extra={"exc_class": type(exc).__name__})
         return True
+    if standing is not None:  # another process's claim: this one waits as long as it stands
+        with _claimed_lock:
+            _claimed[(kind, subject)] = int(standing[0])
+    return False
 
 
 # --- raising and delivering ------------------------------------------------------------
@@ -262,17 +273,17 @@ class _AlertRecords:
 
 def authn_failure_observed(*, client: str | None, actor: dict[str, Any]) -> None:
     """Count one authentication failure against its client digest and, when the
-    request named one, its key or session; the count that reaches the threshold
-    raises the incident (exactly one request per minute and subject does)."""
+    request named one, its key or session; a count at the threshold or above
+    raises the incident (deduplicated: one alert per subject and period)."""
     threshold = settings.VERITTA_ALERT_AUTHN_FAILURES_PER_MIN
     subjects = [f"client:{client}" if client else "client:unknown"]
     if actor.get("id") and actor.get("kind") not in (None, "anonymous"):
         subjects.append(f"{actor['kind']}:{actor['id']}")
     for subject in subjects:
-        count = _minute_count(scope="authfail", ident=subject, limit=threshold)
+        count = _minute_count(scope="authfail", ident=subject)
         if count is None:
             return
-        if count == threshold:
+        if count >= threshold:
             alert_raise(
                 kind="auth_incident",
                 subject=subject,
@@ -282,21 +293,23 @@ def authn_failure_observed(*, client: str | None, actor: dict[str, Any]) -> None
 
 
 def _count_towards(*, scope: str, subject: str, threshold: int) -> bool:
-    """One more event of `scope` for `subject` in this minute, in the shared G10
-    store; True for exactly the event that reaches the threshold."""
-    return _minute_count(scope=scope, ident=subject, limit=threshold) == threshold
+    """One more event of `scope` for `subject` in the shared G10 store; True
+    once `threshold` of them fell within the last minute (sessions_app.ratelimit:
+    this clock minute and the one before, so no boundary splits a burst)."""
+    count = _minute_count(scope=scope, ident=subject)
+    return count is not None and count >= threshold
 
 
 # The shared G10 store is sessions_app's, a layer above: SessionsAppConfig.ready()
-# registers its counter on this hook (one event, the count this minute; None when
+# registers its counter on this hook (one event, the count within the last minute; None when
 # the store does not answer). Without one the call raises: no alert is lost silently.
-minute_counter: Hook[Callable[[str, str, int], int | None]] = Hook(
+minute_counter: Hook[Callable[[str, str], int | None]] = Hook(
     "audit.alerts.minute_counter", provided_by="sessions_app"
 )
 
 
-def _minute_count(*, scope: str, ident: str, limit: int) -> int | None:
-    return minute_counter.provided()(scope, ident, limit)
+def _minute_count(*, scope: str, ident: str) -> int | None:
+    return minute_counter.provided()(scope, ident)
 
 
 def rate_limited_observed() -> None:

@@ -1,4 +1,4 @@
-"""Exact sliding rate limits (gate G10), and fixed-window counts for alerts.
+"""Exact sliding rate limits (gate G10), and the counts alerts keep per minute.
 
 Limits are a GCRA (generic cell rate algorithm, as Envoy, redis-cell and
 Stripe use): each bucket keeps one time, its "theoretical arrival time"
@@ -25,8 +25,12 @@ request is refused (RATE_LIMIT_UNAVAILABLE), never waved through. Buckets name
 a key prefix, a session id or a keyed digest of the client address
 (audit.services.client_digest), never a secret or an address.
 
-Counts (`rate_hit`) are plain fixed one-minute windows, for thresholds such
-as "N authentication failures within a minute" (audit/alerts.py).
+Counts (`minute_count`), for alert thresholds such as "N authentication failures
+within a minute" (audit/alerts.py), are kept per clock minute and read as the
+sum of this minute and the one before: any N events within 60 s are counted
+together whichever minute boundary they straddle (an attacker cannot spread
+2 N - 2 failures across one unseen), at the price of also counting N events
+spread over up to two minutes.
 """
 
 from __future__ import annotations
@@ -50,32 +54,6 @@ WINDOW_S = 60
 
 class RateLimitUnavailable(Exception):
     """The counter store could not be reached or did not answer."""
-
-
-@dataclass(frozen=True)
-class Usage:
-    scope: str  # "key" | "session" | "address" | "admin": the policy name in the headers
-    limit: int
-    count: int
-    reset_s: int  # seconds until the window ends
-
-    @property
-    def exceeded(self) -> bool:
-        return self.count > self.limit
-
-    @property
-    def remaining(self) -> int:
-        return max(0, self.limit - self.count)
-
-    def headers(self) -> dict[str, str]:
-        """IETF draft-ietf-httpapi-ratelimit-headers fields, plus Retry-After when exceeded."""
-        headers = {
-            "RateLimit-Policy": f'"{self.scope}";q={self.limit};w={WINDOW_S}',
-            "RateLimit": f'"{self.scope}";r={self.remaining};t={self.reset_s}',
-        }
-        if self.exceeded:
-            headers["Retry-After"] = str(self.reset_s)
-        return headers
 
 
 @dataclass(frozen=True)
@@ -191,10 +169,12 @@ def _store_cursor() -> Iterator[Any]:
 class DatabaseStore:
     _PURGE = "DELETE FROM sessions_app_ratecounter WHERE minute < %s"
 
+    _PREVIOUS = "SELECT bucket, count FROM sessions_app_ratecounter WHERE minute = %s AND bucket IN ({marks})"
+
     def increment(self, buckets: list[str], window: int) -> list[int]:
-        """Increment every bucket with ONE statement: one write transaction per
-        request, whatever the number of limits (docs/PERFORMANCE.md: on SQLite
-        each write transaction is a turn on the single write lock)."""
+        """Count one event in every bucket in minute `window` with ONE write
+        statement, and return each bucket's events in this minute and the one
+        before (see the module's docstring)."""
         sql = (
             "INSERT INTO sessions_app_ratecounter (bucket, minute, count) VALUES "
             + ", ".join(["(%s, %s, 1)"] * len(buckets))
@@ -206,10 +186,12 @@ class DatabaseStore:
             cursor.execute(sql, params)
             counts = dict(cursor.fetchall())  # RETURNING order is unspecified
             if 1 in counts.values():
-                # First hit of a new window: drop the windows that have passed
-                # (an indexed range delete, once per bucket and minute).
+                # First hit of a new window: drop the windows before the one
+                # before (an indexed range delete, once per bucket and minute).
                 cursor.execute(self._PURGE, [window - 1])
-        return [int(counts[bucket]) for bucket in buckets]
+            cursor.execute(self._PREVIOUS.format(marks=", ".join(["%s"] * len(buckets))), [window - 1, *buckets])
+            previous = dict(cursor.fetchall())
+        return [int(counts[bucket]) + int(previous.get(bucket, 0)) for bucket in buckets]
 
     _admissions = 0
 
@@ -232,14 +214,15 @@ class DatabaseStore:
 
 
 class RedisStore:
-    # INCR and PEXPIRE in one atomic script per key: a counter never outlives
-    # its window by more than one window, and no client sees it without expiry.
+    # INCR and PEXPIRE in one atomic script, per bucket: KEYS are pairs (this
+    # minute's key, the one before's); the answer is their sum. A counter
+    # lives two windows (the next minute still reads it), never without expiry.
     _SCRIPT = """
 local counts = {}
-for i, key in ipairs(KEYS) do
-  local count = redis.call('INCR', key)
-  if count == 1 then redis.call('PEXPIRE', key, ARGV[1]) end
-  counts[i] = count
+for i = 1, #KEYS, 2 do
+  local count = redis.call('INCR', KEYS[i])
+  if count == 1 then redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
+  counts[#counts + 1] = count + tonumber(redis.call('GET', KEYS[i + 1]) or '0')
 end
 return counts
 """
@@ -293,7 +276,7 @@ return answers
             raise RateLimitUnavailable(type(exc).__name__) from exc
 
     def increment(self, buckets: list[str], window: int) -> list[int]:
-        keys = [f"veritta:rl:{bucket}:{window}" for bucket in buckets]
+        keys = [f"veritta:rl:{bucket}:{minute}" for bucket in buckets for minute in (window, window - 1)]
         try:
             return [int(c) for c in self._script(keys=keys, args=[2 * WINDOW_S * 1000])]
         except self._errors as exc:
@@ -316,30 +299,12 @@ def store() -> DatabaseStore | RedisStore:
         return _stores[url]
 
 
-def rate_hits(checks: list[tuple[str, str, int]], *, in_database: bool = False) -> list[Usage]:
-    """Count one request against each `scope:ident` in the current minute, in
-    one operation of the store (the database's, with in_database). Raises
-    RateLimitUnavailable if it does not answer."""
-    now = time.time()
-    window = int(now // WINDOW_S)
-    buckets = [f"{scope}:{ident}"[:80] for scope, ident, _ in checks]
-    counts = (DatabaseStore() if in_database else store()).increment(buckets, window)
-    reset_s = max(1, math.ceil((window + 1) * WINDOW_S - now))
-    return [
-        Usage(scope=scope, limit=limit, count=count, reset_s=reset_s)
-        for (scope, _, limit), count in zip(checks, counts, strict=True)
-    ]
-
-
-def rate_hit(*, scope: str, ident: str, limit: int) -> Usage:
-    return rate_hits([(scope, ident, limit)])[0]
-
-
-def minute_count(scope: str, ident: str, limit: int) -> int | None:
-    """One event of `scope:ident` this minute and the count so far; None when
-    the store does not answer (audit.alerts counts through this)."""
+def minute_count(scope: str, ident: str) -> int | None:
+    """One event of `scope:ident` and the count within the last minute (this
+    clock minute and the one before); None when the store does not answer
+    (audit.alerts counts through this)."""
     try:
-        return rate_hit(scope=scope, ident=ident, limit=limit).count
+        return store().increment([f"{scope}:{ident}"[:80]], int(time.time() // WINDOW_S))[0]
     except RateLimitUnavailable:
         return None
 

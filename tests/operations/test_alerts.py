@@ -50,6 +50,24 @@ def test_an_alert_is_posted_audited_and_deduplicated(alert_settings, webhook):
     assert statuses == [("alert", "PENDING"), ("alert", "SUCCESS")]
 
 
+def test_the_dedup_period_runs_from_the_alert_in_every_process(alert_settings):
+    """Periods used to be clock-aligned (time // VERITTA_ALERT_DEDUP_S): two
+    alerts could go out a second apart, one each side of a boundary."""
+    from sessions_app.models import RateLimitState
+
+    alert_settings.VERITTA_ALERT_DEDUP_S = 2
+    subject = f"test_{uuid.uuid4().hex[:8]}"
+    assert alerts._first_in_period("slo_breach", subject)
+    started = time.time()
+    assert not alerts._first_in_period("slo_breach", subject)  # this process remembers its claim
+    alerts._claimed.clear()  # as another worker process would be: the shared claim stands
+    assert not alerts._first_in_period("slo_breach", subject)
+    claim = RateLimitState.objects.get(bucket=f"alert:slo_breach:{subject}")
+    assert claim.tat_us - claim.seen_us == 2_000_000
+    time.sleep(max(0.0, started + 2.1 - time.time()))
+    assert alerts._first_in_period("slo_breach", subject)  # two seconds after the alert, not at a boundary
+
+
 def test_every_delivery_is_signed_and_a_receiver_refuses_tampering_replay_and_other_keys(alert_settings, webhook):
     alert_settings.VERITTA_ALERT_WEBHOOK_URL = webhook.url
     alert = alert_raise(kind="slo_breach", subject=f"t_{uuid.uuid4().hex[:8]}", summary="x", background=False)

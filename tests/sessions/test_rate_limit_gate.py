@@ -123,17 +123,35 @@ def test_counters_never_hold_an_address_key_or_token(api, open_session):
     assert f"session:{session['session_id']}" in buckets and "key:bootstrap" in buckets
 
 
-def test_database_counter_is_one_atomic_upsert(db):
+def _alert_counts_span_the_minute_before(store) -> None:
+    assert [store.increment(["key:x"], 100) for _ in range(3)] == [[1], [2], [3]]
+    # Several buckets in one operation, each counted once, in the order asked.
+    assert store.increment(["address:y", "key:x"], 100) == [1, 4]
+    # A burst straddling a minute boundary is counted whole: the next minute
+    # reads this minute and the one before (the alerts' "within a minute").
+    assert store.increment(["key:x", "address:y"], 101) == [5, 2]
+    assert store.increment(["key:x"], 102) == [2]  # minute 100 no longer counts
+    assert store.increment(["key:x"], 104) == [1]  # nothing in 103: it starts again
+
+
+def test_database_counter_is_one_atomic_upsert_read_with_the_minute_before(db):
+    from sessions_app.models import RateCounter
     from sessions_app.ratelimit import DatabaseStore
 
-    store = DatabaseStore()
-    assert [store.increment(["key:x"], 100) for _ in range(3)] == [[1], [2], [3]]
-    # Several buckets in one statement, each counted once, in the order asked.
-    assert store.increment(["address:y", "key:x"], 100) == [1, 4]
-    assert store.increment(["key:x"], 101) == [1]  # a new window starts at one
-    from sessions_app.models import RateCounter
+    _alert_counts_span_the_minute_before(DatabaseStore())
+    assert not RateCounter.objects.filter(minute__lt=103).exists()  # purged as minutes pass
 
-    assert not RateCounter.objects.filter(minute__lt=100).exists()
+
+def test_redis_counter_reads_the_minute_before_and_expires(settings):
+    import redis
+
+    from sessions_app.ratelimit import RedisStore
+
+    with RedisServer() as redis_server:
+        _alert_counts_span_the_minute_before(RedisStore(redis_server.url))
+        client = redis.Redis.from_url(redis_server.url)
+        ttl = client.pttl("veritta:rl:key:x:104")
+        assert 110_000 < ttl <= 120_000  # two windows: the next minute still reads it
 
 
 def test_redis_store_limits_and_expires_its_buckets(api, settings):

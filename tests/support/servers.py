@@ -378,11 +378,3 @@ class PostgresCluster(_Server):
             "createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name
         )
         return self.url(name)
-
-
-def wait_for_fresh_rate_window(margin_s: float = 20.0) -> None:
-    """Rate limits count in fixed one-minute windows: a burst that straddles
-    a minute boundary is counted in two windows. Start it well inside one."""
-    into_minute = time.time() % 60
-    if into_minute > 60 - margin_s:
-        time.sleep(60 - into_minute + 0.5)
