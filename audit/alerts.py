@@ -20,8 +20,8 @@ digests only: never a secret, an address or a payload value.
 
 Deduplicated: one alert per (kind, subject) within VERITTA_ALERT_DEDUP_S of the
 last one, across every worker process and app server (an atomic claim in
-G10's shared table). Requests never wait for delivery: it runs in a background thread;
-commands deliver before they exit.
+G10's shared table). Requests never wait for delivery: it runs in a
+background thread; commands deliver before they exit.
 """
 
 from __future__ import annotations
@@ -87,8 +87,8 @@ _claimed_lock = threading.Lock()
 # The claims live in G10's table of GCRA states (sessions_app.RateLimitState):
 # bucket "alert:<kind>:<subject>", tat_us = when the claim ends. One conditional
 # upsert claims iff there is no claim or it has ended, atomically for every
-# process; it answers the end of the claim that stands either way. A claim
-# whose end has passed is the same as none (G10's purge drops it).
+# process, and returns a row only when it claimed. A claim whose end has
+# passed is the same as none (G10's purge drops it).
 _CLAIM = (
     "INSERT INTO sessions_app_ratelimitstate (bucket, tat_us, interval_us, seen_us) VALUES (%s, %s, %s, %s)"
     " ON CONFLICT (bucket) DO UPDATE SET tat_us = excluded.tat_us, interval_us = excluded.interval_us,"
@@ -280,10 +280,7 @@ def authn_failure_observed(*, client: str | None, actor: dict[str, Any]) -> None
     if actor.get("id") and actor.get("kind") not in (None, "anonymous"):
         subjects.append(f"{actor['kind']}:{actor['id']}")
     for subject in subjects:
-        count = _minute_count(scope="authfail", ident=subject)
-        if count is None:
-            return
-        if count >= threshold:
+        if _count_towards(scope="authfail", subject=subject, threshold=threshold):
             alert_raise(
                 kind="auth_incident",
                 subject=subject,
